@@ -1,0 +1,103 @@
+// A throw-away PostgreSQL database with the Supabase shim and the migrations applied, in the order
+// the Supabase CLI applies them (by file name, i.e. by version prefix).
+import postgres from "postgres";
+
+const ROOT = new URL("../../", import.meta.url);
+export const DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
+
+export function adminUrl(): string {
+  return Deno.env.get("DATABASE_URL") || DEFAULT_ADMIN_URL;
+}
+
+/** Connects to the server, starting the local cluster when we are allowed to and it is down. */
+export async function ensurePostgres(url = adminUrl()): Promise<void> {
+  if (await canConnect(url)) return;
+  if (!Deno.env.get("DATABASE_URL") && (await startLocalCluster()) && (await canConnect(url, 20))) return;
+  throw new Error(
+    `PostgreSQL is not reachable at ${redactPassword(url)}.\n` +
+      "  Start it (Debian: pg_ctlcluster --skip-systemctl-redirect 15 main start) or set DATABASE_URL\n" +
+      "  to a server where this user may create databases (trust or password auth).",
+  );
+}
+
+export async function createDatabase(name: string): Promise<string> {
+  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Applies the shim (roles, auth schema: only what is missing) and every migration. */
+export async function migrate(databaseUrl: string): Promise<string[]> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const applied: string[] = [];
+  try {
+    await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_shim.sql", ROOT)));
+    for (const file of await migrationFiles()) {
+      try {
+        await sql.begin((tx) => tx.unsafe(Deno.readTextFileSync(file)));
+      } catch (error) {
+        throw new Error(`migration ${file.pathname.split("/").pop()} failed: ${(error as Error).message}`);
+      }
+      applied.push(file.pathname.split("/").pop()!);
+    }
+  } finally {
+    await sql.end();
+  }
+  return applied;
+}
+
+async function migrationFiles(): Promise<URL[]> {
+  const dir = new URL("supabase/migrations/", ROOT);
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
+  return names.sort().map((name) => new URL(name, dir));
+}
+
+async function canConnect(url: string, attempts = 1): Promise<boolean> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
+    try {
+      await sql`select 1`;
+      return true;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    } finally {
+      await sql.end({ timeout: 1 }).catch(() => {});
+    }
+  }
+  return false;
+}
+
+async function startLocalCluster(): Promise<boolean> {
+  try {
+    const list = await new Deno.Command("pg_lsclusters", { args: ["--no-header"], stderr: "null" }).output();
+    const first = new TextDecoder().decode(list.stdout).trim().split(/\s+/);
+    if (first.length < 2) return false;
+    console.error(`PostgreSQL is down; starting cluster ${first[0]}/${first[1]}`);
+    const start = await new Deno.Command("pg_ctlcluster", {
+      args: ["--skip-systemctl-redirect", first[0], first[1], "start"],
+    }).output();
+    return start.success;
+  } catch {
+    return false;
+  }
+}
+
+export function redactPassword(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
+}

@@ -1,0 +1,83 @@
+// Runs one edge function the way the platform does: its index.ts's `export default { fetch }`
+// served by `deno serve` in a process of its own, with only the environment we give it.
+const ROOT = new URL("../../", import.meta.url);
+const LISTENING = /Listening on https?:\/\/[^:]+:(\d+)/;
+
+export interface FunctionProcess {
+  name: string;
+  url: string;
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string;
+  /** Milliseconds from spawn to listening. */
+  startupMs: number;
+  stop(): Promise<void>;
+}
+
+export async function startFunction(name: string, env: Record<string, string>): Promise<FunctionProcess> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "serve",
+      "--allow-net",
+      "--allow-env",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      `supabase/functions/${name}/index.ts`,
+    ],
+    cwd: ROOT,
+    env: { ...env, NO_COLOR: "1", DENO_DIR: Deno.env.get("DENO_DIR") ?? "", HOME: Deno.env.get("HOME") ?? "" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+
+  let output = "";
+  let resolvePort: (port: string) => void;
+  const port = new Promise<string>((resolve) => (resolvePort = resolve));
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      output += chunk;
+      const match = output.match(LISTENING);
+      if (match) resolvePort(match[1]);
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const exited = child.status.then((status) => {
+    throw new Error(`${name} exited with code ${status.code} before listening:\n${output}`);
+  });
+  const listeningPort = await Promise.race([port, exited]);
+  exited.catch(() => {});
+
+  return {
+    name,
+    url: `http://127.0.0.1:${listeningPort}`,
+    output: () => output,
+    startupMs: performance.now() - started,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+      await drained;
+    },
+  };
+}
+
+/** Starts a function that is expected to fail at start-up; returns its exit code and output. */
+export async function bootFailure(name: string, env: Record<string, string>): Promise<{ code: number; output: string }> {
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["serve", "--allow-net", "--allow-env", "--port", "0", `supabase/functions/${name}/index.ts`],
+    cwd: ROOT,
+    env: { ...env, NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: result.code, output: decode(result.stdout) + decode(result.stderr) };
+}

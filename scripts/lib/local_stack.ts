@@ -1,0 +1,112 @@
+// Everything the functions talk to, on loopback, behind one origin laid out like `supabase start`'s
+// API (port 54321 in development): /functions/v1/<name>, /rest/v1/*, /auth/v1/.well-known/jwks.json.
+// Used by the tests, `deno task dev` and `deno task bench`.
+import { FakeMeta } from "./fake_meta.ts";
+import { type FunctionProcess, startFunction } from "./function_process.ts";
+import { createJwtIssuer, type JwtIssuer } from "./jwt_issuer.ts";
+import { createRestGateway, type RestGateway } from "./rest_gateway.ts";
+
+export const FUNCTION_NAMES = ["instagram-connect", "instagram-callback"] as const;
+export type FunctionName = typeof FUNCTION_NAMES[number];
+
+// The Supabase CLI's well-known local keys: not secrets, the same on every developer's machine.
+export const LOCAL_PUBLISHABLE_KEY = "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH";
+export const LOCAL_SECRET_KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz";
+
+export interface StackOptions {
+  databaseUrl: string;
+  port?: number;
+  metaLatencyMs?: number;
+  /** Extra or overriding variables for the functions (e.g. INSTAGRAM_FRONTEND_REDIRECT_URI). */
+  env?: Record<string, string>;
+  /** Serve extra paths on the same origin (the dev dashboard). */
+  extraRoutes?: (request: Request, url: URL) => Response | Promise<Response> | undefined;
+}
+
+export interface LocalStack {
+  url: string;
+  meta: FakeMeta;
+  jwt: JwtIssuer;
+  gateway: RestGateway;
+  functions: Record<FunctionName, FunctionProcess>;
+  env: Record<string, string>;
+  dbCalls: Record<string, number>;
+  functionUrl(name: FunctionName): string;
+  /** Restarts one function with changed variables (same stack otherwise). */
+  restart(name: FunctionName, env?: Record<string, string>): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalStack(options: StackOptions): Promise<LocalStack> {
+  const jwt = await createJwtIssuer();
+  const appId = "1234567890123";
+  const appSecret = "0123456789abcdef0123456789abcdef";
+  const graphVersion = "v24.0";
+  const meta = new FakeMeta({ appId, appSecret, graphVersion, latencyMs: options.metaLatencyMs });
+  const dbCalls: Record<string, number> = {};
+  const gateway = createRestGateway({
+    databaseUrl: options.databaseUrl,
+    secretKey: LOCAL_SECRET_KEY,
+    publishableKey: LOCAL_PUBLISHABLE_KEY,
+    jwks: jwt.jwks,
+    onQuery: (kind) => (dbCalls[kind] = (dbCalls[kind] ?? 0) + 1),
+  });
+
+  const functions = {} as Record<FunctionName, FunctionProcess>;
+  const router = Deno.serve({ hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} }, async (request) => {
+    const url = new URL(request.url);
+    const fn = url.pathname.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
+    if (fn && functions[fn[1] as FunctionName]) {
+      // As the platform does: the function sees /<name>/..., with the query string untouched.
+      const target = `${functions[fn[1] as FunctionName].url}/${fn[1]}${fn[2] ?? ""}${url.search}`;
+      const body = ["GET", "HEAD"].includes(request.method) ? undefined : await request.arrayBuffer();
+      return await fetch(target, { method: request.method, headers: request.headers, body, redirect: "manual" })
+        .catch(() => Response.json({ code: 503, message: `function ${fn[1]} is not running` }, { status: 503 }));
+    }
+    if (url.pathname.startsWith("/rest/v1/")) return await gateway.handle(request, url.pathname.slice("/rest/v1".length));
+    if (url.pathname === "/auth/v1/.well-known/jwks.json") return Response.json(jwt.jwks);
+    return (await options.extraRoutes?.(request, url)) ?? new Response("Not found", { status: 404 });
+  });
+  const origin = `http://127.0.0.1:${router.addr.port}`;
+
+  const env: Record<string, string> = {
+    INSTAGRAM_APP_ID: appId,
+    INSTAGRAM_APP_SECRET: appSecret,
+    INSTAGRAM_REDIRECT_URI: `${origin}/functions/v1/instagram-callback`,
+    INSTAGRAM_TOKEN_ENCRYPTION_KEY: "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=",
+    INSTAGRAM_GRAPH_VERSION: graphVersion,
+    INSTAGRAM_GRAPH_BASE_URL: meta.url,
+    INSTAGRAM_DIALOG_BASE_URL: meta.url,
+    SUPABASE_URL: origin,
+    SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),
+    SUPABASE_JWKS: JSON.stringify(jwt.jwks),
+    ...options.env,
+  };
+
+  const start = async (name: FunctionName, extra: Record<string, string> = {}) => {
+    functions[name] = await startFunction(name, { ...env, ...extra });
+  };
+  await Promise.all(FUNCTION_NAMES.map((name) => start(name)));
+
+  return {
+    url: origin,
+    meta,
+    jwt,
+    gateway,
+    functions,
+    env,
+    dbCalls,
+    functionUrl: (name) => `${origin}/functions/v1/${name}`,
+    async restart(name, extra) {
+      await functions[name].stop();
+      await start(name, extra);
+    },
+    async stop() {
+      await Promise.all(Object.values(functions).map((fn) => fn.stop()));
+      await router.shutdown();
+      await meta.close();
+      await gateway.close();
+    },
+  };
+}

@@ -1,0 +1,120 @@
+// The OAuth `state`: a compact, HMAC-SHA256-signed token binding the flow to one doctor, one random
+// nonce and an expiry. Only the nonce's SHA-256 is stored server-side (create_oauth_state), so the
+// database never holds a usable state. Layout of the signed payload (all big-endian):
+//   version (1 byte) | expiry, unix seconds (4) | nonce (16) | doctor uuid (16) | page id, ASCII digits (0-32)
+// and the state is base64url(payload) "." base64url(HMAC(payload)): 94 characters without a page id.
+import { decodeBase64Url, encodeBase64Url } from "./base64url.ts";
+import { AppError } from "./errors.ts";
+
+const VERSION = 1;
+const HEADER_BYTES = 1 + 4 + 16 + 16;
+const MAX_PAGE_ID_BYTES = 32;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const PAGE_ID = /^\d{1,32}$/;
+
+export interface StateClaims {
+  doctorId: string;
+  expiresAt: Date;
+  /** The Page the doctor asked for when starting the flow, if any. */
+  pageId?: string;
+  /** Hex SHA-256 of the nonce: the server-side record's key. */
+  nonceHash: string;
+}
+
+export interface OAuthStates {
+  issue(input: { doctorId: string; ttlSeconds: number; pageId?: string }): Promise<StateClaims & { state: string }>;
+  /** Checks signature and expiry; throws state_invalid or state_expired. */
+  verify(state: string): Promise<StateClaims>;
+}
+
+/**
+ * The HMAC key is derived (HKDF) from the Meta app secret under a label of its own, so no new
+ * secret is needed and the derived key is useless for anything but states.
+ */
+export async function createOAuthStates(appSecret: string, now: () => number = Date.now): Promise<OAuthStates> {
+  const secret = await crypto.subtle.importKey("raw", new TextEncoder().encode(appSecret), "HKDF", false, [
+    "deriveKey",
+  ]);
+  const key = await crypto.subtle.deriveKey(
+    {
+      name: "HKDF",
+      hash: "SHA-256",
+      salt: new Uint8Array(),
+      info: new TextEncoder().encode("instagram-connect oauth state v1"),
+    },
+    secret,
+    { name: "HMAC", hash: "SHA-256", length: 256 },
+    false,
+    ["sign", "verify"],
+  );
+
+  return {
+    async issue({ doctorId, ttlSeconds, pageId }) {
+      if (!UUID.test(doctorId)) throw new TypeError("doctorId must be a UUID");
+      if (pageId !== undefined && !PAGE_ID.test(pageId)) throw new TypeError("pageId must be numeric");
+      const expiresAt = new Date((Math.floor(now() / 1000) + ttlSeconds) * 1000);
+      const nonce = crypto.getRandomValues(new Uint8Array(16));
+      const payload = new Uint8Array(HEADER_BYTES + (pageId?.length ?? 0));
+      const view = new DataView(payload.buffer);
+      view.setUint8(0, VERSION);
+      view.setUint32(1, expiresAt.getTime() / 1000);
+      payload.set(nonce, 5);
+      payload.set(uuidToBytes(doctorId), 21);
+      if (pageId) payload.set(new TextEncoder().encode(pageId), HEADER_BYTES);
+      const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, payload));
+      return {
+        state: `${encodeBase64Url(payload)}.${encodeBase64Url(signature)}`,
+        doctorId: doctorId.toLowerCase(),
+        expiresAt,
+        pageId,
+        nonceHash: await sha256Hex(nonce),
+      };
+    },
+
+    async verify(state) {
+      const [payload, signature] = decodeParts(state);
+      // subtle.verify compares in constant time, so the signature check leaks nothing through timing.
+      if (!payload || !signature || !(await crypto.subtle.verify("HMAC", key, signature, payload))) {
+        throw new AppError("state_invalid");
+      }
+      const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+      const expiresAt = new Date(view.getUint32(1) * 1000);
+      if (expiresAt.getTime() <= now()) throw new AppError("state_expired");
+      const pageId = payload.length > HEADER_BYTES ? new TextDecoder().decode(payload.subarray(HEADER_BYTES)) : undefined;
+      return {
+        doctorId: bytesToUuid(payload.subarray(21, 37)),
+        expiresAt,
+        pageId,
+        nonceHash: await sha256Hex(payload.subarray(5, 21)),
+      };
+    },
+  };
+}
+
+function decodeParts(state: string): [Uint8Array<ArrayBuffer>?, Uint8Array<ArrayBuffer>?] {
+  const parts = state.split(".");
+  if (parts.length !== 2 || state.length > 200) return [];
+  try {
+    const [payload, signature] = parts.map((part) => decodeBase64Url(part));
+    const validPayload = payload.length >= HEADER_BYTES && payload.length <= HEADER_BYTES + MAX_PAGE_ID_BYTES &&
+      payload[0] === VERSION;
+    return validPayload && signature.length === 32 ? [payload, signature] : [];
+  } catch {
+    return [];
+  }
+}
+
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function uuidToBytes(uuid: string): Uint8Array<ArrayBuffer> {
+  const hex = uuid.replace(/-/g, "");
+  return Uint8Array.from({ length: 16 }, (_, index) => parseInt(hex.slice(index * 2, index * 2 + 2), 16));
+}
+
+function bytesToUuid(bytes: Uint8Array): string {
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

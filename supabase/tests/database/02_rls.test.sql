@@ -1,0 +1,102 @@
+-- Row level security and grants: what anon and authenticated doctors can see and do.
+begin;
+create extension if not exists pgtap;
+select plan(16);
+
+insert into auth.users (id) values
+  ('00000000-0000-4000-8000-00000000b001'),
+  ('00000000-0000-4000-8000-00000000b002');
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username) values
+  ('00000000-0000-4000-8000-00000000b001', '2001', 'v1.a.b', 'doctor_one'),
+  ('00000000-0000-4000-8000-00000000b002', '2002', 'v1.c.d', 'doctor_two');
+
+select ok(
+  (select relrowsecurity from pg_class where oid = 'public.doctor_instagram'::regclass),
+  'row level security is enabled'
+);
+select policies_are('public', 'doctor_instagram', array[
+  'Doctors can read their own Instagram link',
+  'Doctors can disconnect their own Instagram link'
+], 'only the read-own and delete-own policies exist');
+select ok(
+  (select bool_and(qual like '%SELECT auth.uid()%') from pg_policies where tablename = 'doctor_instagram'),
+  'policies call auth.uid() through a sub-select (evaluated once per statement)'
+);
+select ok(
+  not has_column_privilege('authenticated', 'public.doctor_instagram', 'instagram_access_token', 'select')
+  and not has_column_privilege('anon', 'public.doctor_instagram', 'instagram_access_token', 'select'),
+  'no client role may select the token column'
+);
+select ok(
+  not has_table_privilege('anon', 'public.doctor_instagram', 'select')
+  and not has_any_column_privilege('anon', 'public.doctor_instagram', 'select'),
+  'anon has no read privilege at all'
+);
+select ok(
+  not has_table_privilege('service_role', 'public.doctor_instagram', 'insert')
+  and not has_table_privilege('service_role', 'public.doctor_instagram', 'update'),
+  'even service_role writes only through link_doctor_instagram()'
+);
+
+-- As doctor one.
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000b001","role":"authenticated"}', true);
+
+select results_eq(
+  $$select instagram_username from public.doctor_instagram$$,
+  array['doctor_one'],
+  'a doctor sees only their own row'
+);
+select throws_ok(
+  $$select instagram_access_token from public.doctor_instagram$$,
+  '42501', null, 'a doctor cannot read the token, even of their own row'
+);
+select throws_ok(
+  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token)
+    values ('00000000-0000-4000-8000-00000000b001', '2003', 'v1.e.f')$$,
+  '42501', null, 'a doctor cannot insert a link'
+);
+select throws_ok(
+  $$update public.doctor_instagram set instagram_username = 'x'$$,
+  '42501', null, 'a doctor cannot update a link'
+);
+delete from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000b002';
+
+reset role;
+select isnt_empty(
+  $$select 1 from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000b002'$$,
+  'deleting another doctor''s row does nothing'
+);
+
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000b001","role":"authenticated"}', true);
+select set_config('app.correlation_id', 'rls-disconnect-1', true);
+delete from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000b001';
+reset role;
+
+select is_empty(
+  $$select 1 from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000b001'$$,
+  'a doctor can disconnect their own link'
+);
+select results_eq(
+  $$select actor_id::text, actor_role, action, resource_id, metadata ->> 'page_id'
+    from private.audit_log where correlation_id = 'rls-disconnect-1'$$,
+  $$values ('00000000-0000-4000-8000-00000000b001', 'authenticated', 'instagram.disconnected',
+            '00000000-0000-4000-8000-00000000b001', '2001')$$,
+  'the disconnect is audited with the doctor as actor'
+);
+
+-- As anon.
+set local role anon;
+select set_config('request.jwt.claims', '{"role":"anon"}', true);
+select throws_ok($$select doctor_id from public.doctor_instagram$$, '42501', null, 'anon cannot read links');
+select throws_ok($$delete from public.doctor_instagram$$, '42501', null, 'anon cannot delete links');
+reset role;
+
+select is(
+  (select count(*)::int from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000b002'),
+  1, 'the other doctor''s row survived every attempt'
+);
+
+select * from finish();
+rollback;

@@ -1,0 +1,83 @@
+-- The audit trail: what each change records, that it never holds a token, and that it is append-only.
+begin;
+create extension if not exists pgtap;
+select plan(13);
+
+insert into auth.users (id) values ('00000000-0000-4000-8000-00000000e001');
+insert into private.oauth_states (nonce_hash, doctor_id, expires_at)
+select repeat(h, 64), '00000000-0000-4000-8000-00000000e001', now() + interval '10 minutes'
+from unnest(array['1', '2']) as h;
+
+set local role service_role;
+select set_config('request.jwt.claims', '{"role":"service_role"}', true);
+select public.link_doctor_instagram('00000000-0000-4000-8000-00000000e001', repeat('1', 64), '5001',
+  'v1.secret-cipher-one', 'Clinic', 'clinic', '17850001', 'corr-audit-1');
+select public.link_doctor_instagram('00000000-0000-4000-8000-00000000e001', repeat('2', 64), '5001',
+  'v1.secret-cipher-two', 'Clinic Renamed', 'clinic', '17850001', 'corr-audit-2');
+reset role;
+
+select results_eq(
+  $$select actor_id::text, actor_role, action, resource_type, resource_id
+    from private.audit_log where correlation_id = 'corr-audit-1'$$,
+  $$values ('00000000-0000-4000-8000-00000000e001', 'service_role', 'instagram.connected', 'doctor_instagram',
+            '00000000-0000-4000-8000-00000000e001')$$,
+  'a link records actor, role, action, resource and correlation id'
+);
+select is(
+  (select metadata from private.audit_log where correlation_id = 'corr-audit-1'),
+  '{"page_id": "5001", "page_name": "Clinic", "instagram_username": "clinic", "instagram_business_account_id": "17850001"}'::jsonb,
+  'a link records the non-secret fields'
+);
+select is(
+  (select metadata from private.audit_log where correlation_id = 'corr-audit-2'),
+  '{"changed": {"page_name": {"to": "Clinic Renamed", "from": "Clinic"}}, "token_rotated": true}'::jsonb,
+  'a relink records what changed and that the token rotated, not its value'
+);
+select is(
+  (select count(*)::int from private.audit_log where correlation_id = 'corr-audit-2'),
+  1, 'one change, one entry'
+);
+select is_empty(
+  $$select 1 from private.audit_log where metadata::text like '%secret-cipher%' or metadata::text like '%access_token%'$$,
+  'no audit entry holds a token'
+);
+
+select ok(
+  not has_table_privilege('anon', 'private.audit_log', 'select, insert, update, delete, truncate')
+  and not has_table_privilege('authenticated', 'private.audit_log', 'select, insert, update, delete, truncate'),
+  'client roles have no privilege on the audit log'
+);
+select ok(
+  not has_table_privilege('service_role', 'private.audit_log', 'insert, update, delete, truncate'),
+  'service_role cannot write or erase the audit log'
+);
+
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000e001","role":"authenticated"}', true);
+select throws_ok($$update private.audit_log set action = 'instagram.connected'$$, '42501', null, 'a doctor cannot edit the audit log');
+select throws_ok($$delete from private.audit_log$$, '42501', null, 'a doctor cannot delete from the audit log');
+select throws_ok(
+  $$insert into private.audit_log (actor_role, action, resource_type, resource_id) values ('x', 'instagram.connected', 'doctor_instagram', 'x')$$,
+  '42501', null, 'a doctor cannot forge an audit entry'
+);
+reset role;
+
+set local role service_role;
+select throws_ok($$update private.audit_log set action = 'instagram.connected'$$, '42501', null, 'service_role cannot edit the audit log');
+reset role;
+
+-- Deleting the user (as Supabase Auth does) cascades to the link and is audited.
+select set_config('request.jwt.claims', '', true);
+delete from auth.users where id = '00000000-0000-4000-8000-00000000e001';
+select ok(
+  (select action = 'instagram.disconnected' and actor_role = session_user::text and metadata ->> 'page_id' = '5001'
+   from private.audit_log where resource_id = '00000000-0000-4000-8000-00000000e001' order by id desc limit 1),
+  'a cascade from auth.users is audited as a disconnect by the database user'
+);
+select is(
+  (select count(*)::int from private.audit_log where resource_id = '00000000-0000-4000-8000-00000000e001'),
+  3, 'connect, update and disconnect: three entries'
+);
+
+select * from finish();
+rollback;
