@@ -21,8 +21,6 @@ export interface Fault {
   error?: { code: number; message?: string; type?: string; error_subcode?: number; is_transient?: boolean };
   /** Wait this long first (answers after the wait unless the client gave up). */
   delayMs?: number;
-  /** Drop the connection without an answer. */
-  reset?: boolean;
 }
 
 export interface FakeMetaOptions {
@@ -48,6 +46,8 @@ export class FakeMeta {
   /** Every secret this fake issued or was given (codes, tokens), for leak checks. */
   readonly secrets = new Set<string>();
   latencyMs: number;
+  /** Pages per /me/accounts answer (Meta's default is 25); small values exercise paging.next. */
+  accountsPageSize: number;
 
   #server: Deno.HttpServer<Deno.NetAddr>;
   #users = new Map<string, FakePage[]>();
@@ -58,6 +58,7 @@ export class FakeMeta {
 
   constructor(private options: FakeMetaOptions) {
     this.latencyMs = options.latencyMs ?? 0;
+    this.accountsPageSize = options.accountsPageSize ?? 25;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
       (request) => this.#handle(request),
@@ -154,7 +155,6 @@ export class FakeMeta {
     const fault = this.#faults.get(step)?.shift();
     const wait = (fault?.delayMs ?? 0) + this.latencyMs;
     if (wait > 0 && !(await sleep(wait, request.signal))) return new Response(null, { status: 499 });
-    if (fault?.reset) throw new Error("connection reset by fake Meta");
     if (fault?.error || fault?.status) {
       const error = fault.error ?? { code: 2, message: "Service temporarily unavailable", is_transient: true };
       return graphError(fault.status ?? 500, error.code, error.message ?? "An unexpected error has occurred.", error.type ?? "OAuthException", error.error_subcode, error.is_transient);
@@ -239,7 +239,7 @@ export class FakeMeta {
       return graphError(400, 100, "Invalid appsecret_proof provided in the API argument", "GraphMethodException");
     }
     const fields = q.get("fields") ?? "id,name";
-    const limit = Math.min(Number(q.get("limit") ?? 25), this.options.accountsPageSize ?? 25);
+    const limit = Math.min(Number(q.get("limit") ?? 25), this.accountsPageSize);
     const offset = Number(q.get("after") ? atob(q.get("after")!) : 0);
     const pages = this.#users.get(token.userId) ?? [];
     const data = pages.slice(offset, offset + limit).map((page) => {

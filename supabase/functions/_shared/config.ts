@@ -107,7 +107,8 @@ export function loadConfig(): Config {
     problems.push("SUPABASE_PUBLISHABLE_KEYS (or SUPABASE_ANON_KEY) is required");
   }
   if (!supabase.jwks) {
-    problems.push("SUPABASE_JWKS or SUPABASE_JWKS_URL (https, or http on localhost) is required to verify sign-ins");
+    // @supabase/server falls back to SUPABASE_URL's JWKS endpoint; null means a malformed value.
+    problems.push("SUPABASE_JWKS or SUPABASE_JWKS_URL is malformed (JSON Web Key Set, or an https URL) and is required to verify sign-ins");
   }
   if (!parsed.success || problems.length) throw new ConfigError(problems);
 

@@ -1,0 +1,97 @@
+// `deno task test`: the whole suite on a fresh throw-away database.
+//   1. PostgreSQL: DATABASE_URL, or the local server (started if it is down and we may).
+//   2. pgTAP and pg_prove: installed with apt-get when missing and we are root, else explained.
+//   3. A new database, the Supabase shim and the migrations, in the CLI's order.
+//   4. pg_prove on supabase/tests/database, then `deno test` on supabase/functions/tests.
+//   5. The database is dropped; the exit code is non-zero if anything failed.
+import postgres from "postgres";
+import { adminUrl, createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
+
+const ROOT = new URL("../", import.meta.url);
+
+async function main(): Promise<number> {
+  await ensurePostgres();
+  await ensurePgTap();
+
+  const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
+  const databaseUrl = await createDatabase(name);
+  try {
+    const migrations = await migrate(databaseUrl);
+    console.log(`database ${name}: ${migrations.length} migrations applied`);
+
+    const sqlFiles = [...Deno.readDirSync(new URL("supabase/tests/database/", ROOT))]
+      .map((entry) => entry.name).filter((file) => file.endsWith(".test.sql")).sort()
+      .map((file) => `supabase/tests/database/${file}`);
+    const pgtap = await run("pg_prove", ["--dbname", databaseUrl, "--verbose", ...sqlFiles], {});
+    const sqlPassed = (pgtap.output.match(/^ok \d+/gm) ?? []).length;
+    const sqlFailed = failures(pgtap.success, (pgtap.output.match(/^not ok \d+/gm) ?? []).length);
+
+    const deno = await run(Deno.execPath(), ["test", "--allow-all", "supabase/functions/tests/"], {
+      TEST_DATABASE_URL: databaseUrl,
+      NO_COLOR: "1",
+    });
+    // "ok | 9 passed (41 steps) | 0 failed": tests and their steps are all counted.
+    const summary = deno.output.match(/\| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/);
+    const denoPassed = Number(summary?.[1] ?? 0) + Number(summary?.[2] ?? 0);
+    const denoFailed = failures(deno.success, Number(summary?.[3] ?? 0) + Number(summary?.[4] ?? 0));
+
+    const passed = sqlPassed + denoPassed;
+    const failed = sqlFailed + denoFailed;
+    console.log(`\npgTAP: ${sqlPassed} passed, ${sqlFailed} failed`);
+    console.log(`deno test: ${denoPassed} passed, ${denoFailed} failed`);
+    console.log(`${passed} passed, ${failed} failed`);
+    return pgtap.success && deno.success && passed > 0 ? 0 : 1;
+  } finally {
+    await dropDatabase(name);
+  }
+}
+
+/** A runner that failed without reporting a failed test (a crash, a bad plan) still counts as one. */
+function failures(success: boolean, counted: number): number {
+  return counted || (success ? 0 : 1);
+}
+
+/** Runs a command with output streamed to ours and kept for counting. */
+async function run(command: string, args: string[], env: Record<string, string>) {
+  const child = new Deno.Command(command, { args, cwd: ROOT, env, stdout: "piped", stderr: "piped" }).spawn();
+  let output = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
+    for await (const chunk of stream) {
+      output += new TextDecoder().decode(chunk);
+      await sink.write(chunk);
+    }
+  };
+  await Promise.all([pump(child.stdout, Deno.stdout), pump(child.stderr, Deno.stderr)]);
+  return { success: (await child.status).success, output };
+}
+
+async function ensurePgTap(): Promise<void> {
+  const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  const [{ available }] = await sql`select count(*)::int as available from pg_available_extensions where name = 'pgtap'`;
+  const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
+  await sql.end();
+  const hasProve = await new Deno.Command("sh", { args: ["-c", "command -v pg_prove"], stdout: "null" }).output();
+  if (available && hasProve.success) return;
+
+  const packages = [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"];
+  const isRoot = Deno.uid?.() === 0;
+  const hasApt = (await new Deno.Command("sh", { args: ["-c", "command -v apt-get"], stdout: "null" }).output()).success;
+  if (!isRoot || !hasApt) {
+    throw new Error(
+      `pgTAP is missing. Install it, then run again:\n  sudo apt-get install -y ${packages.join(" ")}\n` +
+        "  (or your platform's pgTAP package for PostgreSQL " + version + " and pg_prove)",
+    );
+  }
+  console.log(`installing ${packages.join(" ")} with apt-get`);
+  for (const args of [["update", "-qq"], ["install", "-y", "-qq", ...packages]]) {
+    const result = await new Deno.Command("apt-get", { args, env: { DEBIAN_FRONTEND: "noninteractive" } }).output();
+    if (!result.success) throw new Error(`apt-get ${args.join(" ")} failed:\n${new TextDecoder().decode(result.stderr)}`);
+  }
+}
+
+try {
+  Deno.exit(await main());
+} catch (error) {
+  console.error(`\ndeno task test: ${(error as Error).message}`);
+  Deno.exit(1);
+}

@@ -1,0 +1,79 @@
+// Shared by the end-to-end tests: the real functions (deno serve processes) behind the local
+// PostgREST-compatible gateway, the fake Meta, and a direct connection to the test database that
+// `deno task test` created (TEST_DATABASE_URL) for seeding users and reading what was written.
+import postgres from "postgres";
+import { type LocalStack, startLocalStack } from "../../../scripts/lib/local_stack.ts";
+
+export const databaseUrl = Deno.env.get("TEST_DATABASE_URL") ?? "";
+if (!databaseUrl) {
+  throw new Error("TEST_DATABASE_URL is not set: run the suite with `deno task test`, which creates the database.");
+}
+
+/** Shared-resource tests: the stack lives across steps, so Deno's per-test leak checks are off. */
+export const stackTest = { sanitizeOps: false, sanitizeResources: false };
+
+export async function withStack(
+  options: { env?: Record<string, string>; metaLatencyMs?: number },
+  body: (stack: LocalStack, sql: postgres.Sql) => Promise<void>,
+): Promise<void> {
+  const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
+  const stack = await startLocalStack({ databaseUrl, ...options });
+  try {
+    await body(stack, sql);
+  } finally {
+    await stack.stop();
+    await sql.end();
+  }
+}
+
+/** A doctor: a row in auth.users and a session token signed like Supabase Auth's. */
+export async function newDoctor(stack: LocalStack, sql: postgres.Sql) {
+  const id = crypto.randomUUID();
+  await sql`insert into auth.users (id, email) values (${id}, ${`${id}@example.test`})`;
+  return { id, token: await stack.jwt.sign({ sub: id, email: `${id}@example.test` }) };
+}
+
+export async function startConnect(stack: LocalStack, token: string, query = ""): Promise<{ url: string; expires_at: string }> {
+  const response = await fetch(`${stack.functionUrl("instagram-connect")}${query}`, {
+    headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+  });
+  if (response.status !== 200) throw new Error(`connect answered ${response.status}: ${await response.text()}`);
+  return await response.json();
+}
+
+export interface CallbackResult {
+  status: number;
+  body: any;
+  location: string | null;
+}
+
+export async function callback(url: string): Promise<CallbackResult> {
+  const response = await fetch(url, { redirect: "manual" });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch { /* a redirect has no JSON body */ }
+  return { status: response.status, body, location: response.headers.get("location") };
+}
+
+/** Connect, Allow as `metaUserId` at the fake Meta, then follow Meta's redirect to the callback. */
+export async function fullFlow(stack: LocalStack, token: string, metaUserId: string, query = "") {
+  const { url } = await startConnect(stack, token, query);
+  const redirect = await stack.meta.approve(url, metaUserId);
+  return { redirect, result: await callback(redirect) };
+}
+
+export async function linkOf(sql: postgres.Sql, doctorId: string) {
+  const [row] = await sql`select * from public.doctor_instagram where doctor_id = ${doctorId}`;
+  return row;
+}
+
+export async function auditOf(sql: postgres.Sql, doctorId: string) {
+  return await sql`select * from private.audit_log where resource_id = ${doctorId} order by id`;
+}
+
+export function metaCallCount(stack: LocalStack): number {
+  const { code_exchange, token_exchange, list_pages } = stack.meta.calls;
+  return code_exchange + token_exchange + list_pages;
+}

@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { scrub } from "../_shared/log.ts";
+
+Deno.test("scrub redacts secret-named fields at any depth", () => {
+  const out = scrub({ access_token: "EAAx", nested: { client_secret: "s", state: "st", code: "c", ok: "v" } });
+  assert.deepEqual(out, {
+    access_token: "[redacted]",
+    nested: { client_secret: "[redacted]", state: "[redacted]", code: "[redacted]", ok: "v" },
+  });
+});
+
+Deno.test("scrub removes secrets from URLs inside messages, as Deno's fetch errors carry them", () => {
+  const error = new TypeError(
+    "error sending request for url (https://graph.facebook.com/v24.0/oauth/access_token?client_id=1&client_secret=SECRET&code=CODE123&redirect_uri=x): connection refused",
+  );
+  const text = JSON.stringify(scrub({ error }));
+  assert.ok(!text.includes("SECRET") && !text.includes("CODE123"), text);
+  assert.match(text, /client_secret=\[redacted\]/);
+  assert.match(text, /client_id=1/);
+});
+
+Deno.test("scrub removes bearer tokens from strings", () => {
+  assert.equal(scrub("Authorization: Bearer eyJhbGciOi.abc.def"), "Authorization: Bearer [redacted]");
+});
