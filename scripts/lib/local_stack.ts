@@ -20,7 +20,7 @@ export interface StackOptions {
   /** Extra or overriding variables for the functions (e.g. INSTAGRAM_FRONTEND_REDIRECT_URI). */
   env?: Record<string, string>;
   /** Serve extra paths on the same origin (the dev dashboard). */
-  extraRoutes?: (request: Request, url: URL) => Response | Promise<Response> | undefined;
+  extraRoutes?: (request: Request, url: URL) => Response | undefined | Promise<Response | undefined>;
 }
 
 export interface LocalStack {
@@ -55,14 +55,8 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   const functions = {} as Record<FunctionName, FunctionProcess>;
   const router = Deno.serve({ hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} }, async (request) => {
     const url = new URL(request.url);
-    const fn = url.pathname.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
-    if (fn && functions[fn[1] as FunctionName]) {
-      // As the platform does: the function sees /<name>/..., with the query string untouched.
-      const target = `${functions[fn[1] as FunctionName].url}/${fn[1]}${fn[2] ?? ""}${url.search}`;
-      const body = ["GET", "HEAD"].includes(request.method) ? undefined : await request.arrayBuffer();
-      return await fetch(target, { method: request.method, headers: request.headers, body, redirect: "manual" })
-        .catch(() => Response.json({ code: 503, message: `function ${fn[1]} is not running` }, { status: 503 }));
-    }
+    const proxied = await proxyToFunction(request, url, Object.values(functions));
+    if (proxied) return proxied;
     if (url.pathname.startsWith("/rest/v1/")) return await gateway.handle(request, url.pathname.slice("/rest/v1".length));
     if (url.pathname === "/auth/v1/.well-known/jwks.json") return Response.json(jwt.jwks);
     return (await options.extraRoutes?.(request, url)) ?? new Response("Not found", { status: 404 });
@@ -109,4 +103,18 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       await gateway.close();
     },
   };
+}
+
+/** As the platform does: /functions/v1/<name>/... reaches the function as /<name>/..., query untouched. */
+export async function proxyToFunction(request: Request, url: URL, functions: FunctionProcess[]): Promise<Response | undefined> {
+  const match = url.pathname.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
+  const target = functions.find((fn) => fn.name === match?.[1]);
+  if (!match || !target) return undefined;
+  const body = ["GET", "HEAD"].includes(request.method) ? undefined : await request.arrayBuffer();
+  return await fetch(`${target.url}/${match[1]}${match[2] ?? ""}${url.search}`, {
+    method: request.method,
+    headers: request.headers,
+    body,
+    redirect: "manual",
+  }).catch(() => Response.json({ code: 503, message: `function ${match[1]} is not running` }, { status: 503 }));
 }
