@@ -12,7 +12,7 @@ import { createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/dat
 import { LOCAL_PUBLISHABLE_KEY, proxyToFunction, startLocalStack } from "./lib/local_stack.ts";
 import { startFunction, type FunctionProcess } from "./lib/function_process.ts";
 import { encryptPageToken, importTokenKey } from "../supabase/functions/_shared/token_crypto.ts";
-import { decodeBase64Url } from "../supabase/functions/_shared/base64url.ts";
+import { decodeBase64 } from "../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../supabase/functions/_shared/errors.ts";
 
 const PORT = Number(Deno.env.get("DEV_PORT") ?? 54321);
@@ -89,7 +89,7 @@ async function seed(databaseUrl: string, base64Key: string) {
   for (const doctor of Object.values(DOCTORS)) {
     await sql`insert into auth.users (id, email) values (${doctor.id}, ${`${doctor.id}@demo.local`})`;
   }
-  const key = await importTokenKey(decodeBase64Url(base64Key.replace(/=+$/, "")));
+  const key = await importTokenKey(decodeBase64(base64Key)!);
   const page = PAGES[1];
   await sql`
     insert into public.doctor_instagram

@@ -56,8 +56,9 @@ async function run(command: string, args: string[], env: Record<string, string>)
   const child = new Deno.Command(command, { args, cwd: ROOT, env, stdout: "piped", stderr: "piped" }).spawn();
   let output = "";
   const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
+    const decoder = new TextDecoder();
     for await (const chunk of stream) {
-      output += new TextDecoder().decode(chunk);
+      output += decoder.decode(chunk, { stream: true });
       await sink.write(chunk);
     }
   };

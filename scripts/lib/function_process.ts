@@ -15,24 +15,7 @@ export interface FunctionProcess {
 
 export async function startFunction(name: string, env: Record<string, string>): Promise<FunctionProcess> {
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "serve",
-      "--allow-net",
-      "--allow-env",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      `supabase/functions/${name}/index.ts`,
-    ],
-    cwd: ROOT,
-    env: { ...env, NO_COLOR: "1", DENO_DIR: Deno.env.get("DENO_DIR") ?? "", HOME: Deno.env.get("HOME") ?? "" },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = serveCommand(name, env).spawn();
 
   let output = "";
   let resolvePort: (port: string) => void;
@@ -68,16 +51,22 @@ export async function startFunction(name: string, env: Record<string, string>): 
 
 /** Starts a function that is expected to fail at start-up; returns its exit code and output. */
 export async function bootFailure(name: string, env: Record<string, string>): Promise<{ code: number; output: string }> {
-  const result = await new Deno.Command(Deno.execPath(), {
-    args: ["serve", "--allow-net", "--allow-env", "--port", "0", `supabase/functions/${name}/index.ts`],
+  const result = await serveCommand(name, env, AbortSignal.timeout(30_000)).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: result.code, output: decode(result.stdout) + decode(result.stderr) };
+}
+
+/** `deno serve` on a free loopback port, with only the given variables (plus where Deno keeps its cache). */
+function serveCommand(name: string, env: Record<string, string>, signal?: AbortSignal): Deno.Command {
+  const denoDir = Deno.env.get("DENO_DIR");
+  return new Deno.Command(Deno.execPath(), {
+    args: ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", "0", `supabase/functions/${name}/index.ts`],
     cwd: ROOT,
-    env: { ...env, NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "" },
+    env: { ...env, NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "", ...(denoDir ? { DENO_DIR: denoDir } : {}) },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(30_000),
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code: result.code, output: decode(result.stdout) + decode(result.stderr) };
+    signal,
+  });
 }

@@ -147,7 +147,8 @@ function resolveSupabase(env: Record<string, string>) {
   };
 }
 
-function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined {
+/** Standard or URL-safe base64, padded or not: the forms `openssl rand -base64 32` and tools produce. */
+export function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined {
   try {
     return Uint8Array.from(atob(value.replace(/-/g, "+").replace(/_/g, "/")), (char) => char.charCodeAt(0));
   } catch {

@@ -52,7 +52,7 @@ export interface MetaGraph {
   listPages(userToken: string, deadline: AbortSignal): Promise<FacebookPage[]>;
 }
 
-export function createMetaGraph(config: Config, log: () => Logger): MetaGraph {
+export function createMetaGraph(config: Config, log: Logger): MetaGraph {
   const base = `${config.graphBaseUrl}/${config.graphVersion}`;
 
   async function call<T>(step: Step, url: URL, schema: z.ZodType<T>, deadline: AbortSignal): Promise<T> {
@@ -80,7 +80,7 @@ export function createMetaGraph(config: Config, log: () => Logger): MetaGraph {
         }
       } catch (error) {
         if (deadline.aborted) {
-          log().warn("meta_call_failed", { step, attempt, reason: "deadline", ms: elapsed(started) });
+          log.warn("meta_call_failed", { step, attempt, reason: "deadline", ms: elapsed(started) });
           throw new AppError("meta_timeout", { cause: error });
         }
         const timedOut = error instanceof DOMException && error.name === "TimeoutError";
@@ -94,7 +94,7 @@ export function createMetaGraph(config: Config, log: () => Logger): MetaGraph {
 
       const retry = failure.transient && (retryWhenAnswered || !failure.answered) &&
         attempt < config.metaMaxRetries;
-      log().warn("meta_call_failed", { step, attempt, retry, ms: elapsed(started), ...failure.detail });
+      log.warn("meta_call_failed", { step, attempt, retry, ms: elapsed(started), ...failure.detail });
       if (!retry) throw failure.error;
       await sleep(backoff(attempt), deadline).catch(() => {
         throw new AppError("meta_timeout");

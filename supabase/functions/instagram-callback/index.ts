@@ -24,7 +24,7 @@ app.use("*", requestContext("instagram-callback"));
 
 app.get("/", async (c) => {
   const log = c.var.log;
-  const meta = createMetaGraph(config, () => log);
+  const meta = createMetaGraph(config, log);
   const params = parseCallbackParams(new URL(c.req.url).searchParams);
 
   const state = await states.verify(params.state);

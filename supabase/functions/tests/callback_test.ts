@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createOAuthStates } from "../_shared/oauth_state.ts";
 import { decryptPageToken, importTokenKey } from "../_shared/token_crypto.ts";
-import { decodeBase64Url } from "../_shared/base64url.ts";
+import { decodeBase64 } from "../_shared/config.ts";
 import {
   auditOf,
   callback,
@@ -22,7 +22,7 @@ Deno.test("instagram-callback", stackTest, async (t) => {
   await withStack({ env: FAST_FAILURES }, async (stack, sql) => {
     const meta = stack.meta;
     const callbackUrl = stack.functionUrl("instagram-callback");
-    const tokenKey = await importTokenKey(decodeBase64Url(stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY.replace(/=+$/, "")));
+    const tokenKey = await importTokenKey(decodeBase64(stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!);
 
     await t.step("happy path: 3 Meta calls, the encrypted Page token stored, one audit entry", async () => {
       const doctor = await newDoctor(stack, sql);

@@ -43,3 +43,13 @@ Deno.test("a malformed SUPABASE_JWKS is a start-up error, not 401s for every doc
   assert.notEqual(code, 0);
   assert.match(output, /SUPABASE_JWKS or SUPABASE_JWKS_URL is malformed/);
 });
+
+Deno.test("the encryption key is read in standard and URL-safe base64, padded or not", async () => {
+  const { decodeBase64 } = await import("../_shared/config.ts");
+  const bytes = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 250) % 256); // yields '+' and '/'
+  const standard = btoa(String.fromCharCode(...bytes));
+  assert.match(standard, /[+/]/);
+  for (const form of [standard, standard.replace(/=+$/, ""), standard.replace(/\+/g, "-").replace(/\//g, "_")]) {
+    assert.deepEqual(decodeBase64(form), bytes, form);
+  }
+});
