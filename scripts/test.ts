@@ -1,6 +1,6 @@
 // `deno task test`: the whole suite on a fresh throw-away database.
 //   1. PostgreSQL: DATABASE_URL, or the local server (started if it is down and we may).
-//   2. pgTAP and pg_prove: installed with apt-get when missing and we are root, else explained.
+//   2. pgTAP, pg_prove and Chromium: installed with apt-get when missing and we are root, else explained.
 //   3. A new database, the Supabase shim and the migrations, in the CLI's order.
 //   4. pg_prove on supabase/tests/database, then `deno test` on supabase/functions/tests.
 //   5. The database is dropped; the exit code is non-zero if anything failed.
@@ -12,6 +12,7 @@ const ROOT = new URL("../", import.meta.url);
 async function main(): Promise<number> {
   await ensurePostgres();
   await ensurePgTap();
+  const chromium = await ensureChromium();
 
   const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
   const databaseUrl = await createDatabase(name);
@@ -28,6 +29,7 @@ async function main(): Promise<number> {
 
     const deno = await run(Deno.execPath(), ["test", "--allow-all", "supabase/functions/tests/"], {
       TEST_DATABASE_URL: databaseUrl,
+      CHROMIUM_PATH: chromium,
       NO_COLOR: "1",
     });
     // "ok | 9 passed (41 steps) | 0 failed": tests and their steps are all counted.
@@ -74,16 +76,33 @@ async function ensurePgTap(): Promise<void> {
   const hasProve = await new Deno.Command("sh", { args: ["-c", "command -v pg_prove"], stdout: "null" }).output();
   if (available && hasProve.success) return;
 
-  const packages = [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"];
+  await aptInstall([`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"], "pgTAP and pg_prove");
+}
+
+/** The browser test's Chromium: CHROMIUM_PATH, or Debian's package (installed when missing and we may). */
+async function ensureChromium(): Promise<string> {
+  const path = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+  if (await isFile(path)) return path;
+  if (Deno.env.has("CHROMIUM_PATH")) throw new Error(`CHROMIUM_PATH is set to ${path}, which does not exist.`);
+  await aptInstall(["chromium"], "Chromium for the browser test");
+  return path;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return await Deno.stat(path).then((info) => info.isFile, () => false);
+}
+
+/** Installs Debian packages when we are root with apt-get; otherwise says exactly what to install. */
+async function aptInstall(packages: string[], what: string): Promise<void> {
   const isRoot = Deno.uid?.() === 0;
   const hasApt = (await new Deno.Command("sh", { args: ["-c", "command -v apt-get"], stdout: "null" }).output()).success;
   if (!isRoot || !hasApt) {
     throw new Error(
-      `pgTAP is missing. Install it, then run again:\n  sudo apt-get install -y ${packages.join(" ")}\n` +
-        "  (or your platform's pgTAP package for PostgreSQL " + version + " and pg_prove)",
+      `Not installed: ${what}. Install it, then run again:\n  sudo apt-get install -y ${packages.join(" ")}\n` +
+        "  (or your platform's equivalent packages)",
     );
   }
-  console.log(`installing ${packages.join(" ")} with apt-get`);
+  console.log(`installing ${packages.join(" ")} with apt-get (${what})`);
   for (const args of [["update", "-qq"], ["install", "-y", "-qq", ...packages]]) {
     const result = await new Deno.Command("apt-get", { args, env: { DEBIAN_FRONTEND: "noninteractive" } }).output();
     if (!result.success) throw new Error(`apt-get ${args.join(" ")} failed:\n${new TextDecoder().decode(result.stderr)}`);

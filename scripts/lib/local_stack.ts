@@ -17,8 +17,8 @@ export interface StackOptions {
   databaseUrl: string;
   port?: number;
   metaLatencyMs?: number;
-  /** Extra or overriding variables for the functions (e.g. INSTAGRAM_FRONTEND_REDIRECT_URI). */
-  env?: Record<string, string>;
+  /** Extra or overriding variables for the functions; a function of the stack's origin when they name it. */
+  env?: Record<string, string> | ((origin: string) => Record<string, string>);
   /** Serve extra paths on the same origin (the dev dashboard). */
   extraRoutes?: (request: Request, url: URL) => Response | undefined | Promise<Response | undefined>;
 }
@@ -75,7 +75,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),
     SUPABASE_JWKS: JSON.stringify(jwt.jwks),
-    ...options.env,
+    ...(typeof options.env === "function" ? options.env(origin) : options.env),
   };
 
   const start = async (name: FunctionName, extra: Record<string, string> = {}) => {

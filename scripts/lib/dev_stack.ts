@@ -1,0 +1,94 @@
+// The local stack dressed for a person: two demo doctors, a Meta sandbox with demo Pages (one of them
+// already linked to the other doctor) and the demo dashboard at /demo/. `deno task dev` runs it on
+// port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
+import postgres from "postgres";
+import { type LocalStack, LOCAL_PUBLISHABLE_KEY, startLocalStack } from "./local_stack.ts";
+import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/token_crypto.ts";
+import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
+import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
+import type { FakePage } from "./fake_meta.ts";
+
+export const DEMO_DOCTORS = {
+  demo: { id: "11111111-1111-4111-8111-111111111111", name: "Dr. Demo" },
+  other: { id: "22222222-2222-4222-8222-222222222222", name: "Dr. Other" },
+} as const;
+export type DemoDoctor = keyof typeof DEMO_DOCTORS;
+
+export const DEMO_PAGES = {
+  sunrise: { id: "100000000000001", name: "Sunrise Dental", instagram: { id: "17841400000000001", username: "sunrise_dental" } },
+  lakeside: { id: "100000000000002", name: "Lakeside Physio", instagram: { id: "17841400000000002", username: "lakeside_physio" } },
+  oldTown: { id: "100000000000003", name: "Old Town Clinic (no Instagram)" },
+} satisfies Record<string, FakePage>;
+
+/** Who can be chosen on the sandbox's consent page, and the Pages each one shares. */
+export const SANDBOX_USERS = {
+  demo: [DEMO_PAGES.sunrise, DEMO_PAGES.lakeside, DEMO_PAGES.oldTown],
+  lakeside_admin: [DEMO_PAGES.lakeside],
+} satisfies Record<string, FakePage[]>;
+
+/** Dr. Other's Page token as seeded: stands for a token Meta issued earlier. */
+export const SEEDED_PAGE_TOKEN = "EAAGdemoOtherDoctorPageToken";
+
+export interface DevStack {
+  url: string;
+  dashboardUrl: string;
+  stack: LocalStack;
+  stop(): Promise<void>;
+}
+
+/** Starts on an already migrated database, seeds the demo doctors and Dr. Other's link. */
+export async function startDevStack(options: { databaseUrl: string; port?: number }): Promise<DevStack> {
+  const dashboard = await Deno.readTextFile(new URL("../demo/dashboard.html", import.meta.url));
+  const stack: LocalStack = await startLocalStack({
+    databaseUrl: options.databaseUrl,
+    port: options.port,
+    env: (origin) => ({ INSTAGRAM_FRONTEND_REDIRECT_URI: `${origin}/demo/`, INSTAGRAM_ALLOWED_ORIGINS: origin }),
+    extraRoutes: async (request, url) => {
+      if (url.pathname === "/demo" || url.pathname === "/") return Response.redirect(`${url.origin}/demo/`, 302);
+      if (url.pathname === "/demo/") return dashboardPage(dashboard, url.origin);
+      if (url.pathname === "/demo/session" && request.method === "POST") {
+        const doctor = DEMO_DOCTORS[url.searchParams.get("doctor") as DemoDoctor] ?? DEMO_DOCTORS.demo;
+        const accessToken = await stack.jwt.sign({ sub: doctor.id, email: `${doctor.id}@demo.local` });
+        return Response.json({ access_token: accessToken, user_id: doctor.id, name: doctor.name });
+      }
+    },
+  });
+  try {
+    for (const [user, pages] of Object.entries(SANDBOX_USERS)) stack.meta.addUser(user, pages);
+    await seed(options.databaseUrl, stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY);
+  } catch (error) {
+    await stack.stop();
+    throw error;
+  }
+  return { url: stack.url, dashboardUrl: `${stack.url}/demo/`, stack, stop: () => stack.stop() };
+}
+
+function dashboardPage(template: string, origin: string): Response {
+  const config = {
+    supabaseUrl: origin,
+    publishableKey: LOCAL_PUBLISHABLE_KEY,
+    connectUrl: `${origin}/functions/v1/instagram-connect`,
+  };
+  const messages = Object.fromEntries(Object.entries(ERRORS).map(([code, [, message]]) => [code, message]));
+  const html = template.replace("__CONFIG__", JSON.stringify(config)).replace("__ERRORS__", JSON.stringify(messages));
+  return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
+}
+
+async function seed(databaseUrl: string, base64Key: string) {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    for (const doctor of Object.values(DEMO_DOCTORS)) {
+      await sql`insert into auth.users (id, email) values (${doctor.id}, ${`${doctor.id}@demo.local`})`;
+    }
+    const key = await importTokenKey(decodeBase64(base64Key)!);
+    const page = DEMO_PAGES.lakeside;
+    const doctorId = DEMO_DOCTORS.other.id;
+    const token = await encryptPageToken(key, SEEDED_PAGE_TOKEN, { doctorId, pageId: page.id });
+    await sql`
+      insert into public.doctor_instagram
+        (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)
+      values (${doctorId}, ${page.id}, ${token}, ${page.instagram.username}, ${page.name}, ${page.instagram.id})`;
+  } finally {
+    await sql.end();
+  }
+}
