@@ -51,6 +51,8 @@ export class FakeMeta {
 
   #server: Deno.HttpServer<Deno.NetAddr>;
   #users = new Map<string, FakePage[]>();
+  /** The named sandbox accounts offered on the consent page; throwaway test users are not listed. */
+  #listed = new Set<string>();
   #codes = new Map<string, CodeGrant>();
   #tokens = new Map<string, { userId: string; kind: "short" | "long" }>();
   #faults = new Map<Step, Fault[]>();
@@ -70,17 +72,18 @@ export class FakeMeta {
     return `http://127.0.0.1:${this.#server.addr.port}`;
   }
 
-  /** A Meta user who manages these Pages; returns the user id to approve the dialog as. */
+  /** A named sandbox account who manages these Pages, offered on the consent page. */
   addUser(userId: string, pages: FakePage[]): string {
+    this.#listed.add(userId);
     this.#users.set(userId, pages);
     return userId;
   }
 
-  /** A fresh Meta user with `count` Pages (each with an Instagram account unless `withInstagram` is false). */
+  /** A throwaway Meta user (approved by id, not listed on the consent page) with `count` Pages (each with an Instagram account unless `withInstagram` is false). */
   newUser(count = 1, withInstagram = true): { userId: string; pages: FakePage[] } {
     const userId = `user${this.#nextId++}`;
     const pages = Array.from({ length: count }, () => this.newPage(withInstagram));
-    this.addUser(userId, pages);
+    this.#users.set(userId, pages);
     return { userId, pages };
   }
 
@@ -92,10 +95,6 @@ export class FakeMeta {
       name: `Clinic ${n}`,
       instagram: withInstagram ? { id: String(17_841_400_000_000_000n + BigInt(id)), username: `clinic_${n}` } : undefined,
     };
-  }
-
-  users(): Map<string, FakePage[]> {
-    return this.#users;
   }
 
   /** Queues faults for the next calls of a step, in order. */
@@ -173,7 +172,7 @@ export class FakeMeta {
     if (!q.get("redirect_uri") || !q.get("state") || q.get("response_type") !== "code") {
       return new Response("Missing redirect_uri, state or response_type=code.", { status: 400 });
     }
-    return new Response(consentPage(url, this.#users), { headers: { "content-type": "text/html; charset=utf-8" } });
+    return new Response(consentPage(url, [...this.#listed].map((id) => [id, this.#users.get(id)!])), { headers: { "content-type": "text/html; charset=utf-8" } });
   }
 
   #decision(form: URLSearchParams): Response {
@@ -290,22 +289,30 @@ async function hmacHex(secret: string, message: string): Promise<string> {
   return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
+// Deno's timers fire about 1 ms late (setTimeout(25) measured 26.3 ms here, setTimeout(24) 25.3 ms), so
+// the wait is asked 1 ms early: the added latency is then the stated one, not a millisecond more per call.
+const TIMER_LATENESS_MS = 1;
+
 /** Resolves true after `ms`, or false as soon as the client gives up. */
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(true), ms);
-    signal.addEventListener("abort", () => {
+    const onAbort = () => {
       clearTimeout(timer);
       resolve(false);
-    }, { once: true });
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, Math.max(0, ms - TIMER_LATENESS_MS));
+    signal.addEventListener("abort", onAbort, { once: true });
   });
 }
 
-function consentPage(url: URL, users: Map<string, FakePage[]>): string {
+function consentPage(url: URL, users: [string, FakePage[]][]): string {
   const hidden = [...url.searchParams].map(([name, value]) =>
     `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`
   ).join("");
-  const options = [...users].filter(([, pages]) => pages.length).map(([id, pages]) =>
+  const options = users.filter(([, pages]) => pages.length).map(([id, pages]) =>
     `<label><input type="radio" name="user" value="${escapeHtml(id)}" ${id === "demo" ? "checked" : ""}> ${
       escapeHtml(id)
     }: ${pages.map((page) => escapeHtml(`${page.name}${page.instagram ? ` (@${page.instagram.username})` : ""}`)).join(", ")}</label>`

@@ -18,13 +18,18 @@ export async function startFunction(name: string, env: Record<string, string>): 
   const child = serveCommand(name, env).spawn();
 
   let output = "";
+  let listening = false;
   let resolvePort: (port: string) => void;
   const port = new Promise<string>((resolve) => (resolvePort = resolve));
   const drain = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       output += chunk;
-      const match = output.match(LISTENING);
-      if (match) resolvePort(match[1]);
+      // Searched only until found: the output grows with every request's log line.
+      const match = listening ? null : output.match(LISTENING);
+      if (match) {
+        listening = true;
+        resolvePort(match[1]);
+      }
     }
   };
   const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);

@@ -63,12 +63,24 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
     return signatures.get(name)!;
   }
 
-  async function run(role: string, claims: Claims, kind: string, query: (tx: postgres.TransactionSql) => Promise<unknown>) {
+  // One round trip per request: begin, the role and claims, the query and commit are pipelined on one
+  // connection. When a statement fails, the rest run in an aborted transaction and commit rolls it back.
+  async function run(role: string, claims: Claims, kind: string, query: (db: postgres.ReservedSql) => postgres.PendingQuery<postgres.Row[]>) {
     options.onQuery?.(kind);
-    return await sql.begin(async (tx) => {
-      await tx`select set_config('role', ${role}, true), set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
-      return await query(tx);
-    });
+    const db = await sql.reserve();
+    try {
+      const settled = await Promise.allSettled([
+        db`begin`,
+        db`select set_config('role', ${role}, true), set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`,
+        query(db),
+        db`commit`,
+      ]);
+      const failed = settled.find((result) => result.status === "rejected");
+      if (failed) throw failed.reason;
+      return (settled[2] as PromiseFulfilledResult<postgres.RowList<postgres.Row[]>>).value;
+    } finally {
+      db.release();
+    }
   }
 
   async function rpc(name: string, request: Request, role: string, claims: Claims): Promise<Response> {
