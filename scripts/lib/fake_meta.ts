@@ -108,31 +108,15 @@ export class FakeMeta {
 
   /** What the browser does when the doctor presses Allow (as `userId`): returns Meta's redirect. */
   async approve(dialogUrl: string, userId: string): Promise<string> {
-    return await this.#decide(dialogUrl, { decision: "allow", user: userId });
+    return await decideDialog(dialogUrl, { decision: "allow", user: userId });
   }
 
   async cancel(dialogUrl: string): Promise<string> {
-    return await this.#decide(dialogUrl, { decision: "cancel" });
+    return await decideDialog(dialogUrl, { decision: "cancel" });
   }
 
   async close(): Promise<void> {
     await this.#server.shutdown();
-  }
-
-  async #decide(dialogUrl: string, form: Record<string, string>): Promise<string> {
-    const dialog = new URL(dialogUrl);
-    const page = await fetch(`${this.url}${dialog.pathname}${dialog.search}`);
-    if (!page.ok) throw new Error(`dialog refused: ${page.status} ${await page.text()}`);
-    await page.body?.cancel();
-    const response = await fetch(`${this.url}${dialog.pathname}/decision`, {
-      method: "POST",
-      body: new URLSearchParams({ ...Object.fromEntries(dialog.searchParams), ...form }),
-      redirect: "manual",
-    });
-    await response.body?.cancel();
-    const location = response.headers.get("location");
-    if (response.status !== 302 || !location) throw new Error(`dialog decision failed: ${response.status}`);
-    return location;
   }
 
   async #handle(request: Request): Promise<Response> {
@@ -287,6 +271,26 @@ async function hmacHex(secret: string, message: string): Promise<string> {
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
   return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * What a browser does on the sandbox's consent page: loads the dialog, submits the decision, and
+ * returns where Meta redirects to. Needs only the dialog URL, so a load generator in a Worker can use it.
+ */
+export async function decideDialog(dialogUrl: string, form: Record<string, string>): Promise<string> {
+  const dialog = new URL(dialogUrl);
+  const page = await fetch(dialog);
+  if (!page.ok) throw new Error(`dialog refused: ${page.status} ${await page.text()}`);
+  await page.body?.cancel();
+  const response = await fetch(`${dialog.origin}${dialog.pathname}/decision`, {
+    method: "POST",
+    body: new URLSearchParams({ ...Object.fromEntries(dialog.searchParams), ...form }),
+    redirect: "manual",
+  });
+  await response.body?.cancel();
+  const location = response.headers.get("location");
+  if (response.status !== 302 || !location) throw new Error(`dialog decision failed: ${response.status}`);
+  return location;
 }
 
 // Deno's timers fire about 1 ms late (setTimeout(25) measured 26.3 ms here, setTimeout(24) 25.3 ms), so
