@@ -12,7 +12,9 @@ import { FUNCTION_NAMES, type LocalStack, startLocalStack } from "./lib/local_st
 import { startFunction } from "./lib/function_process.ts";
 import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
 
-const [flows, concurrency, latencyMs] = [Deno.args[0] ?? 500, Deno.args[1] ?? 16, Deno.args[2] ?? 25].map(Number);
+const [flows, concurrency, latencyMs] = [Deno.args[0] ?? 500, Deno.args[1] ?? 16, Deno.args[2] ?? 25].map(
+  Number,
+);
 const WARMUP_FLOWS = 20;
 const UNLOADED_FLOWS = 100;
 
@@ -55,17 +57,31 @@ try {
       graph_callback_npm_packages: graphs[1].packages,
       graph_callback_bundle_kb: graphs[1].bundleKb,
     };
-    console.log(`\n${flows} connect + callback flows, concurrency ${concurrency}, +${latencyMs} ms per Meta call\n`);
-    console.log(`  connect    p50 ${loaded.connectP50} ms   p99 ${loaded.connectP99} ms   (target p99 < 15 ms)`);
+    console.log(
+      `\n${flows} connect + callback flows, concurrency ${concurrency}, +${latencyMs} ms per Meta call\n`,
+    );
+    console.log(
+      `  connect    p50 ${loaded.connectP50} ms   p99 ${loaded.connectP99} ms   (target p99 < 15 ms)`,
+    );
     console.log(`  callback   p50 ${loaded.callbackP50} ms   p99 ${loaded.callbackP99} ms`);
     console.log(`  throughput ${loaded.flowsPerSecond} flows/s, ${figures.failures} failed`);
-    console.log(`  per callback: ${loaded.metaPerCallback} Meta calls, ${loaded.dbPerCallback} database calls`);
-    console.log(`  overhead ratio ${loaded.overheadRatio} (callback p50 / (Meta calls x ${latencyMs} ms); target <= 1.10)`);
-    console.log(`  at concurrency 1 (${UNLOADED_FLOWS} flows): connect p99 ${unloaded.connectP99} ms, callback p50 ${unloaded.callbackP50} ms, overhead ratio ${unloaded.overheadRatio}`);
-    console.log(`  cold start connect ${figures.cold_start_connect_ms} ms, callback ${figures.cold_start_callback_ms} ms (target < 200 ms)`);
+    console.log(
+      `  per callback: ${loaded.metaPerCallback} Meta calls, ${loaded.dbPerCallback} database calls`,
+    );
+    console.log(
+      `  overhead ratio ${loaded.overheadRatio} (callback p50 / (Meta calls x ${latencyMs} ms); target <= 1.10)`,
+    );
+    console.log(
+      `  at concurrency 1 (${UNLOADED_FLOWS} flows): connect p99 ${unloaded.connectP99} ms, callback p50 ${unloaded.callbackP50} ms, overhead ratio ${unloaded.overheadRatio}`,
+    );
+    console.log(
+      `  cold start connect ${figures.cold_start_connect_ms} ms, callback ${figures.cold_start_callback_ms} ms (target < 200 ms)`,
+    );
     for (const [index, fn] of FUNCTION_NAMES.entries()) {
       const graph = graphs[index];
-      console.log(`  module graph ${fn}: our code ${graph.kb} KB in ${graph.modules} modules + ${graph.packages} npm packages; ${graph.bundleKb} KB loaded in all (bundled)`);
+      console.log(
+        `  module graph ${fn}: our code ${graph.kb} KB in ${graph.modules} modules + ${graph.packages} npm packages; ${graph.bundleKb} KB loaded in all (bundled)`,
+      );
     }
     console.log(`\n${Object.entries(figures).map(([key, value]) => `${key}=${value}`).join(" ")}`);
   } finally {
@@ -137,17 +153,25 @@ async function coldStart(name: string, env: Record<string, string>): Promise<num
 }
 
 /** Our modules (count, KB), the npm packages they import, and everything loaded, bundled into one file. */
-async function moduleGraph(name: string): Promise<{ kb: number; modules: number; packages: number; bundleKb: number }> {
+async function moduleGraph(
+  name: string,
+): Promise<{ kb: number; modules: number; packages: number; bundleKb: number }> {
   const entry = `supabase/functions/${name}/index.ts`;
   const deno = async (...args: string[]) => {
-    const output = await new Deno.Command(Deno.execPath(), { args, cwd: new URL("../", import.meta.url) }).output();
-    if (!output.success) throw new Error(`deno ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
+    const output = await new Deno.Command(Deno.execPath(), { args, cwd: new URL("../", import.meta.url) })
+      .output();
+    if (!output.success) {
+      throw new Error(`deno ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
+    }
     return new TextDecoder().decode(output.stdout);
   };
-  const modules: { kind: string; size?: number; specifier: string }[] = JSON.parse(await deno("info", "--json", entry)).modules;
+  const modules: { kind: string; size?: number; specifier: string }[] =
+    JSON.parse(await deno("info", "--json", entry)).modules;
   const own = modules.filter((module) => module.kind === "esm");
   const packages = new Set(
-    modules.filter((module) => module.kind === "npm").map((module) => module.specifier.match(/^npm:\/?((?:@[^/]+\/)?[^@/]+)/)?.[1]),
+    modules.filter((module) => module.kind === "npm").map((module) =>
+      module.specifier.match(/^npm:\/?((?:@[^/]+\/)?[^@/]+)/)?.[1]
+    ),
   );
   const bundle = await Deno.makeTempFile({ suffix: ".js" });
   try {

@@ -10,7 +10,7 @@
 import { createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
 import { proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
-import { startFunction, type FunctionProcess } from "./lib/function_process.ts";
+import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 
 const PORT = Number(Deno.env.get("DEV_PORT") ?? 54321);
 const ORIGIN = `http://127.0.0.1:${PORT}`;

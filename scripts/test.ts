@@ -29,13 +29,20 @@ async function main(): Promise<number> {
 
     // --unstable-no-legacy-abort: request.signal aborts only when a client gives up, which is what the
     // fake Meta listens for (and Deno then prints no warning about the legacy behaviour).
-    const deno = await run(Deno.execPath(), ["test", "--allow-all", "--unstable-no-legacy-abort", "supabase/functions/tests/"], {
+    const deno = await run(Deno.execPath(), [
+      "test",
+      "--allow-all",
+      "--unstable-no-legacy-abort",
+      "supabase/functions/tests/",
+    ], {
       TEST_DATABASE_URL: databaseUrl,
       CHROMIUM_PATH: chromium,
       NO_COLOR: "1",
     });
     // "ok | 9 passed (41 steps) | 0 failed": tests and their steps are all counted.
-    const summary = deno.output.match(/\| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/);
+    const summary = deno.output.match(
+      /\| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/,
+    );
     const denoPassed = Number(summary?.[1] ?? 0) + Number(summary?.[2] ?? 0);
     const denoFailed = failures(deno.success, Number(summary?.[3] ?? 0) + Number(summary?.[4] ?? 0));
 
@@ -72,20 +79,27 @@ async function run(command: string, args: string[], env: Record<string, string>)
 
 async function ensurePgTap(): Promise<void> {
   const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
-  const [{ available }] = await sql`select count(*)::int as available from pg_available_extensions where name = 'pgtap'`;
+  const [{ available }] =
+    await sql`select count(*)::int as available from pg_available_extensions where name = 'pgtap'`;
   const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
   await sql.end();
-  const hasProve = await new Deno.Command("sh", { args: ["-c", "command -v pg_prove"], stdout: "null" }).output();
+  const hasProve = await new Deno.Command("sh", { args: ["-c", "command -v pg_prove"], stdout: "null" })
+    .output();
   if (available && hasProve.success) return;
 
-  await aptInstall([`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"], "pgTAP and pg_prove");
+  await aptInstall(
+    [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"],
+    "pgTAP and pg_prove",
+  );
 }
 
 /** The browser test's Chromium: CHROMIUM_PATH, or Debian's package (installed when missing and we may). */
 async function ensureChromium(): Promise<string> {
   const path = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
   if (await isFile(path)) return path;
-  if (Deno.env.has("CHROMIUM_PATH")) throw new Error(`CHROMIUM_PATH is set to ${path}, which does not exist.`);
+  if (Deno.env.has("CHROMIUM_PATH")) {
+    throw new Error(`CHROMIUM_PATH is set to ${path}, which does not exist.`);
+  }
   await aptInstall(["chromium"], "Chromium for the browser test");
   return path;
 }
@@ -97,17 +111,23 @@ async function isFile(path: string): Promise<boolean> {
 /** Installs Debian packages when we are root with apt-get; otherwise says exactly what to install. */
 async function aptInstall(packages: string[], what: string): Promise<void> {
   const isRoot = Deno.uid?.() === 0;
-  const hasApt = (await new Deno.Command("sh", { args: ["-c", "command -v apt-get"], stdout: "null" }).output()).success;
+  const hasApt =
+    (await new Deno.Command("sh", { args: ["-c", "command -v apt-get"], stdout: "null" }).output()).success;
   if (!isRoot || !hasApt) {
     throw new Error(
-      `Not installed: ${what}. Install it, then run again:\n  sudo apt-get install -y ${packages.join(" ")}\n` +
+      `Not installed: ${what}. Install it, then run again:\n  sudo apt-get install -y ${
+        packages.join(" ")
+      }\n` +
         "  (or your platform's equivalent packages)",
     );
   }
   console.log(`installing ${packages.join(" ")} with apt-get (${what})`);
   for (const args of [["update", "-qq"], ["install", "-y", "-qq", ...packages]]) {
-    const result = await new Deno.Command("apt-get", { args, env: { DEBIAN_FRONTEND: "noninteractive" } }).output();
-    if (!result.success) throw new Error(`apt-get ${args.join(" ")} failed:\n${new TextDecoder().decode(result.stderr)}`);
+    const result = await new Deno.Command("apt-get", { args, env: { DEBIAN_FRONTEND: "noninteractive" } })
+      .output();
+    if (!result.success) {
+      throw new Error(`apt-get ${args.join(" ")} failed:\n${new TextDecoder().decode(result.stderr)}`);
+    }
   }
 }
 

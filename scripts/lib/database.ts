@@ -64,7 +64,9 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
 async function migrationFiles(): Promise<URL[]> {
   const dir = new URL("supabase/migrations/", ROOT);
   const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
+  }
   return names.sort().map((name) => new URL(name, dir));
 }
 

@@ -2,7 +2,7 @@
 // already linked to the other doctor) and the demo dashboard at /demo/. `deno task dev` runs it on
 // port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
 import postgres from "postgres";
-import { type LocalStack, LOCAL_PUBLISHABLE_KEY, startLocalStack } from "./local_stack.ts";
+import { LOCAL_PUBLISHABLE_KEY, type LocalStack, startLocalStack } from "./local_stack.ts";
 import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/token_crypto.ts";
 import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
@@ -15,8 +15,16 @@ export const DEMO_DOCTORS = {
 export type DemoDoctor = keyof typeof DEMO_DOCTORS;
 
 export const DEMO_PAGES = {
-  sunrise: { id: "100000000000001", name: "Sunrise Dental", instagram: { id: "17841400000000001", username: "sunrise_dental" } },
-  lakeside: { id: "100000000000002", name: "Lakeside Physio", instagram: { id: "17841400000000002", username: "lakeside_physio" } },
+  sunrise: {
+    id: "100000000000001",
+    name: "Sunrise Dental",
+    instagram: { id: "17841400000000001", username: "sunrise_dental" },
+  },
+  lakeside: {
+    id: "100000000000002",
+    name: "Lakeside Physio",
+    instagram: { id: "17841400000000002", username: "lakeside_physio" },
+  },
   oldTown: { id: "100000000000003", name: "Old Town Clinic (no Instagram)" },
 } satisfies Record<string, FakePage>;
 
@@ -42,9 +50,14 @@ export async function startDevStack(options: { databaseUrl: string; port?: numbe
   const stack: LocalStack = await startLocalStack({
     databaseUrl: options.databaseUrl,
     port: options.port,
-    env: (origin) => ({ INSTAGRAM_FRONTEND_REDIRECT_URI: `${origin}/demo/`, INSTAGRAM_ALLOWED_ORIGINS: origin }),
+    env: (origin) => ({
+      INSTAGRAM_FRONTEND_REDIRECT_URI: `${origin}/demo/`,
+      INSTAGRAM_ALLOWED_ORIGINS: origin,
+    }),
     extraRoutes: async (request, url) => {
-      if (url.pathname === "/demo" || url.pathname === "/") return Response.redirect(`${url.origin}/demo/`, 302);
+      if (url.pathname === "/demo" || url.pathname === "/") {
+        return Response.redirect(`${url.origin}/demo/`, 302);
+      }
       if (url.pathname === "/demo/") return dashboardPage(dashboard, url.origin);
       if (url.pathname === "/demo/session" && request.method === "POST") {
         const doctor = DEMO_DOCTORS[url.searchParams.get("doctor") as DemoDoctor] ?? DEMO_DOCTORS.demo;
@@ -70,7 +83,10 @@ function dashboardPage(template: string, origin: string): Response {
     connectUrl: `${origin}/functions/v1/instagram-connect`,
   };
   const messages = Object.fromEntries(Object.entries(ERRORS).map(([code, [, message]]) => [code, message]));
-  const html = template.replace("__CONFIG__", JSON.stringify(config)).replace("__ERRORS__", JSON.stringify(messages));
+  const html = template.replace("__CONFIG__", JSON.stringify(config)).replace(
+    "__ERRORS__",
+    JSON.stringify(messages),
+  );
   return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
 }
 

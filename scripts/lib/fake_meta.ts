@@ -93,7 +93,9 @@ export class FakeMeta {
     return {
       id,
       name: `Clinic ${n}`,
-      instagram: withInstagram ? { id: String(17_841_400_000_000_000n + BigInt(id)), username: `clinic_${n}` } : undefined,
+      instagram: withInstagram
+        ? { id: String(17_841_400_000_000_000n + BigInt(id)), username: `clinic_${n}` }
+        : undefined,
     };
   }
 
@@ -131,7 +133,9 @@ export class FakeMeta {
       : path === "/me/accounts"
       ? "list_pages"
       : undefined;
-    if (!step || request.method !== "GET") return graphError(400, 2500, "Unknown path components", "OAuthException");
+    if (!step || request.method !== "GET") {
+      return graphError(400, 2500, "Unknown path components", "OAuthException");
+    }
 
     this.calls[step]++;
     for (const value of url.searchParams.values()) if (value.length > 20) this.secrets.add(value);
@@ -139,8 +143,16 @@ export class FakeMeta {
     const wait = (fault?.delayMs ?? 0) + this.latencyMs;
     if (wait > 0 && !(await sleep(wait, request.signal))) return new Response(null, { status: 499 });
     if (fault?.error || fault?.status) {
-      const error = fault.error ?? { code: 2, message: "Service temporarily unavailable", is_transient: true };
-      return graphError(fault.status ?? 500, error.code, error.message ?? "An unexpected error has occurred.", error.type ?? "OAuthException", error.error_subcode, error.is_transient);
+      const error = fault.error ??
+        { code: 2, message: "Service temporarily unavailable", is_transient: true };
+      return graphError(
+        fault.status ?? 500,
+        error.code,
+        error.message ?? "An unexpected error has occurred.",
+        error.type ?? "OAuthException",
+        error.error_subcode,
+        error.is_transient,
+      );
     }
     if (step === "code_exchange") return this.#exchangeCode(url.searchParams);
     if (step === "token_exchange") return this.#exchangeToken(url.searchParams);
@@ -156,7 +168,9 @@ export class FakeMeta {
     if (!q.get("redirect_uri") || !q.get("state") || q.get("response_type") !== "code") {
       return new Response("Missing redirect_uri, state or response_type=code.", { status: 400 });
     }
-    return new Response(consentPage(url, [...this.#listed].map((id) => [id, this.#users.get(id)!])), { headers: { "content-type": "text/html; charset=utf-8" } });
+    return new Response(consentPage(url, [...this.#listed].map((id) => [id, this.#users.get(id)!])), {
+      headers: { "content-type": "text/html; charset=utf-8" },
+    });
   }
 
   #decision(form: URLSearchParams): Response {
@@ -174,7 +188,12 @@ export class FakeMeta {
       if (!this.#users.has(user)) return new Response("Unknown sandbox user", { status: 400 });
       const code = `AQ${randomToken(120)}`;
       this.secrets.add(code);
-      this.#codes.set(code, { userId: user, redirectUri: form.get("redirect_uri")!, expiresAt: Date.now() + 600_000, used: false });
+      this.#codes.set(code, {
+        userId: user,
+        redirectUri: form.get("redirect_uri")!,
+        expiresAt: Date.now() + 600_000,
+        used: false,
+      });
       redirect.searchParams.set("code", code);
     }
     return new Response(null, { status: 302, headers: { location: `${redirect}#_=_` } });
@@ -194,32 +213,57 @@ export class FakeMeta {
     if (bad) return bad;
     const grant = this.#codes.get(q.get("code") ?? "");
     if (!grant) return graphError(400, 100, "Invalid verification code format.", "OAuthException", 36008);
-    if (grant.used) return graphError(400, 100, "This authorization code has been used.", "OAuthException", 36009);
+    if (grant.used) {
+      return graphError(400, 100, "This authorization code has been used.", "OAuthException", 36009);
+    }
     if (grant.expiresAt < Date.now()) {
       return graphError(400, 100, "This authorization code has expired.", "OAuthException", 36007);
     }
     if (grant.redirectUri !== q.get("redirect_uri")) {
-      return graphError(400, 100, "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request", "OAuthException", 36008);
+      return graphError(
+        400,
+        100,
+        "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request",
+        "OAuthException",
+        36008,
+      );
     }
     grant.used = true;
-    return Response.json({ access_token: this.#issueToken(grant.userId, "short"), token_type: "bearer", expires_in: 5_183_944 });
+    return Response.json({
+      access_token: this.#issueToken(grant.userId, "short"),
+      token_type: "bearer",
+      expires_in: 5_183_944,
+    });
   }
 
   #exchangeToken(q: URLSearchParams): Response {
     const bad = this.#checkApp(q);
     if (bad) return bad;
     const token = this.#tokens.get(q.get("fb_exchange_token") ?? "");
-    if (!token) return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
-    return Response.json({ access_token: this.#issueToken(token.userId, "long"), token_type: "bearer", expires_in: 5_184_000 });
+    if (!token) {
+      return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
+    }
+    return Response.json({
+      access_token: this.#issueToken(token.userId, "long"),
+      token_type: "bearer",
+      expires_in: 5_184_000,
+    });
   }
 
   async #accounts(url: URL): Promise<Response> {
     const q = url.searchParams;
     const accessToken = q.get("access_token") ?? "";
     const token = this.#tokens.get(accessToken);
-    if (!token) return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
+    if (!token) {
+      return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
+    }
     if (q.get("appsecret_proof") !== await hmacHex(this.options.appSecret, accessToken)) {
-      return graphError(400, 100, "Invalid appsecret_proof provided in the API argument", "GraphMethodException");
+      return graphError(
+        400,
+        100,
+        "Invalid appsecret_proof provided in the API argument",
+        "GraphMethodException",
+      );
     }
     const fields = q.get("fields") ?? "id,name";
     const limit = Math.min(Number(q.get("limit") ?? 25), this.accountsPageSize);
@@ -256,19 +300,42 @@ export class FakeMeta {
   }
 }
 
-function graphError(status: number, code: number, message: string, type: string, subcode?: number, transient?: boolean) {
+function graphError(
+  status: number,
+  code: number,
+  message: string,
+  type: string,
+  subcode?: number,
+  transient?: boolean,
+) {
   return Response.json({
-    error: { message, type, code, error_subcode: subcode, is_transient: transient, fbtrace_id: `A${randomToken(20)}` },
+    error: {
+      message,
+      type,
+      code,
+      error_subcode: subcode,
+      is_transient: transient,
+      fbtrace_id: `A${randomToken(20)}`,
+    },
   }, { status, headers: { "www-authenticate": `OAuth "Facebook Platform" "${type}" "${message}"` } });
 }
 
 function randomToken(length: number): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  return Array.from(crypto.getRandomValues(new Uint8Array(length)), (byte) => alphabet[byte % alphabet.length]).join("");
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(length)),
+    (byte) => alphabet[byte % alphabet.length],
+  ).join("");
 }
 
 async function hmacHex(secret: string, message: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
   return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
@@ -319,7 +386,10 @@ function consentPage(url: URL, users: [string, FakePage[]][]): string {
   const options = users.filter(([, pages]) => pages.length).map(([id, pages]) =>
     `<label><input type="radio" name="user" value="${escapeHtml(id)}" ${id === "demo" ? "checked" : ""}> ${
       escapeHtml(id)
-    }: ${pages.map((page) => escapeHtml(`${page.name}${page.instagram ? ` (@${page.instagram.username})` : ""}`)).join(", ")}</label>`
+    }: ${
+      pages.map((page) => escapeHtml(`${page.name}${page.instagram ? ` (@${page.instagram.username})` : ""}`))
+        .join(", ")
+    }</label>`
   ).join("<br>");
   return `<!doctype html><html><head><meta charset="utf-8"><title>Meta sandbox – not Facebook</title>
 <style>body{font-family:system-ui;max-width:40rem;margin:3rem auto}.banner{background:#fde68a;padding:.75rem;border-radius:.5rem}

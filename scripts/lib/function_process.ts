@@ -55,7 +55,10 @@ export async function startFunction(name: string, env: Record<string, string>): 
 }
 
 /** Starts a function that is expected to fail at start-up; returns its exit code and output. */
-export async function bootFailure(name: string, env: Record<string, string>): Promise<{ code: number; output: string }> {
+export async function bootFailure(
+  name: string,
+  env: Record<string, string>,
+): Promise<{ code: number; output: string }> {
   const result = await serveCommand(name, env, AbortSignal.timeout(30_000)).output();
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: result.code, output: decode(result.stdout) + decode(result.stderr) };
@@ -65,9 +68,23 @@ export async function bootFailure(name: string, env: Record<string, string>): Pr
 function serveCommand(name: string, env: Record<string, string>, signal?: AbortSignal): Deno.Command {
   const denoDir = Deno.env.get("DENO_DIR");
   return new Deno.Command(Deno.execPath(), {
-    args: ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", "0", `supabase/functions/${name}/index.ts`],
+    args: [
+      "serve",
+      "--allow-net",
+      "--allow-env",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      `supabase/functions/${name}/index.ts`,
+    ],
     cwd: ROOT,
-    env: { ...env, NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "", ...(denoDir ? { DENO_DIR: denoDir } : {}) },
+    env: {
+      ...env,
+      NO_COLOR: "1",
+      HOME: Deno.env.get("HOME") ?? "",
+      ...(denoDir ? { DENO_DIR: denoDir } : {}),
+    },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",

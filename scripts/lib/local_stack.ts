@@ -53,14 +53,22 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   });
 
   const functions = {} as Record<FunctionName, FunctionProcess>;
-  const router = Deno.serve({ hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} }, async (request) => {
-    const url = new URL(request.url);
-    const proxied = await proxyToFunction(request, url, Object.values(functions));
-    if (proxied) return proxied;
-    if (url.pathname.startsWith("/rest/v1/")) return await gateway.handle(request, url.pathname.slice("/rest/v1".length));
-    if (url.pathname === "/auth/v1/.well-known/jwks.json") return Response.json(jwt.jwks);
-    return (await options.extraRoutes?.(request, url)) ?? new Response("Not found", { status: 404 });
-  });
+  const router = Deno.serve(
+    { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
+    async (request) => {
+      const url = new URL(request.url);
+      const proxied = await proxyToFunction(request, url, Object.values(functions));
+      if (proxied) return proxied;
+      if (url.pathname.startsWith("/rest/v1/")) {
+        return await gateway.handle(
+          request,
+          url.pathname.slice("/rest/v1".length),
+        );
+      }
+      if (url.pathname === "/auth/v1/.well-known/jwks.json") return Response.json(jwt.jwks);
+      return (await options.extraRoutes?.(request, url)) ?? new Response("Not found", { status: 404 });
+    },
+  );
   const origin = `http://127.0.0.1:${router.addr.port}`;
 
   const env: Record<string, string> = {
@@ -106,7 +114,11 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
 }
 
 /** As the platform does: /functions/v1/<name>/... reaches the function as /<name>/..., query untouched. */
-export async function proxyToFunction(request: Request, url: URL, functions: FunctionProcess[]): Promise<Response | undefined> {
+export async function proxyToFunction(
+  request: Request,
+  url: URL,
+  functions: FunctionProcess[],
+): Promise<Response | undefined> {
   const match = url.pathname.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
   const target = functions.find((fn) => fn.name === match?.[1]);
   if (!match || !target) return undefined;
@@ -116,5 +128,7 @@ export async function proxyToFunction(request: Request, url: URL, functions: Fun
     headers: request.headers,
     body,
     redirect: "manual",
-  }).catch(() => Response.json({ code: 503, message: `function ${match[1]} is not running` }, { status: 503 }));
+  }).catch(() =>
+    Response.json({ code: 503, message: `function ${match[1]} is not running` }, { status: 503 })
+  );
 }

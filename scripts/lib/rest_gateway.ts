@@ -29,13 +29,27 @@ const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 export function createRestGateway(options: GatewayOptions): RestGateway {
   const sql = postgres(options.databaseUrl, { max: 8, onnotice: () => {}, idle_timeout: 30 });
   const jwks = createLocalJWKSet(options.jwks);
-  const signatures = new Map<string, Promise<{ names: string[]; types: string[]; returnsVoid: boolean } | null>>();
+  const signatures = new Map<
+    string,
+    Promise<{ names: string[]; types: string[]; returnsVoid: boolean } | null>
+  >();
 
   async function authenticate(request: Request): Promise<{ role: string; claims: Claims } | Response> {
     const apikey = request.headers.get("apikey");
     const bearer = request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
-    const keyRole = apikey === options.secretKey ? "service_role" : apikey === options.publishableKey ? "anon" : null;
-    if (!keyRole) return pgrstError(401, "PGRST301", "Invalid API key", "Double check your Supabase `anon` or `service_role` API key.");
+    const keyRole = apikey === options.secretKey
+      ? "service_role"
+      : apikey === options.publishableKey
+      ? "anon"
+      : null;
+    if (!keyRole) {
+      return pgrstError(
+        401,
+        "PGRST301",
+        "Invalid API key",
+        "Double check your Supabase `anon` or `service_role` API key.",
+      );
+    }
     if (bearer && bearer !== apikey && bearer.split(".").length === 3) {
       try {
         const { payload } = await jwtVerify(bearer, jwks);
@@ -57,7 +71,11 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
                  p.prorettype = 'void'::regtype as returns_void
           from pg_proc p join pg_namespace n on n.oid = p.pronamespace
           where n.nspname = 'public' and p.proname = ${name}
-        `.then((rows) => rows.length === 1 ? { names: rows[0].names ?? [], types: rows[0].types, returnsVoid: rows[0].returns_void } : null),
+        `.then((rows) =>
+          rows.length === 1
+            ? { names: rows[0].names ?? [], types: rows[0].types, returnsVoid: rows[0].returns_void }
+            : null
+        ),
       );
     }
     return signatures.get(name)!;
@@ -65,13 +83,20 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
 
   // One round trip per request: begin, the role and claims, the query and commit are pipelined on one
   // connection. When a statement fails, the rest run in an aborted transaction and commit rolls it back.
-  async function run(role: string, claims: Claims, kind: string, query: (db: postgres.ReservedSql) => postgres.PendingQuery<postgres.Row[]>) {
+  async function run(
+    role: string,
+    claims: Claims,
+    kind: string,
+    query: (db: postgres.ReservedSql) => postgres.PendingQuery<postgres.Row[]>,
+  ) {
     options.onQuery?.(kind);
     const db = await sql.reserve();
     try {
       const settled = await Promise.allSettled([
         db`begin`,
-        db`select set_config('role', ${role}, true), set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`,
+        db`select set_config('role', ${role}, true), set_config('request.jwt.claims', ${
+          JSON.stringify(claims)
+        }, true)`,
         query(db),
         db`commit`,
       ]);
@@ -87,16 +112,37 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
     const fn = IDENTIFIER.test(name) ? await signature(name) : null;
     const args = await request.json().catch(() => null) as Record<string, unknown> | null;
     if (!fn || !args || typeof args !== "object") {
-      return pgrstError(404, "PGRST202", `Could not find the function public.${name} in the schema cache`, null);
+      return pgrstError(
+        404,
+        "PGRST202",
+        `Could not find the function public.${name} in the schema cache`,
+        null,
+      );
     }
     const unknown = Object.keys(args).filter((arg) => !fn.names.includes(arg));
     if (unknown.length) {
-      return pgrstError(404, "PGRST202", `Could not find the function public.${name}(${Object.keys(args).join(", ")}) in the schema cache`, null);
+      return pgrstError(
+        404,
+        "PGRST202",
+        `Could not find the function public.${name}(${Object.keys(args).join(", ")}) in the schema cache`,
+        null,
+      );
     }
     const names = Object.keys(args);
-    const call = `public.${name}(${names.map((arg, i) => `${arg} => $${i + 1}::${fn.types[fn.names.indexOf(arg)]}`).join(", ")})`;
+    const call = `public.${name}(${
+      names.map((arg, i) => `${arg} => $${i + 1}::${fn.types[fn.names.indexOf(arg)]}`).join(", ")
+    })`;
     const values = names.map((arg) => args[arg] === null ? null : String(args[arg]));
-    const rows = await run(role, claims, "rpc", (tx) => tx.unsafe(fn.returnsVoid ? `select ${call}` : `select to_jsonb(${call}) as result`, values as string[])) as { result?: unknown }[];
+    const rows = await run(
+      role,
+      claims,
+      "rpc",
+      (tx) =>
+        tx.unsafe(
+          fn.returnsVoid ? `select ${call}` : `select to_jsonb(${call}) as result`,
+          values as string[],
+        ),
+    ) as { result?: unknown }[];
     return fn.returnsVoid ? new Response(null, { status: 204 }) : Response.json(rows[0]?.result ?? null);
   }
 
@@ -119,7 +165,12 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
         return pgrstError(400, "PGRST100", "unsupported select", null);
       }
       const list = columns.map((column) => column === "*" ? "*" : `"${column}"`).join(", ");
-      const rows = await run(role, claims, "select", (tx) => tx.unsafe(`select ${list} from public."${name}"${where}`, values));
+      const rows = await run(
+        role,
+        claims,
+        "select",
+        (tx) => tx.unsafe(`select ${list} from public."${name}"${where}`, values),
+      );
       return Response.json(rows);
     }
     await run(role, claims, "delete", (tx) => tx.unsafe(`delete from public."${name}"${where}`, values));
@@ -133,7 +184,10 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
       const [, resource, name] = path.match(/^\/(rpc\/)?([^/]+)$/) ?? [];
       try {
         if (resource && request.method === "POST") return await rpc(name, request, auth.role, auth.claims);
-        if (!resource && name && IDENTIFIER.test(name) && (request.method === "GET" || request.method === "DELETE")) {
+        if (
+          !resource && name && IDENTIFIER.test(name) &&
+          (request.method === "GET" || request.method === "DELETE")
+        ) {
           return await table(name, request, auth.role, auth.claims);
         }
         return pgrstError(404, "PGRST125", `Invalid path ${path}`, null);
@@ -149,15 +203,38 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
 export function httpStatusFor(sqlstate: string, role: string): number {
   if (/^PT\d{3}$/.test(sqlstate)) return Number(sqlstate.slice(2));
   const exact: Record<string, number> = {
-    "23503": 409, "23505": 409, "25006": 405, "P0001": 400, "42883": 404, "42P01": 404, "42P17": 500,
+    "23503": 409,
+    "23505": 409,
+    "25006": 405,
+    "P0001": 400,
+    "42883": 404,
+    "42P01": 404,
+    "42P17": 500,
     "53400": 500,
   };
   if (sqlstate === "42501") return role === "anon" ? 401 : 403;
   if (exact[sqlstate]) return exact[sqlstate];
   const byClass: Record<string, number> = {
-    "08": 503, "09": 500, "0L": 403, "0P": 403, "25": 500, "28": 403, "2D": 500, "38": 500, "39": 500,
-    "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500, "57": 500, "58": 500, "F0": 500, "HV": 500,
-    "P0": 500, "XX": 500,
+    "08": 503,
+    "09": 500,
+    "0L": 403,
+    "0P": 403,
+    "25": 500,
+    "28": 403,
+    "2D": 500,
+    "38": 500,
+    "39": 500,
+    "3B": 500,
+    "40": 500,
+    "53": 503,
+    "54": 500,
+    "55": 500,
+    "57": 500,
+    "58": 500,
+    "F0": 500,
+    "HV": 500,
+    "P0": 500,
+    "XX": 500,
   };
   return byClass[sqlstate.slice(0, 2)] ?? 400;
 }
@@ -166,7 +243,12 @@ function fromPostgresError(error: unknown, role: string): Response {
   const pg = error as { code?: string; message?: string; detail?: string; hint?: string };
   if (!pg.code || !/^[0-9A-Z]{5}$/.test(pg.code)) {
     // The database could not be reached at all: PostgREST answers 503 (PGRST000/001).
-    return pgrstError(503, "PGRST001", "Database client error. Retrying the connection.", String(pg.message ?? error));
+    return pgrstError(
+      503,
+      "PGRST001",
+      "Database client error. Retrying the connection.",
+      String(pg.message ?? error),
+    );
   }
   return Response.json(
     { code: pg.code, message: pg.message ?? "", details: pg.detail ?? null, hint: pg.hint ?? null },

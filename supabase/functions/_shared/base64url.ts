@@ -2,4 +2,5 @@
 import { base64url } from "jose";
 
 export const encodeBase64Url = (bytes: Uint8Array): string => base64url.encode(bytes);
-export const decodeBase64Url = (text: string): Uint8Array<ArrayBuffer> => new Uint8Array(base64url.decode(text));
+export const decodeBase64Url = (text: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(base64url.decode(text));

@@ -23,7 +23,9 @@ export function parseCallbackParams(query: URLSearchParams): CallbackParams {
   const parsed = Success.safeParse(Object.fromEntries(query));
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((issue) => String(issue.path[0])))];
-    throw new AppError("invalid_request", { message: `Missing or malformed parameter: ${fields.join(", ")}.` });
+    throw new AppError("invalid_request", {
+      message: `Missing or malformed parameter: ${fields.join(", ")}.`,
+    });
   }
   return { code: parsed.data.code, state: parsed.data.state, pageId: parsed.data.page_id };
 }

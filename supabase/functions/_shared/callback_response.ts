@@ -7,7 +7,9 @@ import { type AppEnv, jsonError } from "./http.ts";
 import type { LinkedAccount } from "./database.ts";
 
 export function connectedResponse(c: Context<AppEnv>, config: Config, link: LinkedAccount): Response {
-  if (config.frontendRedirectUri) return c.redirect(frontendUrl(config.frontendRedirectUri, { connected: "1" }), 302);
+  if (config.frontendRedirectUri) {
+    return c.redirect(frontendUrl(config.frontendRedirectUri, { connected: "1" }), 302);
+  }
   return c.json({
     connected: true,
     instagram_page_id: link.instagram_page_id,

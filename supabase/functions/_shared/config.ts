@@ -11,7 +11,9 @@ const webUrl = z.url({ protocol: /^https?$/ }).refine((value) => {
   return url.protocol === "https:" || LOOPBACK.test(url.hostname);
 }, "must be an https URL (http is accepted for localhost only)");
 
-const commaList = z.string().transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean));
+const commaList = z.string().transform((value) =>
+  value.split(",").map((item) => item.trim()).filter(Boolean)
+);
 
 const origin = z.string().refine((value) => {
   try {
@@ -39,7 +41,10 @@ const schema = z.object({
     "instagram_manage_messages",
     "pages_manage_metadata",
   ]),
-  INSTAGRAM_CONFIG_ID: z.string().regex(/^\d{1,25}$/, "must be the numeric Facebook Login for Business configuration id")
+  INSTAGRAM_CONFIG_ID: z.string().regex(
+    /^\d{1,25}$/,
+    "must be the numeric Facebook Login for Business configuration id",
+  )
     .optional(),
   INSTAGRAM_STATE_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(600),
   INSTAGRAM_ALLOWED_ORIGINS: commaList.pipe(z.array(origin)).default([]),
@@ -108,7 +113,9 @@ export function loadConfig(): Config {
   }
   if (!supabase.jwks) {
     // @supabase/server falls back to SUPABASE_URL's JWKS endpoint; null means a malformed value.
-    problems.push("SUPABASE_JWKS or SUPABASE_JWKS_URL is malformed (JSON Web Key Set, or an https URL) and is required to verify sign-ins");
+    problems.push(
+      "SUPABASE_JWKS or SUPABASE_JWKS_URL is malformed (JSON Web Key Set, or an https URL) and is required to verify sign-ins",
+    );
   }
   if (!parsed.success || problems.length) throw new ConfigError(problems);
 
@@ -139,7 +146,9 @@ function resolveSupabase(env: Record<string, string>) {
   const { data } = resolveEnv({ url: env.SUPABASE_URL ?? "http://unset.invalid" });
   const legacy = (name: string): Record<string, string> => (env[name] ? { default: env[name] } : {});
   return {
-    secretKeys: Object.keys(data?.secretKeys ?? {}).length ? data!.secretKeys : legacy("SUPABASE_SERVICE_ROLE_KEY"),
+    secretKeys: Object.keys(data?.secretKeys ?? {}).length
+      ? data!.secretKeys
+      : legacy("SUPABASE_SERVICE_ROLE_KEY"),
     publishableKeys: Object.keys(data?.publishableKeys ?? {}).length
       ? data!.publishableKeys
       : legacy("SUPABASE_ANON_KEY"),

@@ -43,8 +43,7 @@ export function createDatabase(config: Config): Database {
     env: { url: config.supabase.url, secretKeys: config.supabase.secretKeys },
     supabaseOptions: {
       global: {
-        fetch: (input, init) =>
-          fetch(input, { ...init, signal: AbortSignal.timeout(config.dbTimeoutMs) }),
+        fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(config.dbTimeoutMs) }),
       },
     },
   });
@@ -83,7 +82,10 @@ function toAppError(error: RpcError, status: number): AppError {
   const cause = { code: error.code, status, message: error.message };
   if (error.code === "PT400" && isErrorCode(error.details)) return new AppError(error.details, { cause });
   if (error.code === "PT409" || error.code === "23505") {
-    return new AppError("page_already_linked", { message: error.code === "PT409" ? error.message : undefined, cause });
+    return new AppError("page_already_linked", {
+      message: error.code === "PT409" ? error.message : undefined,
+      cause,
+    });
   }
   // A JWT whose user no longer exists in auth.users (foreign key on the state's doctor).
   if (error.code === "23503") return new AppError("unauthorized", { cause });

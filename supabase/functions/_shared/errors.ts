@@ -9,8 +9,14 @@ export const ERRORS = {
   state_expired: [400, "This sign-in link has expired. Start the connection again."],
   state_used: [400, "This sign-in link was already used. Start the connection again."],
   state_unknown: [400, "This sign-in link is not known. Start the connection again."],
-  state_doctor_mismatch: [400, "This sign-in link was started by another account. Start the connection again."],
-  oauth_code_invalid: [400, "Meta refused the authorization (it was used or expired). Start the connection again."],
+  state_doctor_mismatch: [
+    400,
+    "This sign-in link was started by another account. Start the connection again.",
+  ],
+  oauth_code_invalid: [
+    400,
+    "Meta refused the authorization (it was used or expired). Start the connection again.",
+  ],
   meta_error: [502, "Meta could not complete the connection. Try again in a moment."],
   meta_timeout: [504, "Meta did not answer in time. Try again in a moment."],
   no_pages: [422, "No Facebook Page was shared. Choose at least one Page when Meta asks."],

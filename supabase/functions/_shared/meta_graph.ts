@@ -59,7 +59,12 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
     const retryWhenAnswered = step !== "code_exchange";
     for (let attempt = 0;; attempt++) {
       const started = performance.now();
-      let failure: { transient: boolean; answered: boolean; error: AppError; detail: Record<string, unknown> };
+      let failure: {
+        transient: boolean;
+        answered: boolean;
+        error: AppError;
+        detail: Record<string, unknown>;
+      };
       try {
         const response = await fetch(url, {
           headers: { accept: "application/json" },
@@ -136,7 +141,12 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
       }).toString();
       const pages: FacebookPage[] = [];
       for (let page = 0; url && page < MAX_ACCOUNT_PAGES; page++) {
-        const result: z.infer<typeof AccountsResponse> = await call("list_pages", url, AccountsResponse, deadline);
+        const result: z.infer<typeof AccountsResponse> = await call(
+          "list_pages",
+          url,
+          AccountsResponse,
+          deadline,
+        );
         pages.push(...result.data);
         url = nextPageUrl(result.paging?.next, base);
       }

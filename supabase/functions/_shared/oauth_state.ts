@@ -22,7 +22,9 @@ export interface StateClaims {
 }
 
 export interface OAuthStates {
-  issue(input: { doctorId: string; ttlSeconds: number; pageId?: string }): Promise<StateClaims & { state: string }>;
+  issue(
+    input: { doctorId: string; ttlSeconds: number; pageId?: string },
+  ): Promise<StateClaims & { state: string }>;
   /** Checks signature and expiry; throws state_invalid or state_expired. */
   verify(state: string): Promise<StateClaims>;
 }
@@ -31,7 +33,10 @@ export interface OAuthStates {
  * The HMAC key is derived (HKDF) from the Meta app secret under a label of its own, so no new
  * secret is needed and the derived key is useless for anything but states.
  */
-export async function createOAuthStates(appSecret: string, now: () => number = Date.now): Promise<OAuthStates> {
+export async function createOAuthStates(
+  appSecret: string,
+  now: () => number = Date.now,
+): Promise<OAuthStates> {
   const secret = await crypto.subtle.importKey("raw", new TextEncoder().encode(appSecret), "HKDF", false, [
     "deriveKey",
   ]);
@@ -80,7 +85,9 @@ export async function createOAuthStates(appSecret: string, now: () => number = D
       const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
       const expiresAt = new Date(view.getUint32(1) * 1000);
       if (expiresAt.getTime() <= now()) throw new AppError("state_expired");
-      const pageId = payload.length > HEADER_BYTES ? new TextDecoder().decode(payload.subarray(HEADER_BYTES)) : undefined;
+      const pageId = payload.length > HEADER_BYTES
+        ? new TextDecoder().decode(payload.subarray(HEADER_BYTES))
+        : undefined;
       return {
         doctorId: bytesToUuid(payload.subarray(21, 37)),
         expiresAt,
@@ -96,7 +103,8 @@ function decodeParts(state: string): [Uint8Array<ArrayBuffer>?, Uint8Array<Array
   if (parts.length !== 2 || state.length > 200) return [];
   try {
     const [payload, signature] = parts.map((part) => decodeBase64Url(part));
-    const validPayload = payload.length >= HEADER_BYTES && payload.length <= HEADER_BYTES + MAX_PAGE_ID_BYTES &&
+    const validPayload = payload.length >= HEADER_BYTES &&
+      payload.length <= HEADER_BYTES + MAX_PAGE_ID_BYTES &&
       payload[0] === VERSION;
     return validPayload && signature.length === 32 ? [payload, signature] : [];
   } catch {

@@ -16,7 +16,11 @@ export function importTokenKey(rawKey: Uint8Array<ArrayBuffer>): Promise<CryptoK
   return crypto.subtle.importKey("raw", rawKey, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
-export async function encryptPageToken(key: CryptoKey, token: string, binding: TokenBinding): Promise<string> {
+export async function encryptPageToken(
+  key: CryptoKey,
+  token: string,
+  binding: TokenBinding,
+): Promise<string> {
   const iv = crypto.getRandomValues(new Uint8Array(12));
   const ciphertext = await crypto.subtle.encrypt(
     { name: "AES-GCM", iv, additionalData: additionalData(binding) },
@@ -27,7 +31,11 @@ export async function encryptPageToken(key: CryptoKey, token: string, binding: T
 }
 
 /** Throws when the value was not produced by encryptPageToken with this key for this doctor and page. */
-export async function decryptPageToken(key: CryptoKey, stored: string, binding: TokenBinding): Promise<string> {
+export async function decryptPageToken(
+  key: CryptoKey,
+  stored: string,
+  binding: TokenBinding,
+): Promise<string> {
   const [format, iv, ciphertext] = stored.split(".");
   if (format !== FORMAT || !iv || !ciphertext) throw new Error(`unsupported token format "${format}"`);
   const plaintext = await crypto.subtle.decrypt(

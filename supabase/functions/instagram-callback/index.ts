@@ -39,7 +39,10 @@ app.get("/", async (c) => {
     doctorId: state.doctorId,
     nonceHash: state.nonceHash,
     pageId: page.id,
-    encryptedToken: await encryptPageToken(tokenKey, page.accessToken, { doctorId: state.doctorId, pageId: page.id }),
+    encryptedToken: await encryptPageToken(tokenKey, page.accessToken, {
+      doctorId: state.doctorId,
+      pageId: page.id,
+    }),
     pageName: page.name,
     instagramUsername: page.instagramUsername,
     instagramAccountId: page.instagramAccountId,

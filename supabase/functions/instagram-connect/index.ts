@@ -24,7 +24,11 @@ app.on(["GET", "POST"], "/", withSupabase({ auth: "user", env: config.supabase }
   const doctorId = c.var.supabaseContext.userClaims!.id;
   const pageId = await requestedPageId(c.req.raw);
 
-  const { state, nonceHash, expiresAt } = await states.issue({ doctorId, pageId, ttlSeconds: config.stateTtlSeconds });
+  const { state, nonceHash, expiresAt } = await states.issue({
+    doctorId,
+    pageId,
+    ttlSeconds: config.stateTtlSeconds,
+  });
   await db.createOAuthState(doctorId, nonceHash, expiresAt);
   const url = metaDialogUrl(config, state);
 

@@ -6,7 +6,9 @@ import { type LocalStack, startLocalStack } from "../../../scripts/lib/local_sta
 
 export const databaseUrl = Deno.env.get("TEST_DATABASE_URL") ?? "";
 if (!databaseUrl) {
-  throw new Error("TEST_DATABASE_URL is not set: run the suite with `deno task test`, which creates the database.");
+  throw new Error(
+    "TEST_DATABASE_URL is not set: run the suite with `deno task test`, which creates the database.",
+  );
 }
 
 /** Shared-resource tests: the stack lives across steps, so Deno's per-test leak checks are off. */
@@ -33,11 +35,17 @@ export async function newDoctor(stack: LocalStack, sql: postgres.Sql) {
   return { id, token: await stack.jwt.sign({ sub: id, email: `${id}@example.test` }) };
 }
 
-export async function startConnect(stack: LocalStack, token: string, query = ""): Promise<{ url: string; expires_at: string }> {
+export async function startConnect(
+  stack: LocalStack,
+  token: string,
+  query = "",
+): Promise<{ url: string; expires_at: string }> {
   const response = await fetch(`${stack.functionUrl("instagram-connect")}${query}`, {
     headers: { authorization: `Bearer ${token}`, accept: "application/json" },
   });
-  if (response.status !== 200) throw new Error(`connect answered ${response.status}: ${await response.text()}`);
+  if (response.status !== 200) {
+    throw new Error(`connect answered ${response.status}: ${await response.text()}`);
+  }
   return await response.json();
 }
 

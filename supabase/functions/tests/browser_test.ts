@@ -5,7 +5,13 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { DEMO_DOCTORS, DEMO_PAGES, type DevStack, SEEDED_PAGE_TOKEN, startDevStack } from "../../../scripts/lib/dev_stack.ts";
+import {
+  DEMO_DOCTORS,
+  DEMO_PAGES,
+  type DevStack,
+  SEEDED_PAGE_TOKEN,
+  startDevStack,
+} from "../../../scripts/lib/dev_stack.ts";
 import { ERRORS } from "../_shared/errors.ts";
 import { decodeBase64 } from "../_shared/config.ts";
 import { decryptPageToken, importTokenKey } from "../_shared/token_crypto.ts";
@@ -72,7 +78,10 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal(link.instagram_username, DEMO_PAGES.sunrise.instagram.username);
       const issued = dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!;
       assert.equal(
-        await decryptPageToken(tokenKey, link.instagram_access_token, { doctorId: demo.id, pageId: DEMO_PAGES.sunrise.id }),
+        await decryptPageToken(tokenKey, link.instagram_access_token, {
+          doctorId: demo.id,
+          pageId: DEMO_PAGES.sunrise.id,
+        }),
         issued.at(-1),
       );
       assert.deepEqual((await demoAudit()).map((entry) => entry.action), ["instagram.connected"]);
@@ -102,24 +111,33 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal((await demoAudit()).length, 2);
     });
 
-    await t.step("a Page Dr. Other holds: the conflict explained, nothing written or taken over", async () => {
-      const stateCount = async () => (await sql`select count(*)::int as n from private.oauth_states where doctor_id = ${demo.id} and consumed_at is null`)[0].n;
-      const openStates = await stateCount();
-      await connectAs(page, dev, "#allow", "lakeside_admin");
-      await expectError(page, "page_already_linked");
-      assert.match(await text("#message"), /already linked to another doctor/);
+    await t.step(
+      "a Page Dr. Other holds: the conflict explained, nothing written or taken over",
+      async () => {
+        const stateCount = async () =>
+          (await sql`select count(*)::int as n from private.oauth_states where doctor_id = ${demo.id} and consumed_at is null`)[
+            0
+          ].n;
+        const openStates = await stateCount();
+        await connectAs(page, dev, "#allow", "lakeside_admin");
+        await expectError(page, "page_already_linked");
+        assert.match(await text("#message"), /already linked to another doctor/);
 
-      assert.equal(await linkOf(sql, demo.id), undefined);
-      assert.equal((await demoAudit()).length, 2);
-      // The refused link consumed nothing: the state it carried is still open.
-      assert.equal(await stateCount(), openStates + 1);
-      const kept = await linkOf(sql, other.id);
-      assert.equal(kept.instagram_page_id, DEMO_PAGES.lakeside.id);
-      assert.equal(
-        await decryptPageToken(tokenKey, kept.instagram_access_token, { doctorId: other.id, pageId: DEMO_PAGES.lakeside.id }),
-        SEEDED_PAGE_TOKEN,
-      );
-    });
+        assert.equal(await linkOf(sql, demo.id), undefined);
+        assert.equal((await demoAudit()).length, 2);
+        // The refused link consumed nothing: the state it carried is still open.
+        assert.equal(await stateCount(), openStates + 1);
+        const kept = await linkOf(sql, other.id);
+        assert.equal(kept.instagram_page_id, DEMO_PAGES.lakeside.id);
+        assert.equal(
+          await decryptPageToken(tokenKey, kept.instagram_access_token, {
+            doctorId: other.id,
+            pageId: DEMO_PAGES.lakeside.id,
+          }),
+          SEEDED_PAGE_TOKEN,
+        );
+      },
+    );
 
     await t.step("Dr. Other sees only their own link, read through RLS", async () => {
       await page.click("#sign-in-other");
@@ -136,7 +154,9 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
   } finally {
     await browser?.close();
     await dev.stop();
-    await sql`delete from auth.users where id in ${sql(Object.values(DEMO_DOCTORS).map((doctor) => doctor.id))}`;
+    await sql`delete from auth.users where id in ${
+      sql(Object.values(DEMO_DOCTORS).map((doctor) => doctor.id))
+    }`;
     await sql.end();
   }
 });

@@ -48,7 +48,10 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       assert.match(row.instagram_access_token, /^v1\./);
       const issued = meta.pageTokens.get(pages[0].id)!;
       assert.equal(
-        await decryptPageToken(tokenKey, row.instagram_access_token, { doctorId: doctor.id, pageId: pages[0].id }),
+        await decryptPageToken(tokenKey, row.instagram_access_token, {
+          doctorId: doctor.id,
+          pageId: pages[0].id,
+        }),
         issued[issued.length - 1],
         "the stored token decrypts to the Page token Meta issued",
       );
@@ -61,18 +64,21 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       assert.ok(!JSON.stringify(audit[0].metadata).includes("EAAG"), "no token in the audit metadata");
     });
 
-    await t.step("the same callback twice: one link, one rejection before Meta, no second audit", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
-      const { redirect, result } = await fullFlow(stack, doctor.token, userId);
-      assert.equal(result.status, 200);
-      meta.resetCounts();
-      const again = await callback(redirect);
-      assert.equal(again.status, 400);
-      assert.equal(again.body.error.code, "state_used");
-      assert.equal(metaCallCount(stack), 0, "the replay never reached Meta");
-      assert.equal((await auditOf(sql, doctor.id)).length, 1);
-    });
+    await t.step(
+      "the same callback twice: one link, one rejection before Meta, no second audit",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { userId } = meta.newUser(1);
+        const { redirect, result } = await fullFlow(stack, doctor.token, userId);
+        assert.equal(result.status, 200);
+        meta.resetCounts();
+        const again = await callback(redirect);
+        assert.equal(again.status, 400);
+        assert.equal(again.body.error.code, "state_used");
+        assert.equal(metaCallCount(stack), 0, "the replay never reached Meta");
+        assert.equal((await auditOf(sql, doctor.id)).length, 1);
+      },
+    );
 
     await t.step("state refusals happen before any Meta call", async () => {
       const doctor = await newDoctor(stack, sql);
@@ -81,11 +87,20 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       const redirect = new URL(await meta.approve(url, userId));
       const state = redirect.searchParams.get("state")!;
       const signer = await createOAuthStates(stack.env.INSTAGRAM_APP_SECRET);
-      const pastSigner = await createOAuthStates(stack.env.INSTAGRAM_APP_SECRET, () => Date.now() - 3_600_000);
+      const pastSigner = await createOAuthStates(
+        stack.env.INSTAGRAM_APP_SECRET,
+        () => Date.now() - 3_600_000,
+      );
       const cases: Record<string, [string, string]> = {
         state_invalid: [`${state.slice(0, -4)}AAAA`, "a tampered signature"],
-        state_expired: [(await pastSigner.issue({ doctorId: doctor.id, ttlSeconds: 600 })).state, "an expired state"],
-        state_unknown: [(await signer.issue({ doctorId: doctor.id, ttlSeconds: 600 })).state, "a never-recorded state"],
+        state_expired: [
+          (await pastSigner.issue({ doctorId: doctor.id, ttlSeconds: 600 })).state,
+          "an expired state",
+        ],
+        state_unknown: [
+          (await signer.issue({ doctorId: doctor.id, ttlSeconds: 600 })).state,
+          "a never-recorded state",
+        ],
       };
       meta.resetCounts();
       for (const [code, [value, label]] of Object.entries(cases)) {
@@ -113,7 +128,16 @@ Deno.test("instagram-callback", stackTest, async (t) => {
     });
 
     await t.step("missing or malformed parameters: 400 invalid_request, never a 500", async () => {
-      for (const query of ["", "?code=abc", "?state=abc", "?code=a%20b&state=x.y", `?code=abc&state=${"x".repeat(300)}`, "?code=abc&state=x.y&page_id=abc"]) {
+      for (
+        const query of [
+          "",
+          "?code=abc",
+          "?state=abc",
+          "?code=a%20b&state=x.y",
+          `?code=abc&state=${"x".repeat(300)}`,
+          "?code=abc&state=x.y&page_id=abc",
+        ]
+      ) {
         const result = await callback(`${callbackUrl}${query}`);
         assert.equal(result.status, 400, query);
         assert.equal(result.body.error.code, "invalid_request", query);
@@ -123,13 +147,19 @@ Deno.test("instagram-callback", stackTest, async (t) => {
     await t.step("Meta refuses a used or expired code: 400 oauth_code_invalid, not retried", async () => {
       const doctor = await newDoctor(stack, sql);
       const { userId } = meta.newUser(1);
-      meta.inject("code_exchange", { status: 400, error: { code: 100, error_subcode: 36009, message: "This authorization code has been used." } });
+      meta.inject("code_exchange", {
+        status: 400,
+        error: { code: 100, error_subcode: 36009, message: "This authorization code has been used." },
+      });
       meta.resetCounts();
       const { result } = await fullFlow(stack, doctor.token, userId);
       assert.equal(result.status, 400);
       assert.equal(result.body.error.code, "oauth_code_invalid");
       assert.equal(meta.calls.code_exchange, 1, "a code exchange Meta answered is never retried");
-      assert.ok(!JSON.stringify(result.body).includes("authorization code has been used"), "Meta's text stays out");
+      assert.ok(
+        !JSON.stringify(result.body).includes("authorization code has been used"),
+        "Meta's text stays out",
+      );
     });
 
     await t.step("a 5xx on the code exchange is not retried (Meta answered): 502", async () => {
@@ -156,14 +186,25 @@ Deno.test("instagram-callback", stackTest, async (t) => {
     await t.step("transient Meta errors are retried and the link succeeds", async () => {
       const doctor = await newDoctor(stack, sql);
       const { userId } = meta.newUser(1);
-      meta.inject("token_exchange", { status: 503, error: { code: 2, message: "Service temporarily unavailable" } });
-      meta.inject("list_pages", { status: 400, error: { code: 4, message: "Application request limit reached" } }, {
+      meta.inject("token_exchange", {
+        status: 503,
+        error: { code: 2, message: "Service temporarily unavailable" },
+      });
+      meta.inject("list_pages", {
+        status: 400,
+        error: { code: 4, message: "Application request limit reached" },
+      }, {
         status: 500,
       });
       meta.resetCounts();
       const { result } = await fullFlow(stack, doctor.token, userId);
       assert.equal(result.status, 200, JSON.stringify(result.body));
-      assert.deepEqual({ ...meta.calls, dialog: 0 }, { dialog: 0, code_exchange: 1, token_exchange: 2, list_pages: 3 });
+      assert.deepEqual({ ...meta.calls, dialog: 0 }, {
+        dialog: 0,
+        code_exchange: 1,
+        token_exchange: 2,
+        list_pages: 3,
+      });
       assert.ok(await linkOf(sql, doctor.id));
     });
 
@@ -249,22 +290,32 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       });
     });
 
-    await t.step("a Page linked to another doctor: 409 with a clear message, nothing half-written", async () => {
-      const holder = await newDoctor(stack, sql);
-      const other = await newDoctor(stack, sql);
-      const { userId, pages } = meta.newUser(1);
-      const otherUser = meta.addUser(`shared-${other.id}`, pages);
-      assert.equal((await fullFlow(stack, holder.token, userId)).result.status, 200);
-      const { result } = await fullFlow(stack, other.token, otherUser);
-      assert.equal(result.status, 409);
-      assert.equal(result.body.error.code, "page_already_linked");
-      assert.equal(result.body.error.message, `Facebook Page ${pages[0].id} is already linked to another doctor`);
-      assert.equal(await linkOf(sql, other.id), undefined);
-      assert.equal((await auditOf(sql, other.id)).length, 0);
-      const states = await sql`select consumed_at from private.oauth_states where doctor_id = ${other.id}`;
-      assert.deepEqual(states.map((state) => state.consumed_at), [null], "the refused flow consumed nothing");
-      assert.equal((await linkOf(sql, holder.id)).instagram_page_id, pages[0].id);
-    });
+    await t.step(
+      "a Page linked to another doctor: 409 with a clear message, nothing half-written",
+      async () => {
+        const holder = await newDoctor(stack, sql);
+        const other = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(1);
+        const otherUser = meta.addUser(`shared-${other.id}`, pages);
+        assert.equal((await fullFlow(stack, holder.token, userId)).result.status, 200);
+        const { result } = await fullFlow(stack, other.token, otherUser);
+        assert.equal(result.status, 409);
+        assert.equal(result.body.error.code, "page_already_linked");
+        assert.equal(
+          result.body.error.message,
+          `Facebook Page ${pages[0].id} is already linked to another doctor`,
+        );
+        assert.equal(await linkOf(sql, other.id), undefined);
+        assert.equal((await auditOf(sql, other.id)).length, 0);
+        const states = await sql`select consumed_at from private.oauth_states where doctor_id = ${other.id}`;
+        assert.deepEqual(
+          states.map((state) => state.consumed_at),
+          [null],
+          "the refused flow consumed nothing",
+        );
+        assert.equal((await linkOf(sql, holder.id)).instagram_page_id, pages[0].id);
+      },
+    );
 
     await t.step("two doctors racing for one Page: exactly one row and one 409", async () => {
       const page = meta.newPage(true);
@@ -275,7 +326,8 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       }));
       const results = await Promise.all(redirects.map((redirect) => callback(redirect)));
       assert.deepEqual(results.map((result) => result.status).sort(), [200, 409]);
-      const rows = await sql`select doctor_id from public.doctor_instagram where instagram_page_id = ${page.id}`;
+      const rows =
+        await sql`select doctor_id from public.doctor_instagram where instagram_page_id = ${page.id}`;
       assert.equal(rows.length, 1);
       const winner = doctors[results.findIndex((result) => result.status === 200)];
       assert.equal(rows[0].doctor_id, winner.id);
@@ -283,40 +335,51 @@ Deno.test("instagram-callback", stackTest, async (t) => {
   });
 });
 
-Deno.test("instagram-callback with INSTAGRAM_FRONTEND_REDIRECT_URI redirects with a stable code", stackTest, async () => {
-  const frontend = "https://dashboard.example.test/settings/instagram?tab=social";
-  await withStack({ env: { INSTAGRAM_FRONTEND_REDIRECT_URI: frontend } }, async (stack, sql) => {
-    const doctor = await newDoctor(stack, sql);
-    const { userId } = stack.meta.newUser(1);
-    const { result } = await fullFlow(stack, doctor.token, userId);
-    assert.equal(result.status, 302);
-    assert.equal(result.location, "https://dashboard.example.test/settings/instagram?tab=social&connected=1#");
+Deno.test(
+  "instagram-callback with INSTAGRAM_FRONTEND_REDIRECT_URI redirects with a stable code",
+  stackTest,
+  async () => {
+    const frontend = "https://dashboard.example.test/settings/instagram?tab=social";
+    await withStack({ env: { INSTAGRAM_FRONTEND_REDIRECT_URI: frontend } }, async (stack, sql) => {
+      const doctor = await newDoctor(stack, sql);
+      const { userId } = stack.meta.newUser(1);
+      const { result } = await fullFlow(stack, doctor.token, userId);
+      assert.equal(result.status, 302);
+      assert.equal(
+        result.location,
+        "https://dashboard.example.test/settings/instagram?tab=social&connected=1#",
+      );
 
-    const { url } = await startConnect(stack, doctor.token);
-    const cancelled = await callback(await stack.meta.cancel(url));
-    assert.equal(cancelled.location, `${frontend}&connected=0&error=access_denied#`);
+      const { url } = await startConnect(stack, doctor.token);
+      const cancelled = await callback(await stack.meta.cancel(url));
+      assert.equal(cancelled.location, `${frontend}&connected=0&error=access_denied#`);
 
-    const bad = await callback(`${stack.functionUrl("instagram-callback")}?code=abc&state=forged.state`);
-    assert.equal(bad.location, `${frontend}&connected=0&error=state_invalid#`);
-  });
-});
+      const bad = await callback(`${stack.functionUrl("instagram-callback")}?code=abc&state=forged.state`);
+      assert.equal(bad.location, `${frontend}&connected=0&error=state_invalid#`);
+    });
+  },
+);
 
-Deno.test("instagram-callback when the database is unreachable: 503, no Meta call, nothing written", stackTest, async () => {
-  await withStack({}, async (stack, sql) => {
-    const doctor = await newDoctor(stack, sql);
-    const { userId } = stack.meta.newUser(1);
-    const { url } = await startConnect(stack, doctor.token);
-    const redirect = await stack.meta.approve(url, userId);
-    // The callback now points at a port where nothing listens: the database API is down.
-    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const deadUrl = `http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
-    dead.close();
-    await stack.restart("instagram-callback", { SUPABASE_URL: deadUrl });
-    stack.meta.resetCounts();
-    const result = await callback(redirect);
-    assert.equal(result.status, 503);
-    assert.equal(result.body.error.code, "database_unavailable");
-    assert.equal(metaCallCount(stack), 0);
-    assert.equal(await linkOf(sql, doctor.id), undefined);
-  });
-});
+Deno.test(
+  "instagram-callback when the database is unreachable: 503, no Meta call, nothing written",
+  stackTest,
+  async () => {
+    await withStack({}, async (stack, sql) => {
+      const doctor = await newDoctor(stack, sql);
+      const { userId } = stack.meta.newUser(1);
+      const { url } = await startConnect(stack, doctor.token);
+      const redirect = await stack.meta.approve(url, userId);
+      // The callback now points at a port where nothing listens: the database API is down.
+      const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const deadUrl = `http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
+      dead.close();
+      await stack.restart("instagram-callback", { SUPABASE_URL: deadUrl });
+      stack.meta.resetCounts();
+      const result = await callback(redirect);
+      assert.equal(result.status, 503);
+      assert.equal(result.body.error.code, "database_unavailable");
+      assert.equal(metaCallCount(stack), 0);
+      assert.equal(await linkOf(sql, doctor.id), undefined);
+    });
+  },
+);

@@ -49,7 +49,9 @@ Deno.test("the encryption key is read in standard and URL-safe base64, padded or
   const bytes = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 250) % 256); // yields '+' and '/'
   const standard = btoa(String.fromCharCode(...bytes));
   assert.match(standard, /[+/]/);
-  for (const form of [standard, standard.replace(/=+$/, ""), standard.replace(/\+/g, "-").replace(/\//g, "_")]) {
+  for (
+    const form of [standard, standard.replace(/=+$/, ""), standard.replace(/\+/g, "-").replace(/\//g, "_")]
+  ) {
     assert.deepEqual(decodeBase64(form), bytes, form);
   }
 });

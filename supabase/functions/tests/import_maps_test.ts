@@ -25,18 +25,36 @@ for (const fn of ["instagram-connect", "instagram-callback"]) {
     const own = (await readJson(`supabase/functions/${fn}/deno.json`)).imports as Record<string, string>;
     const rootImports = (await readJson("deno.json")).imports as Record<string, string>;
     const config = await Deno.readTextFile(new URL("supabase/config.toml", root));
-    assert.match(config, new RegExp(`\\[functions\\.${fn}\\][^\\[]*import_map = "\\./functions/${fn}/deno\\.json"`));
-    const used = new Set([...await bareImports(`supabase/functions/${fn}`), ...await bareImports("supabase/functions/_shared")]);
+    assert.match(
+      config,
+      new RegExp(`\\[functions\\.${fn}\\][^\\[]*import_map = "\\./functions/${fn}/deno\\.json"`),
+    );
+    const used = new Set([
+      ...await bareImports(`supabase/functions/${fn}`),
+      ...await bareImports("supabase/functions/_shared"),
+    ]);
     assert.ok(used.size >= 5);
     for (const specifier of used) assert.ok(resolves(own, specifier), `${fn}/deno.json lacks "${specifier}"`);
-    for (const [key, target] of Object.entries(own)) assert.equal(rootImports[key], target, `"${key}" differs from the root`);
+    for (const [key, target] of Object.entries(own)) {
+      assert.equal(rootImports[key], target, `"${key}" differs from the root`);
+    }
   });
 }
 
 Deno.test("every import map target comes from npm (the only registry CI and this project rely on)", async () => {
-  for (const path of ["deno.json", "supabase/functions/instagram-connect/deno.json", "supabase/functions/instagram-callback/deno.json"]) {
+  for (
+    const path of [
+      "deno.json",
+      "supabase/functions/instagram-connect/deno.json",
+      "supabase/functions/instagram-callback/deno.json",
+    ]
+  ) {
     for (const [key, target] of Object.entries((await readJson(path)).imports as Record<string, string>)) {
-      assert.match(target, /^npm:\/?@?[\w./-]+@\^\d+/, `${path}: "${key}" -> ${target} is not a pinned-major npm specifier`);
+      assert.match(
+        target,
+        /^npm:\/?@?[\w./-]+@\^\d+/,
+        `${path}: "${key}" -> ${target} is not a pinned-major npm specifier`,
+      );
     }
   }
 });

@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { scrub } from "../_shared/log.ts";
 
 Deno.test("scrub redacts secret-named fields at any depth", () => {
-  const out = scrub({ access_token: "EAAx", nested: { client_secret: "s", state: "st", code: "c", ok: "v" } });
+  const out = scrub({
+    access_token: "EAAx",
+    nested: { client_secret: "s", state: "st", code: "c", ok: "v" },
+  });
   assert.deepEqual(out, {
     access_token: "[redacted]",
     nested: { client_secret: "[redacted]", state: "[redacted]", code: "[redacted]", ok: "v" },
