@@ -83,9 +83,7 @@ async function ensurePgTap(): Promise<void> {
     await sql`select count(*)::int as available from pg_available_extensions where name = 'pgtap'`;
   const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
   await sql.end();
-  const hasProve = await new Deno.Command("sh", { args: ["-c", "command -v pg_prove"], stdout: "null" })
-    .output();
-  if (available && hasProve.success) return;
+  if (available && await hasCommand("pg_prove")) return;
 
   await aptInstall(
     [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"],
@@ -104,6 +102,12 @@ async function ensureChromium(): Promise<string> {
   return path;
 }
 
+async function hasCommand(name: string): Promise<boolean> {
+  const result = await new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null" })
+    .output();
+  return result.success;
+}
+
 async function isFile(path: string): Promise<boolean> {
   return await Deno.stat(path).then((info) => info.isFile, () => false);
 }
@@ -111,9 +115,7 @@ async function isFile(path: string): Promise<boolean> {
 /** Installs Debian packages when we are root with apt-get; otherwise says exactly what to install. */
 async function aptInstall(packages: string[], what: string): Promise<void> {
   const isRoot = Deno.uid?.() === 0;
-  const hasApt =
-    (await new Deno.Command("sh", { args: ["-c", "command -v apt-get"], stdout: "null" }).output()).success;
-  if (!isRoot || !hasApt) {
+  if (!isRoot || !await hasCommand("apt-get")) {
     throw new Error(
       `Not installed: ${what}. Install it, then run again:\n  sudo apt-get install -y ${
         packages.join(" ")
