@@ -40,7 +40,7 @@ select ok(
 
 -- As doctor one.
 set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000b001","role":"authenticated"}', true);
+set local "request.jwt.claims" to '{"sub":"00000000-0000-4000-8000-00000000b001","role":"authenticated"}';
 
 select results_eq(
   $$select instagram_username from public.doctor_instagram$$,
@@ -69,8 +69,8 @@ select isnt_empty(
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000b001","role":"authenticated"}', true);
-select set_config('app.correlation_id', 'rls-disconnect-1', true);
+set local "request.jwt.claims" to '{"sub":"00000000-0000-4000-8000-00000000b001","role":"authenticated"}';
+set local "app.correlation_id" to 'rls-disconnect-1';
 delete from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000b001';
 reset role;
 
@@ -88,7 +88,7 @@ select results_eq(
 
 -- As anon.
 set local role anon;
-select set_config('request.jwt.claims', '{"role":"anon"}', true);
+set local "request.jwt.claims" to '{"role":"anon"}';
 select throws_ok($$select doctor_id from public.doctor_instagram$$, '42501', null, 'anon cannot read links');
 select throws_ok($$delete from public.doctor_instagram$$, '42501', null, 'anon cannot delete links');
 reset role;

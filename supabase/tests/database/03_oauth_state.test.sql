@@ -1,11 +1,13 @@
--- The one-time OAuth state: who may record and check it, and each way a state is refused.
+-- The one-time OAuth state: who may record and claim it, each way a claim is refused, one attempt
+-- per state, and at most 10 open states per doctor.
 begin;
 create extension if not exists pgtap;
-select plan(14);
+select plan(23);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'),
-  ('00000000-0000-4000-8000-00000000c002');
+  ('00000000-0000-4000-8000-00000000c002'),
+  ('00000000-0000-4000-8000-00000000c003');
 
 select ok(not has_schema_privilege('anon', 'private', 'usage'), 'anon cannot reach the private schema');
 select ok(not has_schema_privilege('authenticated', 'private', 'usage'), 'authenticated cannot reach the private schema');
@@ -16,10 +18,15 @@ select ok(
   'only service_role may record a state'
 );
 select ok(
-  not has_function_privilege('anon', 'public.check_oauth_state(uuid, text)', 'execute')
-  and not has_function_privilege('authenticated', 'public.check_oauth_state(uuid, text)', 'execute')
-  and has_function_privilege('service_role', 'public.check_oauth_state(uuid, text)', 'execute'),
-  'only service_role may check a state'
+  not has_function_privilege('anon', 'public.claim_oauth_state(uuid, text)', 'execute')
+  and not has_function_privilege('authenticated', 'public.claim_oauth_state(uuid, text)', 'execute')
+  and has_function_privilege('service_role', 'public.claim_oauth_state(uuid, text)', 'execute'),
+  'only service_role may claim a state'
+);
+select hasnt_function('public', 'check_oauth_state', 'the check that did not claim is gone');
+select is(
+  (select proconfig from pg_proc where oid = 'public.claim_oauth_state(uuid, text)'::regprocedure),
+  array['search_path=""'], 'claim_oauth_state pins an empty search_path'
 );
 
 set local role service_role;
@@ -28,19 +35,23 @@ select lives_ok(
   'service_role records a state'
 );
 select lives_ok(
-  $$select public.check_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('a', 64))$$,
-  'a fresh state passes the check'
-);
-select lives_ok(
-  $$select public.check_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('a', 64))$$,
-  'checking does not consume the state'
+  $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('a', 64))$$,
+  'a fresh state can be claimed'
 );
 select throws_ok(
-  $$select public.check_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('b', 64))$$,
+  $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('a', 64))$$,
+  'PT400', 'The sign-in link was already used; start again', 'a second claim of the same state is refused'
+);
+select throws_ok(
+  $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('b', 64))$$,
   'PT400', 'The sign-in link is not known; start again', 'an unknown state is refused'
 );
+select lives_ok(
+  $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('9', 64), now() + interval '10 minutes')$$,
+  'another state for the same doctor'
+);
 select throws_ok(
-  $$select public.check_oauth_state('00000000-0000-4000-8000-00000000c002', repeat('a', 64))$$,
+  $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c002', repeat('9', 64))$$,
   'PT400', 'The sign-in link belongs to another doctor', 'a state of another doctor is refused'
 );
 select throws_ok(
@@ -52,21 +63,65 @@ select throws_ok(
   '23514', null, 'a state living longer than an hour is refused'
 );
 reset role;
+select is(
+  (select consumed_at from private.oauth_states where nonce_hash = repeat('9', 64)),
+  null, 'a refused claim (another doctor) leaves the state as it was'
+);
 
 -- An expired state (created in the past through the table, as the clock would have done).
 insert into private.oauth_states (nonce_hash, doctor_id, created_at, expires_at)
 values (repeat('d', 64), '00000000-0000-4000-8000-00000000c001', now() - interval '20 minutes', now() - interval '10 minutes');
 select throws_ok(
-  $$select public.check_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('d', 64))$$,
+  $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('d', 64))$$,
   'PT400', 'The sign-in link expired; start again', 'an expired state is refused'
+);
+
+-- At most 10 open states per doctor; claimed and expired ones do not count.
+insert into private.oauth_states (nonce_hash, doctor_id, expires_at)
+select lpad(to_hex(n), 64, '0'), '00000000-0000-4000-8000-00000000c003', now() + (n || ' minutes')::interval
+from generate_series(1, 10) as n;
+set local role service_role;
+select throws_like(
+  $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c003', repeat('e', 64), now() + interval '10 minutes')$$,
+  'Too many connection attempts%', 'an 11th open state is refused'
+);
+reset role;
+select ok(
+  (select count(*) = 10 from private.oauth_states where doctor_id = '00000000-0000-4000-8000-00000000c003'),
+  'and was not recorded'
+);
+update private.oauth_states set consumed_at = now() where nonce_hash = lpad(to_hex(1), 64, '0');
+set local role service_role;
+select lives_ok(
+  $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c003', repeat('e', 64), now() + interval '10 minutes')$$,
+  'a claimed state frees a place'
+);
+reset role;
+
+-- The refusal's HINT carries the seconds until the oldest open state expires (Retry-After).
+create function pg_temp.limit_error() returns table (code text, reason text, wait text) language plpgsql as $$
+begin
+  perform public.create_oauth_state('00000000-0000-4000-8000-00000000c003', repeat('f', 64), now() + interval '10 minutes');
+exception when others then
+  get stacked diagnostics code = returned_sqlstate, reason = pg_exception_detail, wait = pg_exception_hint;
+  return next;
+end;
+$$;
+select results_eq(
+  $$select code, reason, wait from pg_temp.limit_error()$$,
+  $$values ('PT429', 'too_many_requests', '120')$$,
+  'the refusal is PT429 too_many_requests with the seconds to wait (the oldest open state expires in 2 minutes)'
 );
 
 -- Long-expired states are swept when a new one is recorded.
 insert into private.oauth_states (nonce_hash, doctor_id, created_at, expires_at)
-select lpad(to_hex(n), 64, 'e'), '00000000-0000-4000-8000-00000000c001', now() - interval '3 hours', now() - interval '2 hours 55 minutes'
+select lpad(to_hex(n), 64, 'b'), '00000000-0000-4000-8000-00000000c002', now() - interval '3 hours', now() - interval '2 hours 55 minutes'
 from generate_series(1, 60) as n;
 set local role service_role;
-select public.create_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('f', 64), now() + interval '10 minutes');
+select lives_ok(
+  $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c002', repeat('1', 64), now() + interval '10 minutes')$$,
+  'a new state is recorded'
+);
 reset role;
 select is(
   (select count(*)::int from private.oauth_states where expires_at < now() - interval '1 hour'),

@@ -1,19 +1,25 @@
 -- The audit trail: what each change records, that it never holds a token, and that it is append-only.
 begin;
 create extension if not exists pgtap;
-select plan(13);
+select plan(15);
 
 insert into auth.users (id) values ('00000000-0000-4000-8000-00000000e001');
-insert into private.oauth_states (nonce_hash, doctor_id, expires_at)
-select repeat(h, 64), '00000000-0000-4000-8000-00000000e001', now() + interval '10 minutes'
-from unnest(array['1', '2']) as h;
+insert into private.pending_connections (token_hash, doctor_id, pages, expires_at)
+select repeat(h, 64), '00000000-0000-4000-8000-00000000e001', jsonb_build_array(jsonb_build_object(
+  'page_id', '5001', 'page_name', name, 'instagram_account_id', '17850001', 'instagram_username', 'clinic',
+  'access_token', 'v1.secret-cipher-' || h)), now() + interval '10 minutes'
+from (values ('1', 'Clinic'), ('2', 'Clinic Renamed')) as pending(h, name);
 
 set local role service_role;
-select set_config('request.jwt.claims', '{"role":"service_role"}', true);
-select public.link_doctor_instagram('00000000-0000-4000-8000-00000000e001', repeat('1', 64), '5001',
-  'v1.secret-cipher-one', 'Clinic', 'clinic', '17850001', 'corr-audit-1');
-select public.link_doctor_instagram('00000000-0000-4000-8000-00000000e001', repeat('2', 64), '5001',
-  'v1.secret-cipher-two', 'Clinic Renamed', 'clinic', '17850001', 'corr-audit-2');
+set local "request.jwt.claims" to '{"role":"service_role"}';
+select lives_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000e001', repeat('1', 64), '5001', 'corr-audit-1')$$,
+  'a link'
+);
+select lives_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000e001', repeat('2', 64), '5001', 'corr-audit-2')$$,
+  'a relink of the same Page'
+);
 reset role;
 
 select results_eq(
@@ -53,7 +59,7 @@ select ok(
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000e001","role":"authenticated"}', true);
+set local "request.jwt.claims" to '{"sub":"00000000-0000-4000-8000-00000000e001","role":"authenticated"}';
 select throws_ok($$update private.audit_log set action = 'instagram.connected'$$, '42501', null, 'a doctor cannot edit the audit log');
 select throws_ok($$delete from private.audit_log$$, '42501', null, 'a doctor cannot delete from the audit log');
 select throws_ok(
@@ -67,7 +73,7 @@ select throws_ok($$update private.audit_log set action = 'instagram.connected'$$
 reset role;
 
 -- Deleting the user (as Supabase Auth does) cascades to the link and is audited.
-select set_config('request.jwt.claims', '', true);
+set local "request.jwt.claims" to '';
 delete from auth.users where id = '00000000-0000-4000-8000-00000000e001';
 select ok(
   (select action = 'instagram.disconnected' and actor_role = session_user::text and metadata ->> 'page_id' = '5001'

@@ -1,0 +1,144 @@
+-- link_pending_connection(): the only way a link is written. Success, relink, conflict, each refusal,
+-- and that a failure leaves everything (the pending connection included) as it was.
+begin;
+create extension if not exists pgtap;
+select plan(21);
+
+insert into auth.users (id) values
+  ('00000000-0000-4000-8000-00000000d001'),
+  ('00000000-0000-4000-8000-00000000d002');
+-- Pending connections of doctor one (1-4) and two (5), each offering Pages 4001 and 4002.
+insert into private.pending_connections (token_hash, doctor_id, pages, expires_at)
+select repeat(h, 64), doctor, format(
+  '[{"page_id": "4001", "page_name": "Clinic One", "instagram_account_id": "17840001", "instagram_username": "clinic_one", "access_token": "v1.token.%s1"},
+    {"page_id": "4002", "page_name": "Clinic Two", "instagram_account_id": "17840002", "instagram_username": "clinic_two", "access_token": "v1.token.%s2"}]',
+  h, h)::jsonb, now() + interval '10 minutes'
+from (values ('1', '00000000-0000-4000-8000-00000000d001'::uuid), ('2', '00000000-0000-4000-8000-00000000d001'),
+             ('3', '00000000-0000-4000-8000-00000000d001'), ('4', '00000000-0000-4000-8000-00000000d001'),
+             ('5', '00000000-0000-4000-8000-00000000d002')) as pending(h, doctor);
+insert into private.pending_connections (token_hash, doctor_id, pages, created_at, expires_at)
+values (repeat('6', 64), '00000000-0000-4000-8000-00000000d001',
+        '[{"page_id": "4001", "instagram_account_id": "1", "access_token": "v1.x.y"}]',
+        now() - interval '20 minutes', now() - interval '1 minute');
+
+select hasnt_function('public', 'link_doctor_instagram', 'the callback-era link function is gone');
+
+set local role service_role;
+select is(
+  public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('1', 64), '4001', 'corr-link-1')
+    - 'connected_at',
+  '{"doctor_id": "00000000-0000-4000-8000-00000000d001", "instagram_page_id": "4001", "instagram_username": "clinic_one",
+    "page_name": "Clinic One", "instagram_business_account_id": "17840001", "previous_page_id": null}'::jsonb,
+  'the first link returns what was linked'
+);
+reset role;
+select results_eq(
+  $$select instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id
+    from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000d001'$$,
+  $$values ('4001', 'v1.token.11', 'clinic_one', 'Clinic One', '17840001')$$,
+  'the row holds the chosen Page and its token, copied from the pending connection'
+);
+select results_eq(
+  $$select used_at is not null, pages from private.pending_connections where token_hash = repeat('1', 64)$$,
+  $$values (true, '[]'::jsonb)$$,
+  'the pending connection is used and keeps no Page token'
+);
+
+set local role service_role;
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('1', 64), '4001')$$,
+  'PT400', 'This connection was already used', 'a used pending connection is refused'
+);
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('9', 64), '4001')$$,
+  'PT400', 'This connection is not known', 'an unknown one is refused'
+);
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('6', 64), '4001')$$,
+  'PT400', 'This connection expired', 'an expired one is refused'
+);
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('5', 64), '4001')$$,
+  'PT403', 'This connection was started by another account', 'another doctor''s is refused'
+);
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('2', 64), '9999')$$,
+  'PT422', 'That Page is not among the Pages shared', 'a Page that was not offered is refused'
+);
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('2', 64), null)$$,
+  'PT422', 'That Page is not among the Pages shared', 'with several Pages, one must be named'
+);
+
+-- Same Page again with a fresh token: an update, connected_at kept.
+reset role;
+update public.doctor_instagram set connected_at = '2026-01-01' where doctor_id = '00000000-0000-4000-8000-00000000d001';
+set local role service_role;
+select is(
+  public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('2', 64), '4001', 'corr-link-2')
+    ->> 'previous_page_id',
+  '4001', 'relinking the same Page reports it as the previous Page'
+);
+reset role;
+select results_eq(
+  $$select instagram_access_token, connected_at from public.doctor_instagram
+    where doctor_id = '00000000-0000-4000-8000-00000000d001'$$,
+  $$values ('v1.token.21', '2026-01-01'::timestamptz)$$,
+  'the token was replaced and connected_at kept'
+);
+-- Another Page: the doctor moves to it.
+set local role service_role;
+select is(
+  public.link_pending_connection('00000000-0000-4000-8000-00000000d001', repeat('3', 64), '4002', 'corr-link-3')
+    ->> 'instagram_page_id',
+  '4002', 'relinking to another Page moves the doctor to it'
+);
+reset role;
+select results_eq(
+  $$select count(*)::int, min(instagram_access_token), min(connected_at) > '2026-01-02'
+    from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000d001'$$,
+  $$values (1, 'v1.token.32', true)$$,
+  'still one row, with the new token and a new connected_at'
+);
+
+-- Doctor two tries the Page doctor one holds.
+set local role service_role;
+select throws_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d002', repeat('5', 64), '4002')$$,
+  'PT409', 'The Facebook Page "Clinic Two" (4002) is already linked to another doctor. They must disconnect it first, or choose another Page.',
+  'a Page held by another doctor is refused with 409, naming it'
+);
+reset role;
+select is_empty(
+  $$select 1 from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000d002'$$,
+  'the refused doctor got no row'
+);
+select results_eq(
+  $$select used_at, jsonb_array_length(pages) from private.pending_connections where token_hash = repeat('5', 64)$$,
+  $$values (null::timestamptz, 2)$$,
+  'the refused link consumed nothing (nothing half-written)'
+);
+select is(
+  (select count(*)::int from private.audit_log where resource_id = '00000000-0000-4000-8000-00000000d002'),
+  0, 'the refused link wrote no audit entry'
+);
+
+-- The Page doctor one left behind is free again.
+set local role service_role;
+select lives_ok(
+  $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d002', repeat('5', 64), '4001')$$,
+  'a Page released by a relink can be linked by another doctor'
+);
+reset role;
+select results_eq(
+  $$select doctor_id::text, instagram_page_id from public.doctor_instagram order by instagram_page_id$$,
+  $$values ('00000000-0000-4000-8000-00000000d002', '4001'), ('00000000-0000-4000-8000-00000000d001', '4002')$$,
+  'each Page belongs to exactly one doctor'
+);
+select is(
+  (select count(*)::int from private.pending_connections where used_at is null and doctor_id = '00000000-0000-4000-8000-00000000d001'),
+  2, 'refused links (4) and the expired one (6) are still unused'
+);
+
+select * from finish();
+rollback;
