@@ -2,7 +2,8 @@
 //   1. PostgreSQL: DATABASE_URL, or the local server (started if it is down and we may).
 //   2. pgTAP, pg_prove and Chromium: installed with apt-get when missing and we are root, else explained.
 //   3. A new database, the Supabase shim and the migrations, in the CLI's order.
-//   4. pg_prove on supabase/tests/database, then `deno test` on supabase/functions/tests.
+//   4. pg_prove on supabase/tests/database, then `deno test` on supabase/functions/tests (or only on
+//      the test files named as arguments: `deno task test supabase/functions/tests/finish_test.ts`).
 //   5. The database is dropped; the exit code is non-zero if anything failed.
 import postgres from "postgres";
 import { adminUrl, createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
@@ -33,7 +34,7 @@ async function main(): Promise<number> {
       "test",
       "--allow-all",
       "--unstable-no-legacy-abort",
-      "supabase/functions/tests/",
+      ...(Deno.args.length ? Deno.args : ["supabase/functions/tests/"]),
     ], {
       TEST_DATABASE_URL: databaseUrl,
       CHROMIUM_PATH: chromium,

@@ -3,7 +3,9 @@
 //   POST /{v}/dialog/oauth/decision     Allow / Cancel -> redirect_uri?code&state or ?error=access_denied
 //   GET  /{v}/oauth/access_token        code -> short-lived token; grant_type=fb_exchange_token -> long-lived
 //   GET  /{v}/me/accounts               the user's Pages with the requested fields, paged with paging.next
-// Codes are single-use and bound to the redirect_uri; /me/accounts enforces appsecret_proof. Errors
+// Codes are single-use and bound to the redirect_uri and, when the dialog had a PKCE code_challenge, to
+// its code_verifier (as Meta enforces it: "Invalid code verifier", code 1, HTTP 400, even with the app
+// secret); /me/accounts enforces appsecret_proof. Errors
 // use Graph's body ({"error":{message,type,code,error_subcode,fbtrace_id}}). Every Graph call waits
 // `latencyMs`; faults can be queued per step; calls are counted.
 
@@ -37,7 +39,13 @@ interface CodeGrant {
   redirectUri: string;
   expiresAt: number;
   used: boolean;
+  pkce?: { challenge: string; method: "S256" | "plain" };
 }
+
+// RFC 7636 4.1, as Meta's message words it.
+const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
+const INVALID_CODE_VERIFIER =
+  "Invalid code verifier. Code verifier should be a cryptographically random string using the characters A-Z, a-z, 0-9, and the punctuation characters -._~ (hyphen, period, underscore, and tilde), between 43 and 128 characters long.";
 
 export class FakeMeta {
   readonly calls: Record<Step, number> = { dialog: 0, code_exchange: 0, token_exchange: 0, list_pages: 0 };
@@ -154,7 +162,7 @@ export class FakeMeta {
         error.is_transient,
       );
     }
-    if (step === "code_exchange") return this.#exchangeCode(url.searchParams);
+    if (step === "code_exchange") return await this.#exchangeCode(url.searchParams);
     if (step === "token_exchange") return this.#exchangeToken(url.searchParams);
     return await this.#accounts(url);
   }
@@ -167,6 +175,9 @@ export class FakeMeta {
     }
     if (!q.get("redirect_uri") || !q.get("state") || q.get("response_type") !== "code") {
       return new Response("Missing redirect_uri, state or response_type=code.", { status: 400 });
+    }
+    if (q.has("code_challenge") && !["S256", "plain", null].includes(q.get("code_challenge_method"))) {
+      return new Response("Invalid code_challenge_method.", { status: 400 });
     }
     return new Response(consentPage(url, [...this.#listed].map((id) => [id, this.#users.get(id)!])), {
       headers: { "content-type": "text/html; charset=utf-8" },
@@ -188,11 +199,15 @@ export class FakeMeta {
       if (!this.#users.has(user)) return new Response("Unknown sandbox user", { status: 400 });
       const code = `AQ${randomToken(120)}`;
       this.secrets.add(code);
+      const challenge = form.get("code_challenge");
       this.#codes.set(code, {
         userId: user,
         redirectUri: form.get("redirect_uri")!,
         expiresAt: Date.now() + 600_000,
         used: false,
+        pkce: challenge
+          ? { challenge, method: form.get("code_challenge_method") === "plain" ? "plain" : "S256" }
+          : undefined,
       });
       redirect.searchParams.set("code", code);
     }
@@ -208,7 +223,7 @@ export class FakeMeta {
     }
   }
 
-  #exchangeCode(q: URLSearchParams): Response {
+  async #exchangeCode(q: URLSearchParams): Promise<Response> {
     const bad = this.#checkApp(q);
     if (bad) return bad;
     const grant = this.#codes.get(q.get("code") ?? "");
@@ -227,6 +242,9 @@ export class FakeMeta {
         "OAuthException",
         36008,
       );
+    }
+    if (grant.pkce && !(await verifierMatches(grant.pkce, q.get("code_verifier")))) {
+      return graphError(400, 1, INVALID_CODE_VERIFIER, "OAuthException");
     }
     grant.used = true;
     return Response.json({
@@ -326,6 +344,20 @@ function randomToken(length: number): string {
     crypto.getRandomValues(new Uint8Array(length)),
     (byte) => alphabet[byte % alphabet.length],
   ).join("");
+}
+
+async function verifierMatches(
+  pkce: NonNullable<CodeGrant["pkce"]>,
+  verifier: string | null,
+): Promise<boolean> {
+  if (!verifier || !CODE_VERIFIER.test(verifier)) return false;
+  if (pkce.method === "plain") return verifier === pkce.challenge;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const challenge = btoa(String.fromCharCode(...digest)).replace(/\+/g, "-").replace(/\//g, "_").replace(
+    /=+$/,
+    "",
+  );
+  return challenge === pkce.challenge;
 }
 
 async function hmacHex(secret: string, message: string): Promise<string> {

@@ -132,7 +132,12 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
     const call = `public.${name}(${
       names.map((arg, i) => `${arg} => $${i + 1}::${fn.types[fn.names.indexOf(arg)]}`).join(", ")
     })`;
-    const values = names.map((arg) => args[arg] === null ? null : String(args[arg]));
+    // As PostgREST does: JSON values for json/jsonb parameters (postgres.js serialises them), text else.
+    const values = names.map((arg) => {
+      const value = args[arg];
+      if (value === null) return null;
+      return /^jsonb?$/.test(fn.types[fn.names.indexOf(arg)]) ? value : String(value);
+    });
     const rows = await run(
       role,
       claims,
@@ -140,7 +145,7 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
       (tx) =>
         tx.unsafe(
           fn.returnsVoid ? `select ${call}` : `select to_jsonb(${call}) as result`,
-          values as string[],
+          values as postgres.ParameterOrJSON<never>[],
         ),
     ) as { result?: unknown }[];
     return fn.returnsVoid ? new Response(null, { status: 204 }) : Response.json(rows[0]?.result ?? null);

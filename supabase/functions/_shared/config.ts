@@ -54,6 +54,8 @@ const schema = z.object({
   INSTAGRAM_DB_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5_000),
   INSTAGRAM_GRAPH_BASE_URL: webUrl.default("https://graph.facebook.com"),
   INSTAGRAM_DIALOG_BASE_URL: webUrl.default("https://www.facebook.com"),
+  // On by default: see README, "PKCE". "off" only if Meta ever refuses the PKCE parameters.
+  INSTAGRAM_PKCE: z.enum(["on", "off"], "must be on or off").default("on"),
   SUPABASE_URL: webUrl,
 });
 
@@ -74,6 +76,8 @@ export type Config = Readonly<{
   dbTimeoutMs: number;
   graphBaseUrl: string;
   dialogBaseUrl: string;
+  /** Send a PKCE challenge with the dialog and the verifier with the code exchange. */
+  pkce: boolean;
   /** What @supabase/server resolved from SUPABASE_* (plus the legacy key names), for its primitives. */
   supabase: Readonly<{
     url: string;
@@ -137,6 +141,7 @@ export function loadConfig(): Config {
     dbTimeoutMs: vars.INSTAGRAM_DB_TIMEOUT_MS,
     graphBaseUrl: vars.INSTAGRAM_GRAPH_BASE_URL.replace(/\/+$/, ""),
     dialogBaseUrl: vars.INSTAGRAM_DIALOG_BASE_URL.replace(/\/+$/, ""),
+    pkce: vars.INSTAGRAM_PKCE === "on",
     supabase: { ...supabase, url: vars.SUPABASE_URL },
   });
 }

@@ -1,34 +1,70 @@
-// Every failure a caller can see: a stable code (safe to put in a URL), an HTTP status and a message
-// written for the doctor. Internal detail goes to the log, never into these.
+// Every failure a caller can see: a stable code (safe to put in a URL), an HTTP status and a sentence
+// for the doctor that says what happened and what to do next. Internal detail goes to the log, never
+// into these. The demo dashboard shows these sentences as they are.
+
+const START_AGAIN = "Press Connect Instagram to start again.";
+const RELOAD = "Reload the page and try again.";
 
 export const ERRORS = {
-  unauthorized: [401, "Sign in again: a valid session is required to connect Instagram."],
-  invalid_request: [400, "The request is missing a parameter or has a malformed one."],
-  access_denied: [403, "Instagram was not connected: the permission request was cancelled."],
-  state_invalid: [400, "This sign-in link is not valid. Start the connection again."],
-  state_expired: [400, "This sign-in link has expired. Start the connection again."],
-  state_used: [400, "This sign-in link was already used. Start the connection again."],
-  state_unknown: [400, "This sign-in link is not known. Start the connection again."],
-  state_doctor_mismatch: [
-    400,
-    "This sign-in link was started by another account. Start the connection again.",
+  unauthorized: [401, "Your session has ended. Sign in again, then connect Instagram."],
+  invalid_request: [400, `The request could not be understood. ${RELOAD}`],
+  payload_too_large: [413, `The request was too large. ${RELOAD}`],
+  unsupported_media_type: [415, `The request could not be understood. ${RELOAD}`],
+  method_not_allowed: [405, `The request could not be understood. ${RELOAD}`],
+  too_many_requests: [
+    429,
+    "Too many connection attempts in a short time. Wait a few minutes, then try again.",
   ],
+  access_denied: [403, `You cancelled on Facebook, so nothing was connected. ${START_AGAIN}`],
+  state_invalid: [400, `This connection attempt could not be verified. ${START_AGAIN}`],
+  state_expired: [400, `This connection attempt took too long and expired. ${START_AGAIN}`],
+  state_used: [400, `This connection attempt was already used. ${START_AGAIN}`],
+  state_unknown: [400, `This connection attempt is not known to us. ${START_AGAIN}`],
+  state_doctor_mismatch: [400, `This connection attempt belongs to another account. ${START_AGAIN}`],
   oauth_code_invalid: [
     400,
-    "Meta refused the authorization (it was used or expired). Start the connection again.",
+    `Facebook did not accept this approval (it was already used, has expired or belongs to another attempt). ${START_AGAIN}`,
   ],
-  meta_error: [502, "Meta could not complete the connection. Try again in a moment."],
-  meta_timeout: [504, "Meta did not answer in time. Try again in a moment."],
-  no_pages: [422, "No Facebook Page was shared. Choose at least one Page when Meta asks."],
-  page_not_found: [422, "The chosen Facebook Page was not among the Pages shared with us."],
+  meta_error: [
+    502,
+    "Facebook could not complete the connection. Wait a moment, then press Connect Instagram again.",
+  ],
+  meta_timeout: [504, "Facebook did not answer in time. Wait a moment, then press Connect Instagram again."],
+  no_pages: [
+    422,
+    "No Facebook Page was shared. Press Connect Instagram and select your practice's Page when Facebook asks.",
+  ],
+  page_not_found: [
+    422,
+    "That Facebook Page was not among the Pages you shared. Press Connect Instagram and select it when Facebook asks.",
+  ],
   instagram_account_missing: [
     422,
-    "The Facebook Page has no Instagram business or creator account connected to it.",
+    "None of the Facebook Pages you shared has an Instagram business or creator account. Connect one to your Page in Instagram's settings, then press Connect Instagram again.",
   ],
-  page_already_linked: [409, "This Facebook Page is already linked to another doctor."],
-  database_unavailable: [503, "The service is temporarily unavailable. Nothing was saved; try again."],
+  page_already_linked: [
+    409,
+    "This Facebook Page is already linked to another doctor. They must disconnect it first, or choose another Page.",
+  ],
+  session_mismatch: [
+    403,
+    "This connection was started from another doctor's account, so nothing was connected. To connect your own Instagram, press Connect Instagram while signed in as yourself.",
+  ],
+  pending_unknown: [400, `This connection is not known to us (it may have been cancelled). ${START_AGAIN}`],
+  pending_expired: [400, `This connection waited more than 10 minutes for your confirmation. ${START_AGAIN}`],
+  pending_used: [
+    400,
+    "This connection was already completed. Reload the page to see your current connection.",
+  ],
+  database_unavailable: [
+    503,
+    "Our service is briefly unavailable and nothing was saved. Try again in a minute.",
+  ],
   not_found: [404, "Not found."],
-  internal_error: [500, "Something went wrong on our side. Nothing was saved; try again."],
+  internal_error: [
+    500,
+    "Something went wrong on our side and nothing was saved. Try again; if it keeps happening, contact support with the reference below.",
+  ],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -36,11 +72,17 @@ export type ErrorCode = keyof typeof ERRORS;
 export class AppError extends Error {
   override name = "AppError";
   readonly status: number;
+  /** Seconds a client should wait before trying again (sent as Retry-After). */
+  readonly retryAfterSeconds?: number;
 
-  /** `message` overrides the catalogue's text when the database has a more precise one. */
-  constructor(readonly code: ErrorCode, options: { message?: string; cause?: unknown } = {}) {
+  /** `message` overrides the catalogue's sentence when the database has a more precise one. */
+  constructor(
+    readonly code: ErrorCode,
+    options: { message?: string; cause?: unknown; retryAfterSeconds?: number } = {},
+  ) {
     super(options.message ?? ERRORS[code][1], { cause: options.cause });
     this.status = ERRORS[code][0];
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 

@@ -5,9 +5,10 @@
 type Fields = Record<string, unknown>;
 type Level = "info" | "warn" | "error";
 
-const SECRET_KEY = /token|secret|password|authorization|cookie|apikey|api_key|^code$|^state$|key$/i;
+const SECRET_KEY =
+  /token|secret|password|authorization|cookie|apikey|api_key|verifier|^code$|^state$|^pending$|key$/i;
 const SECRET_QUERY =
-  /([?&](?:access_token|client_secret|code|fb_exchange_token|appsecret_proof|state|input_token)=)[^&\s"')]+/gi;
+  /([?&#](?:access_token|client_secret|code|code_verifier|fb_exchange_token|appsecret_proof|state|input_token|instagram_pending)=)[^&\s"')]+/gi;
 const BEARER = /(bearer\s+)[\w.~+/=-]+/gi;
 
 export interface Logger {

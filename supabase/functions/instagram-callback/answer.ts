@@ -1,36 +1,41 @@
-// How the callback answers: a redirect to the dashboard when INSTAGRAM_FRONTEND_REDIRECT_URI is set
-// (only `connected` and a stable error code in the URL, never Meta's text), JSON otherwise.
+// How the callback answers the browser Meta sent back. With INSTAGRAM_FRONTEND_REDIRECT_URI: a redirect
+// to the dashboard, the pending token in the URL fragment (a fragment reaches no server log and no
+// Referer) or, on failure, only `connected=0` and a stable error code in the query. Without it: JSON.
 import type { Context } from "hono";
-import type { Config } from "./config.ts";
-import type { AppError } from "./errors.ts";
-import { type AppEnv, jsonError } from "./http.ts";
-import type { LinkedAccount } from "./database.ts";
+import type { Config } from "../_shared/config.ts";
+import type { AppError } from "../_shared/errors.ts";
+import { jsonError } from "../_shared/http/error_response.ts";
+import type { AppEnv } from "../_shared/http/request_context.ts";
 
-export function connectedResponse(c: Context<AppEnv>, config: Config, link: LinkedAccount): Response {
+export function pendingAnswer(
+  c: Context<AppEnv>,
+  config: Config,
+  pending: { token: string; expiresAt: string },
+): Response {
   if (config.frontendRedirectUri) {
-    return c.redirect(frontendUrl(config.frontendRedirectUri, { connected: "1" }), 302);
+    const fragment = new URLSearchParams({ instagram_pending: pending.token });
+    return c.redirect(`${withoutFragment(config.frontendRedirectUri)}#${fragment}`, 302);
   }
   return c.json({
-    connected: true,
-    instagram_page_id: link.instagram_page_id,
-    instagram_username: link.instagram_username,
-    page_name: link.page_name,
-    connected_at: link.connected_at,
+    pending: pending.token,
+    expires_at: pending.expiresAt,
     correlation_id: c.var.correlationId,
   });
 }
 
-export function failedResponse(c: Context<AppEnv>, config: Config, error: AppError): Response {
+export function failedAnswer(c: Context<AppEnv>, config: Config, error: AppError): Response {
   if (config.frontendRedirectUri) {
-    return c.redirect(frontendUrl(config.frontendRedirectUri, { connected: "0", error: error.code }), 302);
+    if (error.retryAfterSeconds) c.header("retry-after", String(error.retryAfterSeconds));
+    const url = new URL(config.frontendRedirectUri);
+    url.searchParams.set("connected", "0");
+    url.searchParams.set("error", error.code);
+    // Meta appends "#_=_" to its redirect and browsers carry a fragment over redirects that have none;
+    // an explicit empty fragment keeps it off the dashboard's URL.
+    return c.redirect(`${withoutFragment(url.toString())}#`, 302);
   }
   return jsonError(c, error);
 }
 
-function frontendUrl(base: string, params: Record<string, string>): string {
-  const url = new URL(base);
-  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
-  // Meta appends "#_=_" to its redirect and browsers carry a fragment over redirects that have none;
-  // an explicit empty fragment keeps it off the dashboard's URL.
-  return `${url.toString().replace(/#.*$/, "")}#`;
+function withoutFragment(url: string): string {
+  return url.replace(/#.*$/, "");
 }

@@ -1,9 +1,10 @@
-// Which of the doctor's Pages to link: the one asked for, or else the first Page that has an
-// Instagram business/creator account (a Page without one cannot be used for Instagram at all).
-import { AppError } from "./errors.ts";
-import type { FacebookPage } from "./meta_graph.ts";
+// Which of the Pages Meta shared can be offered to the doctor: those with an Instagram business or
+// creator account and a Page token (a Page without an Instagram account cannot serve Instagram). When
+// the doctor named a Page at connect (signed into the state), only that one.
+import { AppError } from "../_shared/errors.ts";
+import type { FacebookPage } from "../_shared/meta/graph.ts";
 
-export interface ChosenPage {
+export interface UsablePage {
   id: string;
   name?: string;
   accessToken: string;
@@ -11,17 +12,21 @@ export interface ChosenPage {
   instagramUsername?: string;
 }
 
-export function choosePage(pages: FacebookPage[], requestedPageId?: string): ChosenPage {
+export function usablePages(pages: FacebookPage[], requestedPageId?: string): UsablePage[] {
   if (pages.length === 0) throw new AppError("no_pages");
   const candidates = requestedPageId ? pages.filter((page) => page.id === requestedPageId) : pages;
   if (candidates.length === 0) throw new AppError("page_not_found");
-  const page = candidates.find((candidate) => candidate.instagram_business_account && candidate.access_token);
-  if (!page) throw new AppError("instagram_account_missing");
-  return {
-    id: page.id,
-    name: page.name,
-    accessToken: page.access_token!,
-    instagramAccountId: page.instagram_business_account!.id,
-    instagramUsername: page.instagram_business_account!.username,
-  };
+  const usable = candidates.flatMap((page) =>
+    page.instagram_business_account && page.access_token
+      ? [{
+        id: page.id,
+        name: page.name,
+        accessToken: page.access_token,
+        instagramAccountId: page.instagram_business_account.id,
+        instagramUsername: page.instagram_business_account.username,
+      }]
+      : []
+  );
+  if (usable.length === 0) throw new AppError("instagram_account_missing");
+  return usable;
 }

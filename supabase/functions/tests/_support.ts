@@ -49,20 +49,30 @@ export async function startConnect(
   return await response.json();
 }
 
-export interface CallbackResult {
+export interface HttpResult {
   status: number;
   body: any;
   location: string | null;
+  headers: Headers;
 }
 
-export async function callback(url: string): Promise<CallbackResult> {
-  const response = await fetch(url, { redirect: "manual" });
+async function result(response: Response): Promise<HttpResult> {
   const text = await response.text();
   let body: unknown = text;
   try {
     body = JSON.parse(text);
   } catch { /* a redirect has no JSON body */ }
-  return { status: response.status, body, location: response.headers.get("location") };
+  return {
+    status: response.status,
+    body,
+    location: response.headers.get("location"),
+    headers: response.headers,
+  };
+}
+
+/** What the browser does with Meta's redirect: GET the callback (without following its redirect). */
+export async function callback(url: string): Promise<HttpResult> {
+  return await result(await fetch(url, { redirect: "manual" }));
 }
 
 /** Connect, Allow as `metaUserId` at the fake Meta, then follow Meta's redirect to the callback. */
@@ -72,6 +82,29 @@ export async function fullFlow(stack: LocalStack, token: string, metaUserId: str
   return { redirect, result: await callback(redirect) };
 }
 
+/** POST /instagram-connect/finish as the signed-in doctor whose session token is `token`. */
+export async function finish(
+  stack: LocalStack,
+  token: string,
+  body: Record<string, unknown>,
+): Promise<HttpResult> {
+  return await result(
+    await fetch(`${stack.functionUrl("instagram-connect")}/finish`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+  );
+}
+
+/** The whole link: connect, Allow at Meta, callback, finish (choosing `pageId` when given). */
+export async function link(stack: LocalStack, token: string, metaUserId: string, pageId?: string) {
+  const flow = await fullFlow(stack, token, metaUserId);
+  if (flow.result.status !== 200) return { ...flow, finished: flow.result };
+  const finished = await finish(stack, token, { pending: flow.result.body.pending, page_id: pageId });
+  return { ...flow, finished };
+}
+
 export async function linkOf(sql: postgres.Sql, doctorId: string) {
   const [row] = await sql`select * from public.doctor_instagram where doctor_id = ${doctorId}`;
   return row;
@@ -79,6 +112,10 @@ export async function linkOf(sql: postgres.Sql, doctorId: string) {
 
 export async function auditOf(sql: postgres.Sql, doctorId: string) {
   return await sql`select * from private.audit_log where resource_id = ${doctorId} order by id`;
+}
+
+export async function pendingOf(sql: postgres.Sql, doctorId: string) {
+  return await sql`select * from private.pending_connections where doctor_id = ${doctorId} order by created_at`;
 }
 
 export function metaCallCount(stack: LocalStack): number {

@@ -1,10 +1,11 @@
-// The demo dashboard in headless Chromium, as a doctor uses it: sign in, Connect Instagram, Allow on
-// the Meta sandbox, land back connected, Disconnect; then Cancel; then a Page another doctor holds.
-// Each step checks what the page shows and what the database holds. `deno task test` installs
+// The demo dashboard in headless Chromium, as doctors use it: sign in, Connect Instagram, Allow on the
+// Meta sandbox, choose a Page, Disconnect (after confirming); Cancel; a Page another doctor holds; and a
+// connect URL forwarded to someone else, opened in a second browser (context) signed in as another
+// doctor. Each step checks what the page shows and what the database holds. `deno task test` installs
 // Chromium when it is missing and passes its path in CHROMIUM_PATH.
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import {
   DEMO_DOCTORS,
   DEMO_PAGES,
@@ -14,7 +15,7 @@ import {
 } from "../../../scripts/lib/dev_stack.ts";
 import { ERRORS } from "../_shared/errors.ts";
 import { decodeBase64 } from "../_shared/config.ts";
-import { decryptPageToken, importTokenKey } from "../_shared/token_crypto.ts";
+import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
 import { auditOf, databaseUrl, linkOf, stackTest } from "./_support.ts";
 
 const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -35,11 +36,19 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
   let browser: Browser | undefined;
   try {
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true });
-    const page = await browser.newPage();
     const requested = new Set<string>();
-    page.on("request", (request) => requested.add(new URL(request.url()).hostname));
     const pageErrors: string[] = [];
-    page.on("pageerror", (error) => pageErrors.push(error.message));
+    const answers: string[] = [];
+    const open = async (context: BrowserContext) => {
+      const page = await context.newPage();
+      page.on("request", (request) => requested.add(new URL(request.url()).hostname));
+      page.on("pageerror", (error) => pageErrors.push(error.message));
+      page.on("response", async (response) => {
+        if (response.url().includes("/functions/v1/")) answers.push(await response.text().catch(() => ""));
+      });
+      return page;
+    };
+    const page = await open(await browser.newContext());
 
     const demo = DEMO_DOCTORS.demo;
     const other = DEMO_DOCTORS.other;
@@ -57,45 +66,64 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal(await page.locator("#disconnect").isDisabled(), true);
     });
 
-    await t.step("Connect, Allow on the sandbox: back on the dashboard, connected", async () => {
-      await page.click("#connect");
-      await page.waitForURL(`${dev.stack.meta.url}/**`);
-      assert.match(await page.locator(".banner").innerText(), /LOCAL META SANDBOX/);
-      assert.equal(await page.locator('input[name="user"][value="demo"]').isChecked(), true);
+    await t.step(
+      "Connect, Allow: back on the dashboard, two Pages to choose from, nothing linked yet",
+      async () => {
+        await connectAs(page, dev, "#allow");
+        await page.locator("#picker").waitFor();
+        const options = await page.locator("#picker label").allInnerTexts();
+        assert.deepEqual(options.map((option) => option.trim()), [
+          `${DEMO_PAGES.sunrise.name} (@${DEMO_PAGES.sunrise.instagram.username})`,
+          `${DEMO_PAGES.lakeside.name} (@${DEMO_PAGES.lakeside.instagram.username})`,
+        ]);
+        assert.equal(new URL(page.url()).hash, "", "the pending token is off the address bar");
+        assert.equal(new URL(page.url()).search, "");
+        assert.equal(await linkOf(sql, demo.id), undefined);
+      },
+    );
 
-      await page.click("#allow");
-      await backOnDashboard(page, dev.dashboardUrl);
+    await t.step("choose Sunrise Dental: connected, stored encrypted, audited", async () => {
+      await page.check(`input[name="page"][value="${DEMO_PAGES.sunrise.id}"]`);
+      await page.click("#picker-confirm");
       await page.locator("#linked-username").waitFor();
-      assert.equal(await text("#message"), "Instagram connected.");
+      assert.equal(
+        await text("#message"),
+        `Instagram connected: @${DEMO_PAGES.sunrise.instagram.username} via ${DEMO_PAGES.sunrise.name}.`,
+      );
       assert.equal(await text("#linked-username"), `@${DEMO_PAGES.sunrise.instagram.username}`);
       assert.equal(await text("#linked-page"), DEMO_PAGES.sunrise.name);
-      assert.equal(await page.locator("#disconnect").isEnabled(), true);
-      // The query (connected=1) was shown, then dropped from the address bar.
-      assert.equal(new URL(page.url()).search, "");
+      assert.equal(await page.locator("#picker").isHidden(), true);
 
       const link = await linkOf(sql, demo.id);
       assert.equal(link.instagram_page_id, DEMO_PAGES.sunrise.id);
-      assert.equal(link.instagram_username, DEMO_PAGES.sunrise.instagram.username);
-      const issued = dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!;
       assert.equal(
         await decryptPageToken(tokenKey, link.instagram_access_token, {
           doctorId: demo.id,
           pageId: DEMO_PAGES.sunrise.id,
         }),
-        issued.at(-1),
+        dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!.at(-1),
       );
       assert.deepEqual((await demoAudit()).map((entry) => entry.action), ["instagram.connected"]);
     });
 
-    await t.step("the dashboard never receives the token", async () => {
-      const html = await page.content();
+    await t.step("the browser never receives a Page token, plain or encrypted", async () => {
       const issued = dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!.at(-1)!;
-      assert.equal(html.includes(issued), false);
-      assert.equal(html.includes((await linkOf(sql, demo.id)).instagram_access_token), false);
+      const seen = (await page.content()) + answers.join("\n");
+      assert.ok(answers.length >= 2, "the function answers were captured");
+      assert.equal(seen.includes(issued), false);
+      assert.equal(seen.includes((await linkOf(sql, demo.id)).instagram_access_token), false);
     });
 
-    await t.step("Disconnect: the link is gone from the page and the database, and audited", async () => {
+    await t.step("Disconnect asks first; keeping it changes nothing; confirming removes it", async () => {
       await page.click("#disconnect");
+      await page.locator("#confirm", { hasText: `Disconnect @${DEMO_PAGES.sunrise.instagram.username}` })
+        .waitFor();
+      await page.click("#confirm-no");
+      assert.equal(await page.locator("#confirm").isHidden(), true);
+      assert.ok(await linkOf(sql, demo.id), "still connected");
+
+      await page.click("#disconnect");
+      await page.click("#confirm-yes");
       await page.locator("#message", { hasText: "Instagram disconnected." }).waitFor();
       await page.locator("#status", { hasText: "No Instagram account connected." }).waitFor();
       assert.equal(await linkOf(sql, demo.id), undefined);
@@ -112,21 +140,17 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
     });
 
     await t.step(
-      "a Page Dr. Other holds: the conflict explained, nothing written or taken over",
+      "a Page Dr. Other holds: the conflict names it, nothing is written or taken over",
       async () => {
-        const stateCount = async () =>
-          (await sql`select count(*)::int as n from private.oauth_states where doctor_id = ${demo.id} and consumed_at is null`)[
-            0
-          ].n;
-        const openStates = await stateCount();
         await connectAs(page, dev, "#allow", "lakeside_admin");
-        await expectError(page, "page_already_linked");
-        assert.match(await text("#message"), /already linked to another doctor/);
-
+        const message = page.locator('#message[data-code="page_already_linked"]');
+        await message.waitFor();
+        assert.equal(
+          await message.innerText(),
+          `The Facebook Page "${DEMO_PAGES.lakeside.name}" (${DEMO_PAGES.lakeside.id}) is already linked to another doctor. They must disconnect it first, or choose another Page.`,
+        );
         assert.equal(await linkOf(sql, demo.id), undefined);
         assert.equal((await demoAudit()).length, 2);
-        // The refused link consumed nothing: the state it carried is still open.
-        assert.equal(await stateCount(), openStates + 1);
         const kept = await linkOf(sql, other.id);
         assert.equal(kept.instagram_page_id, DEMO_PAGES.lakeside.id);
         assert.equal(
@@ -139,6 +163,56 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       },
     );
 
+    await t.step("a stale message is cleared by the next action", async () => {
+      await page.click("#sign-in-other");
+      await page.locator("#who", { hasText: "Signed in as Dr. Other" }).waitFor();
+      assert.equal(await text("#message"), "");
+      await page.click("#sign-in-demo");
+      await page.locator("#who", { hasText: "Signed in as Dr. Demo" }).waitFor();
+    });
+
+    await t.step(
+      "a connect URL Dr. Demo forwards, opened by Dr. Other in another browser: refused",
+      async () => {
+        // Dr. Demo presses Connect; the dialog URL is caught on its way to Meta and "sent" to Dr. Other.
+        let forwarded = "";
+        await page.route(`${dev.stack.meta.url}/**`, async (route) => {
+          forwarded = route.request().url();
+          await route.fulfill({ status: 204 });
+        });
+        await page.click("#connect");
+        await waitFor(() => forwarded !== "");
+        await page.unroute(`${dev.stack.meta.url}/**`);
+
+        const visitorContext = await browser!.newContext();
+        const visitor = await open(visitorContext);
+        await visitor.goto(dev.dashboardUrl);
+        await visitor.click("#sign-in-other");
+        await visitor.locator("#who", { hasText: "Signed in as Dr. Other" }).waitFor();
+        await visitor.goto(forwarded);
+        await visitor.check('input[name="user"][value="visitor"]');
+        await visitor.click("#allow");
+        await visitor.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
+        const refusal = visitor.locator('#message[data-code="session_mismatch"]');
+        await refusal.waitFor();
+        assert.equal(await refusal.innerText(), ERRORS.session_mismatch[1]);
+
+        assert.equal(await linkOf(sql, demo.id), undefined, "nothing linked to the doctor who sent the URL");
+        assert.equal(
+          (await linkOf(sql, other.id)).instagram_page_id,
+          DEMO_PAGES.lakeside.id,
+          "nor to the visitor",
+        );
+        const harbor =
+          await sql`select 1 from public.doctor_instagram where instagram_page_id = ${DEMO_PAGES.harbor.id}`;
+        assert.equal(harbor.length, 0);
+        const refused = (await demoAudit()).at(-1)!;
+        assert.equal(refused.action, "instagram.link_refused");
+        assert.equal(refused.actor_id, other.id);
+        await visitorContext.close();
+      },
+    );
+
     await t.step("Dr. Other sees only their own link, read through RLS", async () => {
       await page.click("#sign-in-other");
       await page.locator("#who", { hasText: "Signed in as Dr. Other" }).waitFor();
@@ -147,7 +221,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal(await text("#linked-page"), DEMO_PAGES.lakeside.name);
     });
 
-    await t.step("no script error, and the browser never left loopback", () => {
+    await t.step("no script error, and the browsers never left loopback", () => {
       assert.deepEqual(pageErrors, []);
       assert.deepEqual([...requested].filter((host) => host !== "127.0.0.1"), []);
     });
@@ -165,14 +239,10 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
 async function connectAs(page: Page, dev: DevStack, button: "#allow" | "#cancel", sandboxUser?: string) {
   await page.click("#connect");
   await page.waitForURL(`${dev.stack.meta.url}/**`);
+  assert.match(await page.locator(".banner").innerText(), /LOCAL META SANDBOX/);
   if (sandboxUser) await page.check(`input[name="user"][value="${sandboxUser}"]`);
   await page.click(button);
-  await backOnDashboard(page, dev.dashboardUrl);
-}
-
-/** Meta redirects to the callback, which redirects to the dashboard (with ?connected=…). */
-async function backOnDashboard(page: Page, dashboardUrl: string) {
-  await page.waitForURL((url) => url.href.startsWith(dashboardUrl));
+  await page.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
 }
 
 async function expectError(page: Page, code: keyof typeof ERRORS) {
@@ -180,4 +250,12 @@ async function expectError(page: Page, code: keyof typeof ERRORS) {
   await message.waitFor();
   assert.equal(await message.innerText(), ERRORS[code][1]);
   assert.equal(await message.getAttribute("class"), "error");
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 5_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -1,8 +1,10 @@
 // instagram-callback over real HTTP against the real database (through the gateway) and the fake
-// Meta: every outcome, what is written, and how many calls each path makes.
+// Meta: one attempt per state, claimed before Meta; a pending connection and never a link; every
+// Meta failure; and how many calls each path makes.
 import assert from "node:assert/strict";
-import { createOAuthStates } from "../_shared/oauth_state.ts";
-import { decryptPageToken, importTokenKey } from "../_shared/token_crypto.ts";
+import { createOAuthStates } from "../_shared/oauth/state.ts";
+import { pendingTokenHash } from "../_shared/oauth/pending_token.ts";
+import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
 import { decodeBase64 } from "../_shared/config.ts";
 import {
   auditOf,
@@ -11,6 +13,7 @@ import {
   linkOf,
   metaCallCount,
   newDoctor,
+  pendingOf,
   stackTest,
   startConnect,
   withStack,
@@ -23,64 +26,122 @@ Deno.test("instagram-callback", stackTest, async (t) => {
     const meta = stack.meta;
     const callbackUrl = stack.functionUrl("instagram-callback");
     const tokenKey = await importTokenKey(decodeBase64(stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!);
-
-    await t.step("happy path: 3 Meta calls, the encrypted Page token stored, one audit entry", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const { userId, pages } = meta.newUser(1);
-      meta.resetCounts();
-      const gatewayCalls = stack.dbCalls.rpc ?? 0;
-      const { result } = await fullFlow(stack, doctor.token, userId);
-
-      assert.equal(result.status, 200, JSON.stringify(result.body));
-      assert.equal(result.body.connected, true);
-      assert.equal(result.body.instagram_page_id, pages[0].id);
-      assert.equal(result.body.instagram_username, pages[0].instagram!.username);
-      assert.deepEqual(
-        { ...meta.calls, dialog: 0 },
-        { dialog: 0, code_exchange: 1, token_exchange: 1, list_pages: 1 },
+    const stateOf = async (doctorId: string) =>
+      (await sql`select consumed_at from private.oauth_states where doctor_id = ${doctorId}`).map((row) =>
+        row.consumed_at === null ? "open" : "claimed"
       );
-      assert.equal((stack.dbCalls.rpc ?? 0) - gatewayCalls, 3, "create state, check state, link");
-
-      const row = await linkOf(sql, doctor.id);
-      assert.equal(row.instagram_page_id, pages[0].id);
-      assert.equal(row.page_name, pages[0].name);
-      assert.equal(row.instagram_business_account_id, pages[0].instagram!.id);
-      assert.match(row.instagram_access_token, /^v1\./);
-      const issued = meta.pageTokens.get(pages[0].id)!;
-      assert.equal(
-        await decryptPageToken(tokenKey, row.instagram_access_token, {
-          doctorId: doctor.id,
-          pageId: pages[0].id,
-        }),
-        issued[issued.length - 1],
-        "the stored token decrypts to the Page token Meta issued",
-      );
-
-      const audit = await auditOf(sql, doctor.id);
-      assert.equal(audit.length, 1);
-      assert.equal(audit[0].action, "instagram.connected");
-      assert.equal(audit[0].actor_id, doctor.id);
-      assert.equal(audit[0].correlation_id, result.body.correlation_id);
-      assert.ok(!JSON.stringify(audit[0].metadata).includes("EAAG"), "no token in the audit metadata");
-    });
 
     await t.step(
-      "the same callback twice: one link, one rejection before Meta, no second audit",
+      "3 Meta calls, a pending connection with encrypted Page tokens, nothing linked",
       async () => {
         const doctor = await newDoctor(stack, sql);
-        const { userId } = meta.newUser(1);
-        const { redirect, result } = await fullFlow(stack, doctor.token, userId);
-        assert.equal(result.status, 200);
+        const { userId, pages } = meta.newUser(1);
         meta.resetCounts();
-        const again = await callback(redirect);
-        assert.equal(again.status, 400);
-        assert.equal(again.body.error.code, "state_used");
-        assert.equal(metaCallCount(stack), 0, "the replay never reached Meta");
-        assert.equal((await auditOf(sql, doctor.id)).length, 1);
+        const rpcBefore = stack.dbCalls.rpc ?? 0;
+        const { result } = await fullFlow(stack, doctor.token, userId);
+
+        assert.equal(result.status, 200, JSON.stringify(result.body));
+        assert.match(result.body.pending, /^[\w-]{43}$/);
+        const lifetime = Date.parse(result.body.expires_at) - Date.now();
+        assert.ok(lifetime > 590_000 && lifetime <= 600_000, `pending lives 10 minutes (${lifetime} ms)`);
+        assert.deepEqual(
+          { ...meta.calls, dialog: 0 },
+          { dialog: 0, code_exchange: 1, token_exchange: 1, list_pages: 1 },
+        );
+        assert.equal((stack.dbCalls.rpc ?? 0) - rpcBefore, 3, "create state, claim state, create pending");
+
+        const [pending] = await pendingOf(sql, doctor.id);
+        assert.equal(
+          pending.token_hash,
+          await pendingTokenHash(result.body.pending),
+          "only the hash is stored",
+        );
+        assert.equal(pending.used_at, null);
+        assert.equal(pending.pages.length, 1);
+        const [page] = pending.pages;
+        assert.equal(page.page_id, pages[0].id);
+        assert.equal(page.page_name, pages[0].name);
+        assert.equal(page.instagram_username, pages[0].instagram!.username);
+        assert.equal(page.instagram_account_id, pages[0].instagram!.id);
+        assert.match(page.access_token, /^v1\./);
+        assert.equal(
+          await decryptPageToken(tokenKey, page.access_token, { doctorId: doctor.id, pageId: pages[0].id }),
+          meta.pageTokens.get(pages[0].id)!.at(-1),
+          "the stored token decrypts, bound to this doctor and Page, to the Page token Meta issued",
+        );
+
+        assert.equal(await linkOf(sql, doctor.id), undefined, "the callback links nothing");
+        assert.equal((await auditOf(sql, doctor.id)).length, 0);
+        assert.deepEqual(await stateOf(doctor.id), ["claimed"]);
       },
     );
 
-    await t.step("state refusals happen before any Meta call", async () => {
+    await t.step("the same callback again: state_used before any Meta call", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { redirect, result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
+      assert.equal(result.status, 200);
+      meta.resetCounts();
+      const again = await callback(redirect);
+      assert.equal(again.status, 400);
+      assert.equal(again.body.error.code, "state_used");
+      assert.equal(metaCallCount(stack), 0, "the replay never reached Meta");
+      assert.equal((await pendingOf(sql, doctor.id)).length, 1);
+    });
+
+    await t.step(
+      "10 parallel requests for one callback URL: 1 code exchange, 1 pending connection",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { url } = await startConnect(stack, doctor.token);
+        const redirect = await meta.approve(url, meta.newUser(1).userId);
+        meta.resetCounts();
+        const results = await Promise.all(Array.from({ length: 10 }, () => callback(redirect)));
+        assert.deepEqual(results.map((r) => r.status).sort(), [200, ...Array(9).fill(400)]);
+        assert.equal(results.filter((r) => r.body.error?.code === "state_used").length, 9);
+        assert.deepEqual({ ...meta.calls, dialog: 0 }, {
+          dialog: 0,
+          code_exchange: 1,
+          token_exchange: 1,
+          list_pages: 1,
+        });
+        assert.equal((await pendingOf(sql, doctor.id)).length, 1);
+      },
+    );
+
+    await t.step("one state approved 10 times (10 codes) in parallel: 3 Meta calls in all", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { url } = await startConnect(stack, doctor.token);
+      const { userId } = meta.newUser(1);
+      const redirects = await Promise.all(Array.from({ length: 10 }, () => meta.approve(url, userId)));
+      assert.equal(new Set(redirects).size, 10, "ten different codes");
+      meta.resetCounts();
+      const results = await Promise.all(redirects.map((redirect) => callback(redirect)));
+      assert.equal(results.filter((r) => r.status === 200).length, 1);
+      assert.equal(metaCallCount(stack), 3);
+    });
+
+    await t.step(
+      "a failure after the claim leaves the state claimed, unusable, and nothing written",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { url } = await startConnect(stack, doctor.token);
+        const { userId } = meta.newUser(1);
+        meta.inject("code_exchange", { status: 500, error: { code: 2, is_transient: true } });
+        const failed = await callback(await meta.approve(url, userId));
+        assert.equal(failed.status, 502);
+        assert.deepEqual(await stateOf(doctor.id), ["claimed"]);
+        assert.equal((await pendingOf(sql, doctor.id)).length, 0);
+
+        // Whoever holds the dialog URL cannot try again: a new code for the same state is refused first.
+        meta.resetCounts();
+        const retried = await callback(await meta.approve(url, userId));
+        assert.equal(retried.body.error.code, "state_used");
+        assert.equal(metaCallCount(stack), 0);
+        assert.equal(await linkOf(sql, doctor.id), undefined);
+      },
+    );
+
+    await t.step("state refusals happen before any Meta call and claim nothing", async () => {
       const doctor = await newDoctor(stack, sql);
       const { userId } = meta.newUser(1);
       const { url } = await startConnect(stack, doctor.token);
@@ -111,21 +172,26 @@ Deno.test("instagram-callback", stackTest, async (t) => {
         assert.equal(result.body.error.code, code, label);
       }
       assert.equal(metaCallCount(stack), 0);
-      assert.equal(await linkOf(sql, doctor.id), undefined);
-      // The genuine callback still works afterwards: refusals consumed nothing.
-      assert.equal((await callback(redirect.toString())).status, 200);
+      assert.deepEqual(await stateOf(doctor.id), ["open"]);
+      assert.equal((await callback(redirect.toString())).status, 200, "the genuine callback still works");
     });
 
-    await t.step("the doctor cancels at Meta: 403 access_denied, nothing written", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const { url } = await startConnect(stack, doctor.token);
-      meta.resetCounts();
-      const result = await callback(await meta.cancel(url));
-      assert.equal(result.status, 403);
-      assert.equal(result.body.error.code, "access_denied");
-      assert.equal(metaCallCount(stack), 0);
-      assert.equal(await linkOf(sql, doctor.id), undefined);
-    });
+    await t.step(
+      "the doctor cancels at Meta: 403 access_denied, no Meta call, the state is used up",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { url } = await startConnect(stack, doctor.token);
+        meta.resetCounts();
+        const result = await callback(await meta.cancel(url));
+        assert.equal(result.status, 403);
+        assert.equal(result.body.error.code, "access_denied");
+        assert.equal(metaCallCount(stack), 0);
+        assert.deepEqual(await stateOf(doctor.id), ["claimed"]);
+        const later = await callback(await meta.approve(url, meta.newUser(1).userId));
+        assert.equal(later.body.error.code, "state_used", "the cancelled attempt cannot be finished later");
+        assert.equal(metaCallCount(stack), 0);
+      },
+    );
 
     await t.step("missing or malformed parameters: 400 invalid_request, never a 500", async () => {
       for (
@@ -135,7 +201,7 @@ Deno.test("instagram-callback", stackTest, async (t) => {
           "?state=abc",
           "?code=a%20b&state=x.y",
           `?code=abc&state=${"x".repeat(300)}`,
-          "?code=abc&state=x.y&page_id=abc",
+          `?code=${"a".repeat(3000)}&state=x.y`,
         ]
       ) {
         const result = await callback(`${callbackUrl}${query}`);
@@ -144,15 +210,49 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       }
     });
 
+    await t.step("HEAD, POST, PUT, DELETE on the callback: 405, no claim, no Meta call", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { url } = await startConnect(stack, doctor.token);
+      const redirect = await meta.approve(url, meta.newUser(1).userId);
+      meta.resetCounts();
+      for (const method of ["HEAD", "POST", "PUT", "DELETE", "PATCH"]) {
+        const response = await fetch(redirect, { method, redirect: "manual" });
+        await response.body?.cancel();
+        assert.equal(response.status, 405, method);
+        assert.equal(response.headers.get("allow"), "GET", method);
+      }
+      assert.equal(metaCallCount(stack), 0);
+      assert.deepEqual(await stateOf(doctor.id), ["open"]);
+      assert.equal((await callback(redirect)).status, 200, "the GET still works afterwards");
+    });
+
+    await t.step("the callback's page_id parameter is ignored; a page_id signed at connect is", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { userId, pages } = meta.newUser(3);
+      const { url } = await startConnect(stack, doctor.token, `?page_id=${pages[1].id}`);
+      const redirect = new URL(await meta.approve(url, userId));
+      redirect.searchParams.set("page_id", pages[2].id);
+      assert.equal((await callback(redirect.toString())).status, 200);
+      const [pending] = await pendingOf(sql, doctor.id);
+      assert.deepEqual(pending.pages.map((page: { page_id: string }) => page.page_id), [pages[1].id]);
+
+      const other = await newDoctor(stack, sql);
+      const flow = await startConnect(stack, other.token);
+      const unsigned = new URL(await meta.approve(flow.url, userId));
+      unsigned.searchParams.set("page_id", pages[0].id);
+      assert.equal((await callback(unsigned.toString())).status, 200);
+      const [all] = await pendingOf(sql, other.id);
+      assert.equal(all.pages.length, 3, "every usable Page is offered");
+    });
+
     await t.step("Meta refuses a used or expired code: 400 oauth_code_invalid, not retried", async () => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
       meta.inject("code_exchange", {
         status: 400,
         error: { code: 100, error_subcode: 36009, message: "This authorization code has been used." },
       });
       meta.resetCounts();
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 400);
       assert.equal(result.body.error.code, "oauth_code_invalid");
       assert.equal(meta.calls.code_exchange, 1, "a code exchange Meta answered is never retried");
@@ -164,10 +264,9 @@ Deno.test("instagram-callback", stackTest, async (t) => {
 
     await t.step("a 5xx on the code exchange is not retried (Meta answered): 502", async () => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
       meta.inject("code_exchange", { status: 500, error: { code: 2, is_transient: true } });
       meta.resetCounts();
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 502);
       assert.equal(result.body.error.code, "meta_error");
       assert.equal(meta.calls.code_exchange, 1);
@@ -175,17 +274,15 @@ Deno.test("instagram-callback", stackTest, async (t) => {
 
     await t.step("a code exchange that timed out (never answered) is retried and succeeds", async () => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
       meta.inject("code_exchange", { delayMs: 5_000 });
       meta.resetCounts();
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 200, JSON.stringify(result.body));
       assert.equal(meta.calls.code_exchange, 2);
     });
 
-    await t.step("transient Meta errors are retried and the link succeeds", async () => {
+    await t.step("transient Meta errors are retried and the flow succeeds", async () => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
       meta.inject("token_exchange", {
         status: 503,
         error: { code: 2, message: "Service temporarily unavailable" },
@@ -197,7 +294,7 @@ Deno.test("instagram-callback", stackTest, async (t) => {
         status: 500,
       });
       meta.resetCounts();
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 200, JSON.stringify(result.body));
       assert.deepEqual({ ...meta.calls, dialog: 0 }, {
         dialog: 0,
@@ -205,157 +302,152 @@ Deno.test("instagram-callback", stackTest, async (t) => {
         token_exchange: 2,
         list_pages: 3,
       });
-      assert.ok(await linkOf(sql, doctor.id));
+      assert.equal((await pendingOf(sql, doctor.id)).length, 1);
     });
 
     await t.step("a token Meta rejects (190) is not retried: 502, nothing written", async () => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
       meta.inject("list_pages", { status: 400, error: { code: 190, message: "Invalid OAuth access token" } });
       meta.resetCounts();
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 502);
       assert.equal(meta.calls.list_pages, 1);
-      assert.equal(await linkOf(sql, doctor.id), undefined);
+      assert.equal((await pendingOf(sql, doctor.id)).length, 0);
     });
 
     await t.step("Meta too slow on every attempt: 504 meta_timeout within the deadline", async () => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = meta.newUser(1);
       meta.inject("list_pages", { delayMs: 10_000 }, { delayMs: 10_000 }, { delayMs: 10_000 });
       meta.resetCounts();
       const started = performance.now();
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 504);
       assert.equal(result.body.error.code, "meta_timeout");
       assert.ok(performance.now() - started < 3_500, "bounded by the callback deadline");
       assert.equal(meta.calls.list_pages, 3, "1 try + INSTAGRAM_META_MAX_RETRIES (2)");
-      assert.equal(await linkOf(sql, doctor.id), undefined);
+      assert.equal((await pendingOf(sql, doctor.id)).length, 0);
     });
 
-    await t.step("paging.next is followed and page_id picks the Page", async () => {
+    await t.step("paging.next is followed: every Page is offered", async () => {
       const doctor = await newDoctor(stack, sql);
       const { userId, pages } = meta.newUser(5);
       meta.accountsPageSize = 2;
       try {
         meta.resetCounts();
-        const { result } = await fullFlow(stack, doctor.token, userId, `?page_id=${pages[4].id}`);
+        const { result } = await fullFlow(stack, doctor.token, userId);
         assert.equal(result.status, 200, JSON.stringify(result.body));
-        assert.equal(result.body.instagram_page_id, pages[4].id);
         assert.equal(meta.calls.list_pages, 3, "5 pages, 2 per answer");
+        const [pending] = await pendingOf(sql, doctor.id);
+        assert.deepEqual(
+          pending.pages.map((page: { page_id: string }) => page.page_id),
+          pages.map((p) => p.id),
+        );
       } finally {
         meta.accountsPageSize = 25;
       }
     });
 
-    await t.step("no Page, a page_id not among them, a Page without Instagram: 422", async () => {
-      const cases: [string, ReturnType<typeof meta.newUser>, string][] = [
-        ["no_pages", meta.newUser(0), ""],
-        ["page_not_found", meta.newUser(1), "?page_id=42"],
-        ["instagram_account_missing", meta.newUser(1, false), ""],
-      ];
-      for (const [code, user, query] of cases) {
-        const doctor = await newDoctor(stack, sql);
-        const { result } = await fullFlow(stack, doctor.token, user.userId, query);
-        assert.equal(result.status, 422, code);
-        assert.equal(result.body.error.code, code);
-        assert.equal(await linkOf(sql, doctor.id), undefined);
-      }
-    });
+    await t.step(
+      "no Page, a signed page_id not shared, no Page with Instagram: 422, nothing stored",
+      async () => {
+        const cases: [string, ReturnType<typeof meta.newUser>, string][] = [
+          ["no_pages", meta.newUser(0), ""],
+          ["page_not_found", meta.newUser(1), "?page_id=42"],
+          ["instagram_account_missing", meta.newUser(2, false), ""],
+        ];
+        for (const [code, user, query] of cases) {
+          const doctor = await newDoctor(stack, sql);
+          const { result } = await fullFlow(stack, doctor.token, user.userId, query);
+          assert.equal(result.status, 422, code);
+          assert.equal(result.body.error.code, code);
+          assert.equal((await pendingOf(sql, doctor.id)).length, 0);
+        }
+      },
+    );
 
-    await t.step("the first Page with an Instagram account is chosen without page_id", async () => {
+    await t.step("only Pages with an Instagram account are offered", async () => {
       const doctor = await newDoctor(stack, sql);
       const plain = meta.newPage(false);
       const withInstagram = meta.newPage(true);
       const userId = meta.addUser(`mixed-${doctor.id}`, [plain, withInstagram]);
-      const { result } = await fullFlow(stack, doctor.token, userId);
-      assert.equal(result.body.instagram_page_id, withInstagram.id);
-    });
-
-    await t.step("relink to another Page: one row, the new Page, audited as an update", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const first = meta.newUser(1);
-      const second = meta.newUser(1);
-      assert.equal((await fullFlow(stack, doctor.token, first.userId)).result.status, 200);
-      const { result } = await fullFlow(stack, doctor.token, second.userId);
-      assert.equal(result.status, 200);
-      const row = await linkOf(sql, doctor.id);
-      assert.equal(row.instagram_page_id, second.pages[0].id);
-      const audit = await auditOf(sql, doctor.id);
-      assert.deepEqual(audit.map((entry) => entry.action), ["instagram.connected", "instagram.updated"]);
-      assert.equal(audit[1].metadata.token_rotated, true);
-      assert.deepEqual(audit[1].metadata.changed.instagram_page_id, {
-        from: first.pages[0].id,
-        to: second.pages[0].id,
-      });
+      assert.equal((await fullFlow(stack, doctor.token, userId)).result.status, 200);
+      const [pending] = await pendingOf(sql, doctor.id);
+      assert.deepEqual(pending.pages.map((page: { page_id: string }) => page.page_id), [withInstagram.id]);
     });
 
     await t.step(
-      "a Page linked to another doctor: 409 with a clear message, nothing half-written",
+      "a 300-character Page name and a 100-character username are stored cut, not a 500",
       async () => {
-        const holder = await newDoctor(stack, sql);
-        const other = await newDoctor(stack, sql);
-        const { userId, pages } = meta.newUser(1);
-        const otherUser = meta.addUser(`shared-${other.id}`, pages);
-        assert.equal((await fullFlow(stack, holder.token, userId)).result.status, 200);
-        const { result } = await fullFlow(stack, other.token, otherUser);
-        assert.equal(result.status, 409);
-        assert.equal(result.body.error.code, "page_already_linked");
-        assert.equal(
-          result.body.error.message,
-          `Facebook Page ${pages[0].id} is already linked to another doctor`,
-        );
-        assert.equal(await linkOf(sql, other.id), undefined);
-        assert.equal((await auditOf(sql, other.id)).length, 0);
-        const states = await sql`select consumed_at from private.oauth_states where doctor_id = ${other.id}`;
-        assert.deepEqual(
-          states.map((state) => state.consumed_at),
-          [null],
-          "the refused flow consumed nothing",
-        );
-        assert.equal((await linkOf(sql, holder.id)).instagram_page_id, pages[0].id);
+        const doctor = await newDoctor(stack, sql);
+        const page = { ...meta.newPage(true), name: "Ä".repeat(300) };
+        page.instagram = { ...page.instagram!, username: "u".repeat(100) };
+        const userId = meta.addUser(`long-${doctor.id}`, [page]);
+        assert.equal((await fullFlow(stack, doctor.token, userId)).result.status, 200);
+        const [pending] = await pendingOf(sql, doctor.id);
+        assert.equal(pending.pages[0].page_name, "Ä".repeat(255));
+        assert.equal(pending.pages[0].instagram_username, "u".repeat(64));
       },
     );
 
-    await t.step("two doctors racing for one Page: exactly one row and one 409", async () => {
-      const page = meta.newPage(true);
-      const doctors = await Promise.all([newDoctor(stack, sql), newDoctor(stack, sql)]);
-      const redirects = await Promise.all(doctors.map(async (doctor) => {
-        const { url } = await startConnect(stack, doctor.token);
-        return await meta.approve(url, meta.addUser(`race-${doctor.id}`, [page]));
-      }));
-      const results = await Promise.all(redirects.map((redirect) => callback(redirect)));
-      assert.deepEqual(results.map((result) => result.status).sort(), [200, 409]);
-      const rows =
-        await sql`select doctor_id from public.doctor_instagram where instagram_page_id = ${page.id}`;
-      assert.equal(rows.length, 1);
-      const winner = doctors[results.findIndex((result) => result.status === 200)];
-      assert.equal(rows[0].doctor_id, winner.id);
+    await t.step("at most 10 pending connections per doctor: the 11th callback gets 429", async () => {
+      const doctor = await newDoctor(stack, sql);
+      for (let i = 0; i < 10; i++) {
+        assert.equal((await fullFlow(stack, doctor.token, meta.newUser(1).userId)).result.status, 200);
+      }
+      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
+      assert.equal(result.status, 429);
+      assert.equal(result.body.error.code, "too_many_requests");
+      const retryAfter = Number(result.headers.get("retry-after"));
+      assert.ok(retryAfter > 0 && retryAfter <= 600, `Retry-After ${retryAfter}`);
+      assert.equal((await pendingOf(sql, doctor.id)).length, 10);
+    });
+
+    await t.step("every answer is no-store and nosniff, success or failure", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const ok = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
+      const bad = await callback(`${callbackUrl}?code=abc`);
+      const missing = await callback(`${callbackUrl}/nope`);
+      for (const { headers, status } of [ok.result, bad, missing]) {
+        assert.equal(headers.get("cache-control"), "no-store", String(status));
+        assert.equal(headers.get("x-content-type-options"), "nosniff", String(status));
+        assert.equal(headers.get("referrer-policy"), "no-referrer", String(status));
+      }
+      assert.equal(missing.status, 404);
     });
   });
 });
 
 Deno.test(
-  "instagram-callback with INSTAGRAM_FRONTEND_REDIRECT_URI redirects with a stable code",
+  "instagram-callback with INSTAGRAM_FRONTEND_REDIRECT_URI: the pending token in the fragment",
   stackTest,
   async () => {
-    const frontend = "https://dashboard.example.test/settings/instagram?tab=social";
+    const frontend = "https://dashboard.example.test/settings/instagram?tab=social#old";
     await withStack({ env: { INSTAGRAM_FRONTEND_REDIRECT_URI: frontend } }, async (stack, sql) => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = stack.meta.newUser(1);
-      const { result } = await fullFlow(stack, doctor.token, userId);
+      const { result } = await fullFlow(stack, doctor.token, stack.meta.newUser(1).userId);
       assert.equal(result.status, 302);
-      assert.equal(
-        result.location,
-        "https://dashboard.example.test/settings/instagram?tab=social&connected=1#",
-      );
+      const location = new URL(result.location!);
+      assert.equal(`${location.origin}${location.pathname}${location.search}`, frontend.replace(/#.*/, ""));
+      const token = new URLSearchParams(location.hash.slice(1)).get("instagram_pending")!;
+      assert.match(token, /^[\w-]{43}$/, "the token travels in the fragment, never in the query");
+      assert.equal(result.headers.get("referrer-policy"), "no-referrer");
+      const [pending] = await pendingOf(sql, doctor.id);
+      assert.equal(pending.token_hash, await pendingTokenHash(token));
 
       const { url } = await startConnect(stack, doctor.token);
       const cancelled = await callback(await stack.meta.cancel(url));
-      assert.equal(cancelled.location, `${frontend}&connected=0&error=access_denied#`);
-
+      assert.equal(
+        cancelled.location,
+        "https://dashboard.example.test/settings/instagram?tab=social&connected=0&error=access_denied#",
+      );
       const bad = await callback(`${stack.functionUrl("instagram-callback")}?code=abc&state=forged.state`);
-      assert.equal(bad.location, `${frontend}&connected=0&error=state_invalid#`);
+      assert.match(bad.location!, /&connected=0&error=state_invalid#$/);
+
+      const head = await fetch(`${stack.functionUrl("instagram-callback")}?code=abc&state=x`, {
+        method: "HEAD",
+        redirect: "manual",
+      });
+      assert.equal(head.status, 405, "not a redirect: HEAD is not Meta's redirect");
     });
   },
 );
@@ -366,9 +458,8 @@ Deno.test(
   async () => {
     await withStack({}, async (stack, sql) => {
       const doctor = await newDoctor(stack, sql);
-      const { userId } = stack.meta.newUser(1);
       const { url } = await startConnect(stack, doctor.token);
-      const redirect = await stack.meta.approve(url, userId);
+      const redirect = await stack.meta.approve(url, stack.meta.newUser(1).userId);
       // The callback now points at a port where nothing listens: the database API is down.
       const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const deadUrl = `http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
@@ -379,7 +470,7 @@ Deno.test(
       assert.equal(result.status, 503);
       assert.equal(result.body.error.code, "database_unavailable");
       assert.equal(metaCallCount(stack), 0);
-      assert.equal(await linkOf(sql, doctor.id), undefined);
+      assert.equal((await pendingOf(sql, doctor.id)).length, 0);
     });
   },
 );

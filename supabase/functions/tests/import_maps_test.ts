@@ -5,9 +5,13 @@ import assert from "node:assert/strict";
 const root = new URL("../../../", import.meta.url);
 const readJson = async (path: string) => JSON.parse(await Deno.readTextFile(new URL(path, root)));
 
+/** Bare specifiers imported by the .ts files under `dir`, sub-folders included. */
 async function bareImports(dir: string): Promise<Set<string>> {
   const found = new Set<string>();
   for await (const entry of Deno.readDir(new URL(dir, root))) {
+    if (entry.isDirectory) {
+      for (const specifier of await bareImports(`${dir}/${entry.name}`)) found.add(specifier);
+    }
     if (!entry.isFile || !entry.name.endsWith(".ts")) continue;
     const source = await Deno.readTextFile(new URL(`${dir}/${entry.name}`, root));
     for (const [, specifier] of source.matchAll(/from\s+"([^".][^"]*)"/g)) {

@@ -1,42 +1,59 @@
-// Captures every line both functions print over a run that touches each path (success, replay,
-// conflict, Meta refusals, Meta unreachable) and fails if any secret appears in it.
+// Captures every line both functions print over a run that touches each path (success, choice,
+// replay, refusal of another session, conflict, Meta refusals, Meta unreachable) and fails if any
+// secret appears in it: app secret, keys, session tokens, codes, states, PKCE verifiers, Meta's
+// tokens, pending tokens and their Page tokens (plain or encrypted).
 import assert from "node:assert/strict";
-import { callback, fullFlow, newDoctor, stackTest, withStack } from "./_support.ts";
+import { createOAuthStates } from "../_shared/oauth/state.ts";
+import { callback, finish, fullFlow, newDoctor, pendingOf, stackTest, withStack } from "./_support.ts";
 
-Deno.test("no secret, token, code or state value in any log line", stackTest, async () => {
+Deno.test("no secret, token, code, state, verifier or pending token in any log line", stackTest, async () => {
   await withStack(
     { env: { INSTAGRAM_META_TIMEOUT_MS: "300", INSTAGRAM_CALLBACK_DEADLINE_MS: "3000" } },
     async (stack, sql) => {
       const meta = stack.meta;
+      const states = await createOAuthStates(stack.env.INSTAGRAM_APP_SECRET);
       const secrets = new Set<string>([
         stack.env.INSTAGRAM_APP_SECRET,
         stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY,
       ]);
-      const remember = (redirect: string) => {
-        const url = new URL(redirect);
+      const remember = async (flow: { redirect: string; result: { body: any } }) => {
+        const url = new URL(flow.redirect);
         for (const name of ["code", "state"]) {
           if (url.searchParams.get(name)) secrets.add(url.searchParams.get(name)!);
         }
+        secrets.add((await states.verify(url.searchParams.get("state")!)).codeVerifier);
+        if (flow.result.body.pending) secrets.add(flow.result.body.pending);
       };
 
       const holder = await newDoctor(stack, sql);
       const other = await newDoctor(stack, sql);
       secrets.add(holder.token).add(other.token);
-      const { userId, pages } = meta.newUser(1);
+      const { userId, pages } = meta.newUser(2);
 
       const ok = await fullFlow(stack, holder.token, userId);
-      assert.equal(ok.result.status, 200);
-      remember(ok.redirect);
+      await remember(ok);
+      assert.equal((await finish(stack, holder.token, { pending: ok.result.body.pending })).status, 200);
+      assert.equal(
+        (await finish(stack, holder.token, { pending: ok.result.body.pending, page_id: pages[0].id })).status,
+        200,
+      );
       assert.equal((await callback(ok.redirect)).status, 400);
 
-      const conflict = await fullFlow(stack, other.token, meta.addUser(`leak-${other.id}`, pages));
-      assert.equal(conflict.result.status, 409);
-      remember(conflict.redirect);
+      const foreign = await fullFlow(stack, holder.token, meta.newUser(1).userId);
+      await remember(foreign);
+      assert.equal((await finish(stack, other.token, { pending: foreign.result.body.pending })).status, 403);
+
+      const conflict = await fullFlow(stack, other.token, meta.addUser(`leak-${other.id}`, [pages[0]]));
+      await remember(conflict);
+      for (const pending of await pendingOf(sql, other.id)) {
+        for (const page of pending.pages) secrets.add(page.access_token);
+      }
+      assert.equal((await finish(stack, other.token, { pending: conflict.result.body.pending })).status, 409);
 
       meta.inject("list_pages", { status: 400, error: { code: 190, message: "Invalid OAuth access token" } });
       const refused = await fullFlow(stack, other.token, meta.newUser(1).userId);
       assert.equal(refused.result.status, 502);
-      remember(refused.redirect);
+      await remember(refused);
 
       let output = stack.functions["instagram-connect"].output() +
         stack.functions["instagram-callback"].output();
@@ -48,13 +65,15 @@ Deno.test("no secret, token, code or state value in any log line", stackTest, as
       await stack.restart("instagram-callback", { INSTAGRAM_GRAPH_BASE_URL: deadUrl });
       const unreachable = await fullFlow(stack, other.token, meta.newUser(1).userId);
       assert.equal(unreachable.result.status, 502);
-      remember(unreachable.redirect);
+      await remember(unreachable);
       output += stack.functions["instagram-callback"].output();
 
       for (const secret of meta.secrets) secrets.add(secret);
-      assert.ok(secrets.size > 15, `collected ${secrets.size} secrets to look for`);
+      assert.ok(secrets.size > 25, `collected ${secrets.size} secrets to look for`);
       assert.match(output, /"event":"meta_call_failed"/, "the failures were logged");
+      assert.match(output, /"event":"link_refused"/, "the refused session was logged");
       assert.match(output, /client_secret=\[redacted\]/, "the network error was logged, scrubbed");
+      assert.match(output, /code_verifier=\[redacted\]/, "including the PKCE verifier");
       for (const secret of secrets) {
         assert.ok(!output.includes(secret), `a secret leaked into the logs: ${secret.slice(0, 6)}...`);
       }

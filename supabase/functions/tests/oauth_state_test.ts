@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { createOAuthStates } from "../_shared/oauth_state.ts";
-import { decodeBase64Url, encodeBase64Url } from "../_shared/base64url.ts";
+import { createOAuthStates } from "../_shared/oauth/state.ts";
+import { decodeBase64Url, encodeBase64Url } from "../_shared/crypto/base64url.ts";
 import { AppError } from "../_shared/errors.ts";
 
 const doctorId = "7d4c6a8e-1f0b-4c9e-9a51-3b2f6d8e0c17";

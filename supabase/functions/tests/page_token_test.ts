@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decryptPageToken, encryptPageToken, importTokenKey } from "../_shared/token_crypto.ts";
+import { decryptPageToken, encryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
 
 const binding = { doctorId: "7d4c6a8e-1f0b-4c9e-9a51-3b2f6d8e0c17", pageId: "1234567" };
 const key = await importTokenKey(crypto.getRandomValues(new Uint8Array(32)));

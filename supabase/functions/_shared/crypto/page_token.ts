@@ -1,7 +1,8 @@
 // Page access tokens are encrypted before they reach the database (AES-256-GCM, Web Crypto), so a
 // dump, a backup or a logged row never holds a usable token. Stored form: "v1.<iv>.<ciphertext>"
 // (base64url). The row's doctor and page ids are bound as additional data, so a ciphertext copied to
-// another row does not decrypt. The webhook worker uses decryptPageToken with the same key.
+// another row does not decrypt. A pending connection stores its Pages' tokens under the same binding,
+// so finishing a connection copies the ciphertext as it is. The webhook worker uses decryptPageToken.
 import { decodeBase64Url, encodeBase64Url } from "./base64url.ts";
 
 const FORMAT = "v1";

@@ -1,10 +1,7 @@
-// What both Hono apps share: a correlation id and a logger per request, one access-log line per
-// request, headers that keep answers out of caches, and the mapping of any error to a safe answer.
-import type { Context } from "hono";
+// What every request of both functions gets: a correlation id of our own and a logger carrying it,
+// headers that keep answers out of caches and content sniffing, and one access-log line.
 import { createMiddleware } from "hono/factory";
-import { HTTPException } from "hono/http-exception";
-import { AppError } from "./errors.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, type Logger } from "../log.ts";
 
 export type AppEnv = {
   Variables: {
@@ -12,23 +9,32 @@ export type AppEnv = {
     correlationId: string;
     /** The outcome's error code, if any, for the access log. */
     errorCode?: string;
+    /** The signed-in doctor (set by requireDoctor). */
+    doctorId: string;
   };
 };
 
-const CORRELATION_ID = /^[\w.:-]{8,128}$/;
+// A caller's own id is only logged, as client_correlation_id, and only in this shape: ours is the
+// one in answers and the audit log, so no caller can choose what the audit trail says.
+const CLIENT_CORRELATION_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function requestContext(functionName: string) {
   const baseLog = createLogger({ fn: functionName });
   return createMiddleware<AppEnv>(async (c, next) => {
     const started = performance.now();
+    const correlationId = crypto.randomUUID();
     const offered = c.req.header("x-correlation-id");
-    const correlationId = offered && CORRELATION_ID.test(offered) ? offered : crypto.randomUUID();
-    const log = baseLog.child({ correlation_id: correlationId });
+    const log = baseLog.child({
+      correlation_id: correlationId,
+      client_correlation_id: offered && CLIENT_CORRELATION_ID.test(offered) ? offered : undefined,
+    });
     c.set("correlationId", correlationId);
     c.set("log", log);
     await next();
     c.header("x-correlation-id", correlationId);
     c.header("cache-control", "no-store");
+    c.header("x-content-type-options", "nosniff");
+    // Answers carry OAuth states, pending tokens and codes in URLs: never pass them on as a Referer.
     c.header("referrer-policy", "no-referrer");
     // The path only: query strings here carry OAuth codes and states.
     log.info("request", {
@@ -39,28 +45,4 @@ export function requestContext(functionName: string) {
       ms: Math.round(performance.now() - started),
     });
   });
-}
-
-/** Any thrown value as an AppError; unexpected ones are logged in full (scrubbed) and become 500s. */
-export function asAppError(c: Context<AppEnv>, error: unknown): AppError {
-  let appError: AppError;
-  if (error instanceof AppError) appError = error;
-  else if (error instanceof HTTPException && error.status === 401) appError = new AppError("unauthorized");
-  else if (error instanceof HTTPException && error.status === 404) appError = new AppError("not_found");
-  else {
-    c.var.log.error("unexpected_error", { error });
-    appError = new AppError("internal_error", { cause: error });
-  }
-  if (appError.status >= 500 && appError.cause) {
-    c.var.log.warn("request_failed", { error_code: appError.code, cause: appError.cause });
-  }
-  c.set("errorCode", appError.code);
-  return appError;
-}
-
-export function jsonError(c: Context<AppEnv>, error: AppError): Response {
-  return c.json(
-    { error: { code: error.code, message: error.message }, correlation_id: c.var.correlationId },
-    error.status as 400,
-  );
 }

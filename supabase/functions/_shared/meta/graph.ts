@@ -3,9 +3,10 @@
 // are retried with capped, jittered exponential backoff. The code exchange is retried only when
 // Meta never answered: a code is single-use, so once Meta has answered, a retry could only fail.
 import { z } from "zod";
-import type { Config } from "./config.ts";
-import { AppError } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { Config } from "../config.ts";
+import { hmacSha256Hex } from "../crypto/digest.ts";
+import { AppError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 
 const TRANSIENT_GRAPH_CODES = new Set([1, 2, 4, 17, 341]);
 const MAX_ACCOUNT_PAGES = 10;
@@ -47,7 +48,8 @@ export type FacebookPage = z.infer<typeof AccountsResponse>["data"][number];
 type Step = "code_exchange" | "token_exchange" | "list_pages";
 
 export interface MetaGraph {
-  exchangeCode(code: string, deadline: AbortSignal): Promise<string>;
+  /** `codeVerifier`: the flow's PKCE verifier, sent when PKCE is on. */
+  exchangeCode(code: string, codeVerifier: string, deadline: AbortSignal): Promise<string>;
   exchangeForLongLivedToken(shortLivedToken: string, deadline: AbortSignal): Promise<string>;
   listPages(userToken: string, deadline: AbortSignal): Promise<FacebookPage[]>;
 }
@@ -108,13 +110,14 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
   }
 
   return {
-    async exchangeCode(code, deadline) {
+    async exchangeCode(code, codeVerifier, deadline) {
       const url = new URL(`${base}/oauth/access_token`);
       url.search = new URLSearchParams({
         client_id: config.appId,
         client_secret: config.appSecret,
         redirect_uri: config.redirectUri,
         code,
+        ...(config.pkce ? { code_verifier: codeVerifier } : {}),
       }).toString();
       return (await call("code_exchange", url, TokenResponse, deadline)).access_token;
     },
@@ -159,8 +162,10 @@ function classifyGraphError(step: Step, status: number, body: unknown) {
   const graph = GraphErrorBody.safeParse(body).data?.error;
   const transient = status >= 500 || graph?.is_transient === true ||
     (graph?.code !== undefined && TRANSIENT_GRAPH_CODES.has(graph.code));
-  // Code 100 on the code exchange is Meta's answer to a used, expired or foreign code.
-  const codeRefused = step === "code_exchange" && graph?.code === 100;
+  // On the code exchange, code 100 is Meta's answer to a used, expired or foreign code, and "Invalid
+  // code verifier" (code 1) to a code redeemed with another flow's PKCE verifier.
+  const codeRefused = step === "code_exchange" && status < 500 &&
+    (graph?.code === 100 || /code verifier/i.test(graph?.message ?? ""));
   return {
     transient: transient && !codeRefused,
     answered: true,
@@ -204,16 +209,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 function elapsed(started: number): number {
   return Math.round(performance.now() - started);
-}
-
-async function hmacSha256Hex(secret: string, message: string): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
-  return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

@@ -3,8 +3,12 @@
 // database never holds a usable state. Layout of the signed payload (all big-endian):
 //   version (1 byte) | expiry, unix seconds (4) | nonce (16) | doctor uuid (16) | page id, ASCII digits (0-32)
 // and the state is base64url(payload) "." base64url(HMAC(payload)): 94 characters without a page id.
-import { decodeBase64Url, encodeBase64Url } from "./base64url.ts";
-import { AppError } from "./errors.ts";
+// The nonce also yields the flow's PKCE verifier (see pkce.ts).
+import { decodeBase64Url, encodeBase64Url } from "../crypto/base64url.ts";
+import { deriveHmacKey } from "../crypto/derived_key.ts";
+import { sha256Hex } from "../crypto/digest.ts";
+import { AppError } from "../errors.ts";
+import { PKCE_KEY_LABEL, pkceChallenge, pkceVerifier } from "./pkce.ts";
 
 const VERSION = 1;
 const HEADER_BYTES = 1 + 4 + 16 + 16;
@@ -15,43 +19,32 @@ const PAGE_ID = /^\d{1,32}$/;
 export interface StateClaims {
   doctorId: string;
   expiresAt: Date;
-  /** The Page the doctor asked for when starting the flow, if any. */
+  /** The Page the doctor asked for when starting the flow, if any: the only Page offered then. */
   pageId?: string;
   /** Hex SHA-256 of the nonce: the server-side record's key. */
   nonceHash: string;
+  /** The PKCE code_verifier of this flow (secret: goes to Meta's token endpoint only). */
+  codeVerifier: string;
+}
+
+export interface IssuedState extends StateClaims {
+  state: string;
+  /** S256 challenge of codeVerifier, for the dialog URL. */
+  codeChallenge: string;
 }
 
 export interface OAuthStates {
-  issue(
-    input: { doctorId: string; ttlSeconds: number; pageId?: string },
-  ): Promise<StateClaims & { state: string }>;
+  issue(input: { doctorId: string; ttlSeconds: number; pageId?: string }): Promise<IssuedState>;
   /** Checks signature and expiry; throws state_invalid or state_expired. */
   verify(state: string): Promise<StateClaims>;
 }
 
-/**
- * The HMAC key is derived (HKDF) from the Meta app secret under a label of its own, so no new
- * secret is needed and the derived key is useless for anything but states.
- */
 export async function createOAuthStates(
   appSecret: string,
   now: () => number = Date.now,
 ): Promise<OAuthStates> {
-  const secret = await crypto.subtle.importKey("raw", new TextEncoder().encode(appSecret), "HKDF", false, [
-    "deriveKey",
-  ]);
-  const key = await crypto.subtle.deriveKey(
-    {
-      name: "HKDF",
-      hash: "SHA-256",
-      salt: new Uint8Array(),
-      info: new TextEncoder().encode("instagram-connect oauth state v1"),
-    },
-    secret,
-    { name: "HMAC", hash: "SHA-256", length: 256 },
-    false,
-    ["sign", "verify"],
-  );
+  const key = await deriveHmacKey(appSecret, "instagram-connect oauth state v1", ["sign", "verify"]);
+  const pkceKey = await deriveHmacKey(appSecret, PKCE_KEY_LABEL, ["sign"]);
 
   return {
     async issue({ doctorId, ttlSeconds, pageId }) {
@@ -67,12 +60,15 @@ export async function createOAuthStates(
       payload.set(uuidToBytes(doctorId), 21);
       if (pageId) payload.set(new TextEncoder().encode(pageId), HEADER_BYTES);
       const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, payload));
+      const codeVerifier = await pkceVerifier(pkceKey, nonce);
       return {
         state: `${encodeBase64Url(payload)}.${encodeBase64Url(signature)}`,
         doctorId: doctorId.toLowerCase(),
         expiresAt,
         pageId,
         nonceHash: await sha256Hex(nonce),
+        codeVerifier,
+        codeChallenge: await pkceChallenge(codeVerifier),
       };
     },
 
@@ -85,14 +81,15 @@ export async function createOAuthStates(
       const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
       const expiresAt = new Date(view.getUint32(1) * 1000);
       if (expiresAt.getTime() <= now()) throw new AppError("state_expired");
-      const pageId = payload.length > HEADER_BYTES
-        ? new TextDecoder().decode(payload.subarray(HEADER_BYTES))
-        : undefined;
+      const nonce = payload.slice(5, 21);
       return {
         doctorId: bytesToUuid(payload.subarray(21, 37)),
         expiresAt,
-        pageId,
-        nonceHash: await sha256Hex(payload.subarray(5, 21)),
+        pageId: payload.length > HEADER_BYTES
+          ? new TextDecoder().decode(payload.subarray(HEADER_BYTES))
+          : undefined,
+        nonceHash: await sha256Hex(nonce),
+        codeVerifier: await pkceVerifier(pkceKey, nonce),
       };
     },
   };
@@ -110,11 +107,6 @@ function decodeParts(state: string): [Uint8Array<ArrayBuffer>?, Uint8Array<Array
   } catch {
     return [];
   }
-}
-
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 function uuidToBytes(uuid: string): Uint8Array<ArrayBuffer> {

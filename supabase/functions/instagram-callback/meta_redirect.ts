@@ -1,0 +1,71 @@
+// GET /instagram-callback?code&state: Meta's redirect, in whatever browser pressed Allow. It links
+// nothing: the state is claimed (one attempt, before any Meta call), the code is exchanged with the
+// flow's PKCE verifier, the usable Pages are kept as a pending connection for ten minutes, and the
+// browser gets a token for it. Only the doctor who started the flow can turn it into a link, from
+// their own session (instagram-connect/finish).
+import type { Context } from "hono";
+import type { Config } from "../_shared/config.ts";
+import { encryptPageToken } from "../_shared/crypto/page_token.ts";
+import type { Database, PendingPage } from "../_shared/database.ts";
+import { AppError } from "../_shared/errors.ts";
+import type { AppEnv } from "../_shared/http/request_context.ts";
+import { createMetaGraph } from "../_shared/meta/graph.ts";
+import { parseCallbackParams } from "../_shared/oauth/callback_params.ts";
+import { newPendingToken } from "../_shared/oauth/pending_token.ts";
+import type { OAuthStates } from "../_shared/oauth/state.ts";
+import { pendingAnswer } from "./answer.ts";
+import { type UsablePage, usablePages } from "./usable_pages.ts";
+
+export interface CallbackDeps {
+  config: Config;
+  db: Database;
+  states: OAuthStates;
+  tokenKey: CryptoKey;
+}
+
+export function metaRedirect({ config, db, states, tokenKey }: CallbackDeps) {
+  return async (c: Context<AppEnv>) => {
+    const params = parseCallbackParams(new URL(c.req.url).searchParams);
+    if (params.denied) {
+      await claimCancelled(params.state);
+      throw new AppError("access_denied");
+    }
+
+    const state = await states.verify(params.state);
+    await db.claimOAuthState(state.doctorId, state.nonceHash);
+
+    const meta = createMetaGraph(config, c.var.log);
+    const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
+    const shortLivedToken = await meta.exchangeCode(params.code, state.codeVerifier, deadline);
+    const userToken = await meta.exchangeForLongLivedToken(shortLivedToken, deadline);
+    const pages = usablePages(await meta.listPages(userToken, deadline), state.pageId);
+
+    const pending = await newPendingToken();
+    const pendingPages = await Promise.all(pages.map((page) => toPendingPage(page, state.doctorId)));
+    const expiresAt = await db.createPendingConnection(pending.tokenHash, state.doctorId, pendingPages);
+
+    c.var.log.info("pending_connection_created", {
+      doctor_id: state.doctorId,
+      page_ids: pages.map((page) => page.id),
+      expires_at: expiresAt,
+    });
+    return pendingAnswer(c, config, { token: pending.token, expiresAt });
+  };
+
+  /** A cancelled attempt is still the attempt: its state must not be usable afterwards. */
+  async function claimCancelled(rawState: string | undefined) {
+    const state = rawState ? await states.verify(rawState).catch(() => undefined) : undefined;
+    if (state) await db.claimOAuthState(state.doctorId, state.nonceHash).catch(() => {});
+  }
+
+  async function toPendingPage(page: UsablePage, doctorId: string): Promise<PendingPage> {
+    return {
+      page_id: page.id,
+      page_name: page.name,
+      instagram_account_id: page.instagramAccountId,
+      instagram_username: page.instagramUsername,
+      // Bound to the doctor and Page exactly as doctor_instagram binds it: finish copies it as is.
+      access_token: await encryptPageToken(tokenKey, page.accessToken, { doctorId, pageId: page.id }),
+    };
+  }
+}

@@ -1,0 +1,315 @@
+// POST /instagram-connect/finish over real HTTP: only the doctor who started a flow turns its pending
+// connection into a link, from their own session; the Page picker; every refusal; races; 409.
+import assert from "node:assert/strict";
+import { decodeBase64 } from "../_shared/config.ts";
+import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
+import { pendingTokenHash } from "../_shared/oauth/pending_token.ts";
+import {
+  auditOf,
+  finish,
+  fullFlow,
+  link,
+  linkOf,
+  newDoctor,
+  pendingOf,
+  stackTest,
+  withStack,
+} from "./_support.ts";
+
+Deno.test("instagram-connect/finish", stackTest, async (t) => {
+  await withStack({}, async (stack, sql) => {
+    const meta = stack.meta;
+    const finishUrl = `${stack.functionUrl("instagram-connect")}/finish`;
+    const tokenKey = await importTokenKey(decodeBase64(stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!);
+    const pendingFor = async (doctor: { token: string }, metaUserId: string) => {
+      const { result } = await fullFlow(stack, doctor.token, metaUserId);
+      assert.equal(result.status, 200, JSON.stringify(result.body));
+      return result.body.pending as string;
+    };
+
+    await t.step(
+      "one usable Page: linked, the token copied encrypted, audited under our correlation id",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(1);
+        const pending = await pendingFor(doctor, userId);
+        const rpcBefore = stack.dbCalls.rpc ?? 0;
+        const response = await fetch(finishUrl, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${doctor.token}`,
+            "content-type": "application/json",
+            "x-correlation-id": "client-chosen-id",
+          },
+          body: JSON.stringify({ pending }),
+        });
+        const body = await response.json();
+        assert.equal(response.status, 200, JSON.stringify(body));
+        assert.equal((stack.dbCalls.rpc ?? 0) - rpcBefore, 2, "open, then link");
+        assert.equal(body.connected, true);
+        assert.deepEqual(Object.keys(body.link).sort(), [
+          "connected_at",
+          "instagram_page_id",
+          "instagram_username",
+          "page_name",
+        ]);
+        assert.equal(body.link.instagram_page_id, pages[0].id);
+        assert.equal(body.link.instagram_username, pages[0].instagram!.username);
+
+        const row = await linkOf(sql, doctor.id);
+        assert.equal(row.instagram_page_id, pages[0].id);
+        assert.equal(row.instagram_business_account_id, pages[0].instagram!.id);
+        assert.equal(
+          await decryptPageToken(tokenKey, row.instagram_access_token, {
+            doctorId: doctor.id,
+            pageId: pages[0].id,
+          }),
+          meta.pageTokens.get(pages[0].id)!.at(-1),
+        );
+
+        const audit = await auditOf(sql, doctor.id);
+        assert.deepEqual(audit.map((entry) => entry.action), ["instagram.connected"]);
+        assert.equal(audit[0].actor_id, doctor.id);
+        const ours = response.headers.get("x-correlation-id");
+        assert.equal(audit[0].correlation_id, ours, "the function's correlation id");
+        assert.notEqual(ours, "client-chosen-id", "never the caller's");
+        assert.ok(!JSON.stringify(audit[0].metadata).includes("v1."), "no token in the audit metadata");
+
+        const [used] = await pendingOf(sql, doctor.id);
+        assert.notEqual(used.used_at, null);
+        assert.deepEqual(used.pages, [], "no Page token outlives the pending connection's use");
+
+        const again = await finish(stack, doctor.token, { pending });
+        assert.equal(again.status, 400);
+        assert.equal(again.body.error.code, "pending_used");
+      },
+    );
+
+    await t.step("several usable Pages: a choice without tokens, then the chosen one is linked", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const pages = [meta.newPage(true), meta.newPage(false), meta.newPage(true)];
+      const pending = await pendingFor(doctor, meta.addUser(`picker-${doctor.id}`, pages));
+
+      const choice = await finish(stack, doctor.token, { pending });
+      assert.equal(choice.status, 200);
+      assert.equal(choice.body.connected, false);
+      assert.deepEqual(
+        choice.body.choose,
+        [pages[0], pages[2]].map((page) => ({
+          page_id: page.id,
+          page_name: page.name,
+          instagram_username: page.instagram!.username,
+        })),
+      );
+      assert.ok(Date.parse(choice.body.expires_at) > Date.now());
+      assert.ok(!JSON.stringify(choice.body).includes("v1."), "never a token, even encrypted");
+      assert.equal(await linkOf(sql, doctor.id), undefined, "choosing links nothing");
+
+      const notOffered = await finish(stack, doctor.token, { pending, page_id: pages[1].id });
+      assert.equal(notOffered.status, 422);
+      assert.equal(notOffered.body.error.code, "page_not_found");
+
+      const chosen = await finish(stack, doctor.token, { pending, page_id: pages[2].id });
+      assert.equal(chosen.status, 200, JSON.stringify(chosen.body));
+      assert.equal(chosen.body.link.instagram_page_id, pages[2].id);
+      assert.equal((await linkOf(sql, doctor.id)).instagram_page_id, pages[2].id);
+    });
+
+    await t.step(
+      "another signed-in doctor: 403, the pending connection destroyed, the refusal audited",
+      async () => {
+        const starter = await newDoctor(stack, sql);
+        const intruder = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(1);
+        const pending = await pendingFor(starter, userId);
+
+        const refused = await finish(stack, intruder.token, { pending });
+        assert.equal(refused.status, 403);
+        assert.equal(refused.body.error.code, "session_mismatch");
+        assert.equal(await linkOf(sql, starter.id), undefined);
+        assert.equal(await linkOf(sql, intruder.id), undefined);
+        assert.equal((await pendingOf(sql, starter.id)).length, 0, "destroyed, Page tokens and all");
+
+        const [entry] = await auditOf(sql, starter.id);
+        assert.equal(entry.action, "instagram.link_refused");
+        assert.equal(entry.actor_id, intruder.id);
+        assert.equal(entry.correlation_id, refused.headers.get("x-correlation-id"));
+        assert.deepEqual(entry.metadata, {
+          reason: "session_mismatch",
+          pending_doctor_id: starter.id,
+          offered_page_ids: [pages[0].id],
+        });
+
+        const late = await finish(stack, starter.token, { pending });
+        assert.equal(late.body.error.code, "pending_unknown", "the starter must start again");
+      },
+    );
+
+    await t.step("unknown, expired or malformed pending tokens", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const unknown = await finish(stack, doctor.token, { pending: "A".repeat(43) });
+      assert.equal(unknown.status, 400);
+      assert.equal(unknown.body.error.code, "pending_unknown");
+
+      const pending = await pendingFor(doctor, meta.newUser(1).userId);
+      await sql`update private.pending_connections set created_at = now() - interval '11 minutes',
+                expires_at = now() - interval '1 minute' where token_hash = ${await pendingTokenHash(
+        pending,
+      )}`;
+      const expired = await finish(stack, doctor.token, { pending });
+      assert.equal(expired.status, 400);
+      assert.equal(expired.body.error.code, "pending_expired");
+
+      for (const body of [{}, { pending: "short" }, { pending: 42 }, { pending, page_id: "12ab" }]) {
+        const bad = await finish(stack, doctor.token, body);
+        assert.equal(bad.status, 400, JSON.stringify(body));
+        assert.equal(bad.body.error.code, "invalid_request");
+      }
+      assert.equal(await linkOf(sql, doctor.id), undefined);
+    });
+
+    await t.step("two finishes racing for one pending connection: one link, one pending_used", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const pending = await pendingFor(doctor, meta.newUser(1).userId);
+      const results = await Promise.all([0, 1].map(() => finish(stack, doctor.token, { pending })));
+      assert.deepEqual(results.map((result) => result.status).sort(), [200, 400]);
+      assert.equal(results.find((result) => result.status === 400)!.body.error.code, "pending_used");
+      assert.equal((await auditOf(sql, doctor.id)).length, 1);
+    });
+
+    await t.step(
+      "a Page another doctor holds: 409 naming the Page, nothing written, the pending kept",
+      async () => {
+        const holder = await newDoctor(stack, sql);
+        const other = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(1);
+        assert.equal((await link(stack, holder.token, userId)).finished.status, 200);
+
+        const pending = await pendingFor(other, meta.addUser(`shared-${other.id}`, pages));
+        const conflict = await finish(stack, other.token, { pending });
+        assert.equal(conflict.status, 409);
+        assert.equal(conflict.body.error.code, "page_already_linked");
+        assert.equal(
+          conflict.body.error.message,
+          `The Facebook Page "${pages[0].name}" (${
+            pages[0].id
+          }) is already linked to another doctor. They must disconnect it first, or choose another Page.`,
+        );
+        assert.equal(await linkOf(sql, other.id), undefined);
+        assert.equal((await auditOf(sql, other.id)).length, 0);
+        assert.equal((await pendingOf(sql, other.id))[0].used_at, null, "the refused link consumed nothing");
+        assert.equal((await linkOf(sql, holder.id)).instagram_page_id, pages[0].id);
+      },
+    );
+
+    await t.step("two doctors racing for one Page: exactly one row and one 409", async () => {
+      const page = meta.newPage(true);
+      const doctors = await Promise.all([newDoctor(stack, sql), newDoctor(stack, sql)]);
+      const pendings = await Promise.all(
+        doctors.map((doctor) => pendingFor(doctor, meta.addUser(`race-${doctor.id}`, [page]))),
+      );
+      const results = await Promise.all(
+        doctors.map((doctor, i) => finish(stack, doctor.token, { pending: pendings[i] })),
+      );
+      assert.deepEqual(results.map((result) => result.status).sort(), [200, 409]);
+      const rows =
+        await sql`select doctor_id from public.doctor_instagram where instagram_page_id = ${page.id}`;
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].doctor_id, doctors[results.findIndex((result) => result.status === 200)].id);
+    });
+
+    await t.step("relink to another Page: one row, the new Page, audited as an update", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const first = meta.newUser(1);
+      const second = meta.newUser(1);
+      assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
+      assert.equal((await link(stack, doctor.token, second.userId)).finished.status, 200);
+      assert.equal((await linkOf(sql, doctor.id)).instagram_page_id, second.pages[0].id);
+      const audit = await auditOf(sql, doctor.id);
+      assert.deepEqual(audit.map((entry) => entry.action), ["instagram.connected", "instagram.updated"]);
+      assert.equal(audit[1].metadata.token_rotated, true);
+      assert.deepEqual(audit[1].metadata.changed.instagram_page_id, {
+        from: first.pages[0].id,
+        to: second.pages[0].id,
+      });
+    });
+
+    await t.step("names longer than the columns allow are linked cut to length, never a 500", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const page = { ...meta.newPage(true), name: "N".repeat(300) };
+      page.instagram = { ...page.instagram!, username: "u".repeat(100) };
+      const { finished } = await link(stack, doctor.token, meta.addUser(`long-${doctor.id}`, [page]));
+      assert.equal(finished.status, 200, JSON.stringify(finished.body));
+      const row = await linkOf(sql, doctor.id);
+      assert.equal(row.page_name, "N".repeat(255));
+      assert.equal(row.instagram_username, "u".repeat(64));
+    });
+
+    await t.step("bodies: over 16 KiB 413, not JSON 415, malformed 400; nothing is recorded", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const pending = await pendingFor(doctor, meta.newUser(1).userId);
+      const post = (body: BodyInit, contentType?: string) =>
+        fetch(finishUrl, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${doctor.token}`,
+            ...(contentType ? { "content-type": contentType } : {}),
+          },
+          body,
+        });
+      const cases: [string, Promise<Response>, number, string][] = [
+        [
+          "17 KiB",
+          post(JSON.stringify({ pending, pad: "x".repeat(17 * 1024) }), "application/json"),
+          413,
+          "payload_too_large",
+        ],
+        [
+          "17 KiB streamed without Content-Length",
+          post(
+            new Blob([JSON.stringify({ pending, pad: "x".repeat(17 * 1024) })]).stream(),
+            "application/json",
+          ),
+          413,
+          "payload_too_large",
+        ],
+        ["text/plain", post(JSON.stringify({ pending }), "text/plain"), 415, "unsupported_media_type"],
+        [
+          "form",
+          post(new URLSearchParams({ pending }), "application/x-www-form-urlencoded"),
+          415,
+          "unsupported_media_type",
+        ],
+        ["malformed JSON", post(`{"pending": "${pending}"`, "application/json"), 400, "invalid_request"],
+        ["a JSON array", post(JSON.stringify([pending]), "application/json"), 400, "invalid_request"],
+      ];
+      for (const [label, request, status, code] of cases) {
+        const response = await request;
+        assert.equal(response.status, status, label);
+        assert.equal((await response.json()).error.code, code, label);
+      }
+      assert.equal(await linkOf(sql, doctor.id), undefined);
+      assert.equal((await pendingOf(sql, doctor.id))[0].used_at, null, "the pending connection is untouched");
+    });
+
+    await t.step("tokens that are not a doctor's session: 401 and nothing touched", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const pending = await pendingFor(doctor, meta.newUser(1).userId);
+      const tokens: Record<string, string> = {
+        "no token": "",
+        "role anon": await stack.jwt.sign({ sub: doctor.id, role: "anon" }),
+        "role service_role": await stack.jwt.sign({ sub: doctor.id, role: "service_role" }),
+        "another audience": await stack.jwt.sign({ sub: doctor.id, aud: "somebody-else" }),
+        "a sub that is not a UUID": await stack.jwt.sign({ sub: "doctor-1" }),
+        "an anonymous sign-in": await stack.jwt.sign({ sub: doctor.id, is_anonymous: true }),
+      };
+      for (const [label, token] of Object.entries(tokens)) {
+        const refused = await finish(stack, token, { pending });
+        assert.equal(refused.status, 401, label);
+        assert.equal(refused.body.error.code, "unauthorized", label);
+      }
+      assert.equal((await pendingOf(sql, doctor.id))[0].used_at, null);
+      assert.equal((await finish(stack, doctor.token, { pending })).status, 200, "the doctor still can");
+    });
+  });
+});
