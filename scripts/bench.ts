@@ -122,8 +122,9 @@ async function measure(stack: LocalStack, count: number, concurrency: number) {
 
   const { code_exchange, token_exchange, list_pages } = stack.meta.calls;
   const metaPerCallback = (code_exchange + token_exchange + list_pages) / count;
-  // Each flow's connect makes 1 RPC (create_oauth_state); the rest belong to the callback.
-  const dbPerCallback = ((stack.dbCalls.rpc ?? 0) - rpcBefore - count) / count;
+  // Each flow's connect makes 1 RPC (create_oauth_state) and its finish 2 (open, link); the rest
+  // belong to the callback.
+  const dbPerCallback = ((stack.dbCalls.rpc ?? 0) - rpcBefore - 3 * count) / count;
   const callbackP50 = percentile(done.callbackMs, 50);
   return {
     failures: done.failures,

@@ -35,11 +35,12 @@ Instagram connect – local stack (embedded defaults, nothing leaves this machin
   instagram-connect   ${stack.functionUrl("instagram-connect")}
   instagram-callback  ${stack.functionUrl("instagram-callback")}
   REST gateway        ${stack.url}/rest/v1/
-  Meta sandbox        ${stack.meta.url}/v24.0/dialog/oauth
+  Meta sandbox        ${stack.meta.url}/${stack.env.INSTAGRAM_GRAPH_VERSION}/dialog/oauth
   Database            ${databaseUrl}
 
-  Sign in as Dr. Demo, Connect, and Allow as sandbox user "demo" to link "${DEMO_PAGES.sunrise.name}".
+  Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
   Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).
+  Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Press Ctrl-C to stop.
 `);
   await untilInterrupted(() => dev.stop());

@@ -3,7 +3,7 @@
 // port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
 import postgres from "postgres";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack, startLocalStack } from "./local_stack.ts";
-import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/token_crypto.ts";
+import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/crypto/page_token.ts";
 import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
 import type { FakePage } from "./fake_meta.ts";
@@ -26,12 +26,22 @@ export const DEMO_PAGES = {
     instagram: { id: "17841400000000002", username: "lakeside_physio" },
   },
   oldTown: { id: "100000000000003", name: "Old Town Clinic (no Instagram)" },
+  harbor: {
+    id: "100000000000004",
+    name: "Harbor Pediatrics",
+    instagram: { id: "17841400000000004", username: "harbor_kids" },
+  },
 } satisfies Record<string, FakePage>;
 
-/** Who can be chosen on the sandbox's consent page, and the Pages each one shares. */
+/**
+ * Who can be chosen on the sandbox's consent page, and the Pages each one shares. `demo` has two
+ * usable Pages (the picker), `lakeside_admin` only the one Dr. Other holds (the 409), and `visitor`
+ * stands for someone a connect URL was forwarded to.
+ */
 export const SANDBOX_USERS = {
   demo: [DEMO_PAGES.sunrise, DEMO_PAGES.lakeside, DEMO_PAGES.oldTown],
   lakeside_admin: [DEMO_PAGES.lakeside],
+  visitor: [DEMO_PAGES.harbor],
 } satisfies Record<string, FakePage[]>;
 
 /** Dr. Other's Page token as seeded: stands for a token Meta issued earlier. */

@@ -1,5 +1,5 @@
 // The benchmark's doctors, in a Worker: each flow is connect -> Allow on the Meta sandbox -> Meta's
-// redirect to the callback. On its own thread so that the load it generates does not queue behind the
+// redirect to the callback -> finish from the doctor's session. On its own thread so that the load it generates does not queue behind the
 // fake Meta and the gateway, which share the benchmark's main thread.
 import { decideDialog } from "./fake_meta.ts";
 
@@ -24,8 +24,15 @@ async function flow(plan: LoadPlan, index: number) {
   const redirect = await decideDialog(url, { decision: "allow", user: metaUser });
   const callbackStarted = performance.now();
   const result = await fetch(redirect, { redirect: "manual" });
-  await result.body?.cancel();
-  return { connectMs, callbackMs: performance.now() - callbackStarted, ok: result.status === 200 };
+  const { pending } = await result.json();
+  const callbackMs = performance.now() - callbackStarted;
+  const finished = await fetch(`${plan.connectUrl}/finish`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ pending }),
+  });
+  await finished.body?.cancel();
+  return { connectMs, callbackMs, ok: result.status === 200 && finished.status === 200 };
 }
 
 async function run(plan: LoadPlan): Promise<LoadMessage> {
