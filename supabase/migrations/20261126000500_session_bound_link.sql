@@ -8,8 +8,11 @@
 -- Also here:
 -- * one attempt per state: the callback claims the state before any Meta call, so a replay, a parallel
 --   duplicate or a retry after a failure never reaches Meta (claim_oauth_state replaces check_oauth_state);
--- * at most 10 open states and 10 open pending connections per doctor (429 beyond that);
--- * names longer than the columns allow are cut to length instead of failing the link;
+-- * at most 10 open states and 10 open pending connections per doctor (429 beyond that, and a claim is
+--   refused before Meta when the pending connections are already full);
+-- * no Page token outlives its purpose: a used pending connection is emptied, linking removes the
+--   doctor's other pending connections, and each connect and callback empties expired ones (sweep);
+-- * names from Meta are cut to what the columns allow and lose control and bidi characters;
 -- * one audit writer for the trigger and the refusal entry.
 
 -- ---------------------------------------------------------------------------------------------------
@@ -87,6 +90,96 @@ $$;
 -- Serves the foreign key (Supabase's advisors require it) and the per-doctor count below.
 create index oauth_states_doctor_id_idx on private.oauth_states (doctor_id, expires_at);
 
+-- State messages for the log (doctors see the catalogue's sentences in _shared/errors.ts).
+create or replace function private.use_oauth_state(p_nonce_hash text, p_doctor_id uuid, p_consume boolean)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  state private.oauth_states;
+begin
+  select * into state from private.oauth_states where nonce_hash = p_nonce_hash for update;
+  if not found then
+    raise exception using errcode = 'PT400', message = 'Unknown OAuth state', detail = 'state_unknown';
+  elsif state.doctor_id <> p_doctor_id then
+    raise exception using errcode = 'PT400', message = 'OAuth state of another doctor', detail = 'state_doctor_mismatch';
+  elsif state.consumed_at is not null then
+    raise exception using errcode = 'PT400', message = 'OAuth state already used', detail = 'state_used';
+  elsif state.expires_at <= now() then
+    raise exception using errcode = 'PT400', message = 'OAuth state expired', detail = 'state_expired';
+  end if;
+
+  if p_consume then
+    update private.oauth_states set consumed_at = now() where nonce_hash = p_nonce_hash;
+  end if;
+end;
+$$;
+
+-- Housekeeping on every connect and callback, bounded so no request pays for a backlog: expired pending
+-- connections lose their Page tokens at once; long-expired states and pending connections are deleted.
+-- On a quiet deployment, schedule it too (pg_cron: select private.sweep_expired()).
+create function private.sweep_expired()
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  update private.pending_connections set pages = '[]'::jsonb
+  where token_hash in (
+    select token_hash from private.pending_connections
+    where expires_at <= now() and pages <> '[]'::jsonb
+    order by expires_at
+    limit 50
+    for update skip locked
+  );
+  delete from private.pending_connections
+  where token_hash in (
+    select token_hash from private.pending_connections
+    where expires_at < now() - interval '1 hour'
+    order by expires_at
+    limit 50
+    for update skip locked
+  );
+  delete from private.oauth_states
+  where nonce_hash in (
+    select nonce_hash from private.oauth_states
+    where expires_at < now() - interval '1 hour'
+    order by expires_at
+    limit 50
+    for update skip locked
+  );
+end;
+$$;
+revoke all on function private.sweep_expired() from public;
+
+-- Raises PT429 too_many_requests (HINT: seconds until the oldest expires) when the doctor already has
+-- 10 open pending connections.
+create function private.check_pending_limit(p_doctor_id uuid)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  open_connections int;
+  retry_after_seconds int;
+begin
+  select count(*), ceil(extract(epoch from min(expires_at) - now()))
+  into open_connections, retry_after_seconds
+  from private.pending_connections
+  where doctor_id = p_doctor_id and used_at is null and expires_at > now();
+  if open_connections >= 10 then
+    raise exception using
+      errcode = 'PT429',
+      message = 'Too many connections are waiting for confirmation; wait for one to expire',
+      detail = 'too_many_requests',
+      hint = greatest(retry_after_seconds, 1)::text;
+  end if;
+end;
+$$;
+revoke all on function private.check_pending_limit(uuid) from public;
+
 -- The same contract as before, plus: refused with PT429 when the doctor already has 10 open states.
 -- The per-doctor advisory lock makes count-then-insert atomic, so parallel connects cannot exceed it.
 create or replace function public.create_oauth_state(p_doctor_id uuid, p_nonce_hash text, p_expires_at timestamptz)
@@ -112,15 +205,7 @@ begin
       hint = greatest(retry_after_seconds, 1)::text;
   end if;
 
-  delete from private.oauth_states
-  where nonce_hash in (
-    select nonce_hash from private.oauth_states
-    where expires_at < now() - interval '1 hour'
-    order by expires_at
-    limit 50
-    for update skip locked
-  );
-
+  perform private.sweep_expired();
   insert into private.oauth_states (nonce_hash, doctor_id, expires_at)
   values (p_nonce_hash, p_doctor_id, p_expires_at);
 end;
@@ -128,14 +213,18 @@ $$;
 
 -- One attempt per state: marks it used, or raises why it cannot be (unknown, another doctor's, used,
 -- expired). The row lock makes parallel duplicates wait and then see it used. Called before any Meta
--- call, so whatever happens after (Meta error, timeout, cancel), the state can never be used again.
+-- call, so whatever happens after (Meta error, timeout, cancel), the state can never be used again. A
+-- doctor whose pending connections are full is refused here too, before Meta (the state stays usable).
 create function public.claim_oauth_state(p_doctor_id uuid, p_nonce_hash text)
 returns void
-language sql
+language plpgsql
 security definer
 set search_path = ''
 as $$
-  select private.use_oauth_state(p_nonce_hash, p_doctor_id, true);
+begin
+  perform private.check_pending_limit(p_doctor_id);
+  perform private.use_oauth_state(p_nonce_hash, p_doctor_id, true);
+end;
 $$;
 revoke all on function public.claim_oauth_state(uuid, text) from public, anon, authenticated;
 grant execute on function public.claim_oauth_state(uuid, text) to service_role;
@@ -172,14 +261,15 @@ comment on table private.pending_connections is
 
 revoke all on private.pending_connections from public, anon, authenticated, service_role;
 
--- Cut to what doctor_instagram's columns allow; an empty name is no name.
+-- A name from Meta as doctor_instagram can hold it: without control or bidi-override characters (they
+-- could make a message read differently from what it says), cut to the column's length, empty = none.
 create function private.clip(p_value text, p_length int)
 returns text
 language sql
 immutable
 set search_path = ''
 as $$
-  select left(nullif(p_value, ''), p_length);
+  select left(nullif(regexp_replace(p_value, '[[:cntrl:]\u200e\u200f\u202a-\u202e\u2066-\u2069]', '', 'g'), ''), p_length);
 $$;
 revoke all on function private.clip(text, int) from public;
 
@@ -192,8 +282,6 @@ security definer
 set search_path = ''
 as $$
 declare
-  open_connections int;
-  retry_after_seconds int;
   pages jsonb;
   created private.pending_connections;
 begin
@@ -222,26 +310,8 @@ begin
   from jsonb_array_elements(p_pages) with ordinality as item(page, position);
 
   perform pg_advisory_xact_lock(hashtextextended('private.pending_connections:' || p_doctor_id::text, 0));
-  select count(*), ceil(extract(epoch from min(expires_at) - now()))
-  into open_connections, retry_after_seconds
-  from private.pending_connections
-  where doctor_id = p_doctor_id and used_at is null and expires_at > now();
-  if open_connections >= 10 then
-    raise exception using
-      errcode = 'PT429',
-      message = 'Too many connections are waiting for confirmation; wait for one to expire',
-      detail = 'too_many_requests',
-      hint = greatest(retry_after_seconds, 1)::text;
-  end if;
-
-  delete from private.pending_connections
-  where token_hash in (
-    select token_hash from private.pending_connections
-    where expires_at < now() - interval '1 hour'
-    order by expires_at
-    limit 50
-    for update skip locked
-  );
+  perform private.check_pending_limit(p_doctor_id);
+  perform private.sweep_expired();
 
   insert into private.pending_connections (token_hash, doctor_id, pages, expires_at)
   values (p_token_hash, p_doctor_id, pages, now() + interval '10 minutes')
@@ -399,6 +469,9 @@ begin
   page := private.pending_page(pending, p_page_id);
 
   update private.pending_connections set used_at = now(), pages = '[]'::jsonb where token_hash = p_token_hash;
+  -- The doctor's other open pending connections are moot now; their Page tokens go.
+  delete from private.pending_connections
+  where doctor_id = p_doctor_id and token_hash <> p_token_hash and used_at is null;
   perform set_config('app.actor_id', p_doctor_id::text, true);
   perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
 

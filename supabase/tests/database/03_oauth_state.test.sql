@@ -2,7 +2,7 @@
 -- per state, and at most 10 open states per doctor.
 begin;
 create extension if not exists pgtap;
-select plan(23);
+select plan(25);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'),
@@ -40,11 +40,11 @@ select lives_ok(
 );
 select throws_ok(
   $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('a', 64))$$,
-  'PT400', 'The sign-in link was already used; start again', 'a second claim of the same state is refused'
+  'PT400', 'OAuth state already used', 'a second claim of the same state is refused'
 );
 select throws_ok(
   $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('b', 64))$$,
-  'PT400', 'The sign-in link is not known; start again', 'an unknown state is refused'
+  'PT400', 'Unknown OAuth state', 'an unknown state is refused'
 );
 select lives_ok(
   $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('9', 64), now() + interval '10 minutes')$$,
@@ -52,7 +52,7 @@ select lives_ok(
 );
 select throws_ok(
   $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c002', repeat('9', 64))$$,
-  'PT400', 'The sign-in link belongs to another doctor', 'a state of another doctor is refused'
+  'PT400', 'OAuth state of another doctor', 'a state of another doctor is refused'
 );
 select throws_ok(
   $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c001', 'not-a-hash', now() + interval '10 minutes')$$,
@@ -73,7 +73,25 @@ insert into private.oauth_states (nonce_hash, doctor_id, created_at, expires_at)
 values (repeat('d', 64), '00000000-0000-4000-8000-00000000c001', now() - interval '20 minutes', now() - interval '10 minutes');
 select throws_ok(
   $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c001', repeat('d', 64))$$,
-  'PT400', 'The sign-in link expired; start again', 'an expired state is refused'
+  'PT400', 'OAuth state expired', 'an expired state is refused'
+);
+
+-- A doctor with 10 open pending connections cannot claim: refused before any Meta call, state kept.
+insert into private.pending_connections (token_hash, doctor_id, pages, expires_at)
+select lpad(to_hex(n), 64, 'a'), '00000000-0000-4000-8000-00000000c002', '[]', now() + interval '5 minutes'
+from generate_series(1, 10) as n;
+insert into private.oauth_states (nonce_hash, doctor_id, expires_at)
+values (repeat('7', 64), '00000000-0000-4000-8000-00000000c002', now() + interval '10 minutes');
+set local role service_role;
+select throws_ok(
+  $$select public.claim_oauth_state('00000000-0000-4000-8000-00000000c002', repeat('7', 64))$$,
+  'PT429', 'Too many connections are waiting for confirmation; wait for one to expire',
+  'a doctor whose pending connections are full cannot claim'
+);
+reset role;
+select is(
+  (select consumed_at from private.oauth_states where nonce_hash = repeat('7', 64)),
+  null, 'and the state stays usable for later'
 );
 
 -- At most 10 open states per doctor; claimed and expired ones do not count.

@@ -3,7 +3,7 @@
 -- of another doctor's session with its audit entry.
 begin;
 create extension if not exists pgtap;
-select plan(27);
+select plan(29);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000f001'),
@@ -23,7 +23,7 @@ select ok(
      and not has_function_privilege('authenticated', oid, 'execute')
      and has_function_privilege('service_role', oid, 'execute'))
    from pg_proc
-   where oid in ('public.create_pending_connection(text, uuid, jsonb)'::regprocedure,
+   where oid in ('public.create_pending_connection(text, uuid, jsonb, text, text[])'::regprocedure,
                  'public.open_pending_connection(uuid, text, text, text)'::regprocedure,
                  'public.link_pending_connection(uuid, text, text, text)'::regprocedure)),
   'only service_role may create, open or link a pending connection'
@@ -31,7 +31,7 @@ select ok(
 select ok(
   (select bool_and(prosecdef and proconfig = array['search_path=""'])
    from pg_proc
-   where oid in ('public.create_pending_connection(text, uuid, jsonb)'::regprocedure,
+   where oid in ('public.create_pending_connection(text, uuid, jsonb, text, text[])'::regprocedure,
                  'public.open_pending_connection(uuid, text, text, text)'::regprocedure,
                  'public.link_pending_connection(uuid, text, text, text)'::regprocedure)),
   'each is SECURITY DEFINER with an empty search_path'
@@ -49,22 +49,22 @@ reset "request.jwt.claims";
 -- create_pending_connection ----------------------------------------------------------------------
 set local role service_role;
 select throws_ok(
-  $$select public.create_pending_connection(repeat('a', 64), '00000000-0000-4000-8000-00000000f001', '[]')$$,
+  $$select public.create_pending_connection(repeat('a', 64), '00000000-0000-4000-8000-00000000f001', '[]', '555000111', array['pages_show_list'])$$,
   '22023', null, 'no Page: refused'
 );
 select throws_ok(
   $$select public.create_pending_connection(repeat('a', 64), '00000000-0000-4000-8000-00000000f001',
-    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "EAAplaintext"}]')$$,
+    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "EAAplaintext"}]', '555000111', array['pages_show_list'])$$,
   '22023', null, 'a Page token that is not ciphertext: refused'
 );
 select throws_ok(
   $$select public.create_pending_connection(repeat('a', 64), '00000000-0000-4000-8000-00000000f001',
-    '[{"page_id": "60x1", "instagram_account_id": "1786", "access_token": "v1.a.b"}]')$$,
+    '[{"page_id": "60x1", "instagram_account_id": "1786", "access_token": "v1.a.b"}]', '555000111', array['pages_show_list'])$$,
   '22023', null, 'a malformed Page id: refused'
 );
 select throws_ok(
   $$select public.create_pending_connection('short', '00000000-0000-4000-8000-00000000f001',
-    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "v1.a.b"}]')$$,
+    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "v1.a.b"}]', '555000111', array['pages_show_list'])$$,
   '23514', null, 'a token hash that is not a SHA-256: refused'
 );
 select ok(
@@ -73,7 +73,7 @@ select ok(
                        'instagram_username', repeat('u', 100), 'access_token', 'v1.one.page'),
     jsonb_build_object('page_id', '6002', 'page_name', '', 'instagram_account_id', '17860002',
                        'access_token', 'v1.two.page')
-  )) = now() + interval '10 minutes',
+  ), '555000111', array['pages_show_list']) = now() + interval '10 minutes',
   'a pending connection lives ten minutes'
 );
 reset role;
@@ -95,7 +95,7 @@ from generate_series(1, 10) as n;
 set local role service_role;
 select throws_ok(
   $$select public.create_pending_connection(repeat('d', 64), '00000000-0000-4000-8000-00000000f003',
-    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "v1.a.b"}]')$$,
+    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "v1.a.b"}]', '555000111', array['pages_show_list'])$$,
   'PT429', 'Too many connections are waiting for confirmation; wait for one to expire',
   'an 11th open pending connection is refused'
 );
@@ -104,7 +104,7 @@ update private.pending_connections set used_at = now(), pages = '[]' where token
 set local role service_role;
 select lives_ok(
   $$select public.create_pending_connection(repeat('d', 64), '00000000-0000-4000-8000-00000000f003',
-    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "v1.a.b"}]')$$,
+    '[{"page_id": "6001", "instagram_account_id": "1786", "access_token": "v1.a.b"}]', '555000111', array['pages_show_list'])$$,
   'a used one frees a place'
 );
 
@@ -136,7 +136,7 @@ select throws_ok(
 );
 select is(
   public.create_pending_connection(repeat('2', 64), '00000000-0000-4000-8000-00000000f001',
-    '[{"page_id": "6003", "page_name": "Held Clinic", "instagram_account_id": "17860003", "access_token": "v1.held.page"}]')
+    '[{"page_id": "6003", "page_name": "Held Clinic", "instagram_account_id": "17860003", "access_token": "v1.held.page"}]', '555000111', array['pages_show_list'])
   > now(), true, 'a pending connection for a Page someone else holds'
 );
 reset role;
@@ -194,13 +194,22 @@ from generate_series(1, 60) as n;
 set local role service_role;
 select lives_ok(
   $$select public.create_pending_connection(repeat('4', 64), '00000000-0000-4000-8000-00000000f002',
-    '[{"page_id": "6005", "instagram_account_id": "1786", "access_token": "v1.a.b"}]')$$,
+    '[{"page_id": "6005", "instagram_account_id": "1786", "access_token": "v1.a.b"}]', '555000111', array['pages_show_list'])$$,
   'a new pending connection is stored'
 );
 reset role;
 select is(
   (select count(*)::int from private.pending_connections where expires_at < now() - interval '1 hour'),
   10, 'each new one deletes at most 50 long-expired ones'
+);
+select is(
+  (select pages from private.pending_connections where token_hash = repeat('3', 64)),
+  '[]'::jsonb, 'an expired one loses its Page tokens at the next sweep'
+);
+select is(
+  private.clip(E'Evil\u202E" (1)\n. Call \u2066me\u2069' || chr(7), 255),
+  'Evil" (1). Call me',
+  'names lose control and bidi characters'
 );
 
 delete from auth.users where id = '00000000-0000-4000-8000-00000000f003';

@@ -4,11 +4,16 @@ create extension if not exists pgtap;
 select plan(15);
 
 insert into auth.users (id) values ('00000000-0000-4000-8000-00000000e001');
-insert into private.pending_connections (token_hash, doctor_id, pages, expires_at)
-select repeat(h, 64), '00000000-0000-4000-8000-00000000e001', jsonb_build_array(jsonb_build_object(
-  'page_id', '5001', 'page_name', name, 'instagram_account_id', '17850001', 'instagram_username', 'clinic',
-  'access_token', 'v1.secret-cipher-' || h)), now() + interval '10 minutes'
-from (values ('1', 'Clinic'), ('2', 'Clinic Renamed')) as pending(h, name);
+-- A link, then a relink of the same Page renamed (linking removes other pending connections, so the
+-- second one is stored after the first link).
+create procedure pg_temp.pending(h text, name text)
+language sql as $$
+  insert into private.pending_connections (token_hash, doctor_id, pages, expires_at, facebook_user_id)
+  values (repeat(h, 64), '00000000-0000-4000-8000-00000000e001', jsonb_build_array(jsonb_build_object(
+    'page_id', '5001', 'page_name', name, 'instagram_account_id', '17850001', 'instagram_username', 'clinic',
+    'access_token', 'v1.secret-cipher-' || h)), now() + interval '10 minutes', '9990001');
+$$;
+call pg_temp.pending('1', 'Clinic');
 
 set local role service_role;
 set local "request.jwt.claims" to '{"role":"service_role"}';
@@ -16,6 +21,9 @@ select lives_ok(
   $$select public.link_pending_connection('00000000-0000-4000-8000-00000000e001', repeat('1', 64), '5001', 'corr-audit-1')$$,
   'a link'
 );
+reset role;
+call pg_temp.pending('2', 'Clinic Renamed');
+set local role service_role;
 select lives_ok(
   $$select public.link_pending_connection('00000000-0000-4000-8000-00000000e001', repeat('2', 64), '5001', 'corr-audit-2')$$,
   'a relink of the same Page'

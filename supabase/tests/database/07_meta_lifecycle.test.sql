@@ -1,0 +1,177 @@
+-- The link's life with Meta: disconnect (prepare, then delete with Meta's outcome audited), Meta's
+-- deauthorize and data deletion (only that Facebook user's rows, each removal audited with actor meta),
+-- the data deletion requests (no client role reaches them; a replay is the same request).
+begin;
+create extension if not exists pgtap;
+select plan(27);
+
+insert into auth.users (id) values
+  ('00000000-0000-4000-8000-00000000a101'),
+  ('00000000-0000-4000-8000-00000000a102'),
+  ('00000000-0000-4000-8000-00000000a103'),
+  ('00000000-0000-4000-8000-00000000a104');
+-- Doctors 1 and 2 linked Pages through the same Facebook user (a practice manager); doctor 3 through another.
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, facebook_user_id, granted_scopes) values
+  ('00000000-0000-4000-8000-00000000a101', '8101', 'v1.tok.one', 'one', '5550001', array['pages_show_list']),
+  ('00000000-0000-4000-8000-00000000a102', '8102', 'v1.tok.two', 'two', '5550001', array['pages_show_list']),
+  ('00000000-0000-4000-8000-00000000a103', '8103', 'v1.tok.three', 'three', '5550003', array['pages_show_list']);
+-- Doctor 4 has a pending connection from user 5550001, and open and claimed states.
+insert into private.pending_connections (token_hash, doctor_id, pages, expires_at, facebook_user_id)
+values (repeat('4', 64), '00000000-0000-4000-8000-00000000a104',
+        '[{"page_id": "8104", "instagram_account_id": "1", "access_token": "v1.x.y"}]', now() + interval '10 minutes', '5550001');
+insert into private.oauth_states (nonce_hash, doctor_id, expires_at, consumed_at) values
+  (repeat('a', 64), '00000000-0000-4000-8000-00000000a104', now() + interval '10 minutes', null),
+  (repeat('b', 64), '00000000-0000-4000-8000-00000000a104', now() + interval '10 minutes', now()),
+  (repeat('c', 64), '00000000-0000-4000-8000-00000000a103', now() + interval '10 minutes', null);
+
+-- Privileges ------------------------------------------------------------------------------------
+select ok(
+  (select bool_and(
+     not has_function_privilege('anon', oid, 'execute')
+     and not has_function_privilege('authenticated', oid, 'execute')
+     and has_function_privilege('service_role', oid, 'execute')
+     and prosecdef and proconfig = array['search_path=""'])
+   from pg_proc
+   where oid in ('public.prepare_disconnect(uuid)'::regprocedure,
+                 'public.disconnect_doctor_instagram(uuid, text, jsonb, text)'::regprocedure,
+                 'public.forget_facebook_user(text, text, text)'::regprocedure,
+                 'public.request_data_deletion(text, text, text, text)'::regprocedure,
+                 'public.data_deletion_status(text)'::regprocedure)),
+  'only service_role may run the disconnect and Meta callback functions; each is SECURITY DEFINER with an empty search_path'
+);
+select ok(
+  not has_table_privilege('anon', 'private.data_deletion_requests', 'select, insert, update, delete')
+  and not has_table_privilege('authenticated', 'private.data_deletion_requests', 'select, insert, update, delete')
+  and not has_table_privilege('service_role', 'private.data_deletion_requests', 'select, insert, update, delete'),
+  'no API role may touch data deletion requests directly'
+);
+select has_index('public', 'doctor_instagram', 'doctor_instagram_facebook_user_id_idx', 'links are found by Facebook user');
+select has_index('private', 'pending_connections', 'pending_connections_facebook_user_id_idx', 'pending connections too');
+
+-- prepare_disconnect -----------------------------------------------------------------------------
+set local role service_role;
+select throws_ok(
+  $$select public.prepare_disconnect('00000000-0000-4000-8000-00000000a104')$$,
+  'PT404', 'No Instagram account is connected', 'no link: not_connected'
+);
+select is(
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000a101'),
+  '{"page_id": "8101", "access_token": "v1.tok.one", "facebook_user_id": "5550001", "facebook_user_shared": true}'::jsonb,
+  'the Page, its encrypted token and the Facebook user, shared with doctor 2'
+);
+select is(
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000a103') ->> 'facebook_user_shared',
+  'false', 'doctor 3''s Facebook user is theirs alone'
+);
+
+-- disconnect_doctor_instagram --------------------------------------------------------------------
+select is(
+  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101', '9999',
+    '{"unsubscribed": true, "revoked": "skipped"}', 'corr-disc-0'),
+  false, 'a Page the doctor no longer holds: nothing deleted'
+);
+select is(
+  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101', '8101',
+    '{"unsubscribed": false, "revoked": "skipped"}', 'corr-disc-1'),
+  true, 'the doctor''s link is deleted'
+);
+reset role;
+select results_eq(
+  $$select actor_id::text, action, metadata from private.audit_log where correlation_id = 'corr-disc-1'$$,
+  $$values ('00000000-0000-4000-8000-00000000a101', 'instagram.disconnected',
+            '{"page_id": "8101", "instagram_username": "one", "meta": {"unsubscribed": false, "revoked": "skipped"}}'::jsonb)$$,
+  'the disconnect is audited with the doctor as actor and what Meta said'
+);
+select is(
+  current_setting('app.audit_metadata', true), '', 'the Meta outcome does not leak into later audit entries'
+);
+
+-- forget_facebook_user (deauthorize) -------------------------------------------------------------
+set local role service_role;
+select throws_ok(
+  $$select public.forget_facebook_user('5550001', 'instagram.disconnected')$$,
+  '22023', null, 'only the two Meta actions are accepted'
+);
+select is(
+  public.forget_facebook_user('5550001', 'instagram.deauthorized', 'corr-deauth-1'),
+  '{"links_deleted": 1, "pending_connections_deleted": 1, "states_deleted": 1}'::jsonb,
+  'deauthorize deletes that user''s link, pending connection and the unused state of the doctors concerned'
+);
+reset role;
+select is_empty(
+  $$select 1 from public.doctor_instagram where facebook_user_id = '5550001'$$,
+  'no link of that Facebook user is left'
+);
+select is_empty(
+  $$select 1 from private.pending_connections where facebook_user_id = '5550001'$$,
+  'nor a pending connection'
+);
+select results_eq(
+  $$select nonce_hash from private.oauth_states order by nonce_hash$$,
+  $$values (repeat('b', 64)), (repeat('c', 64))$$,
+  'the claimed state and the other doctor''s state are kept; the concerned doctor''s open state is gone'
+);
+select is(
+  (select instagram_page_id from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000a103'),
+  '8103', 'another Facebook user''s link is untouched'
+);
+select results_eq(
+  $$select actor_id, actor_role, action, resource_id, metadata from private.audit_log
+    where correlation_id = 'corr-deauth-1' order by resource_id$$,
+  $$values (null::uuid, 'meta', 'instagram.deauthorized', '00000000-0000-4000-8000-00000000a102',
+            '{"page_id": "8102", "instagram_username": "two"}'::jsonb),
+           (null::uuid, 'meta', 'instagram.deauthorized', '00000000-0000-4000-8000-00000000a104',
+            '{"pending_connections_deleted": 1}'::jsonb)$$,
+  'each removal is audited with actor meta'
+);
+select is_empty(
+  $$select 1 from private.audit_log where metadata::text like '%5550001%'$$,
+  'no audit entry names the Facebook user'
+);
+select is(
+  (select count(*)::int from private.audit_log where actor_role = 'meta' and correlation_id is distinct from 'corr-deauth-1'),
+  0, 'Meta as actor does not leak into later entries'
+);
+set local role service_role;
+select is(
+  public.forget_facebook_user('5550001', 'instagram.deauthorized', 'corr-deauth-2'),
+  '{"links_deleted": 0, "pending_connections_deleted": 0, "states_deleted": 0}'::jsonb,
+  'a second deauthorize finds nothing and changes nothing'
+);
+
+-- Data deletion requests ------------------------------------------------------------------------
+select is(
+  public.request_data_deletion('5550003', repeat('e', 64), 'CONFIRM-abcdefghijkl', 'corr-del-1'),
+  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "replay": false}'::jsonb,
+  'a data deletion request is recorded and carried out'
+);
+select is(
+  public.request_data_deletion('5550003', repeat('e', 64), 'ANOTHER-abcdefghijk', 'corr-del-2'),
+  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "replay": true}'::jsonb,
+  'the same request again answers the first confirmation code'
+);
+reset role;
+select results_eq(
+  $$select confirmation_code, status, completed_at is not null from private.data_deletion_requests$$,
+  $$values ('CONFIRM-abcdefghijkl', 'completed', true)$$,
+  'one request, completed, holding no personal data'
+);
+select results_eq(
+  $$select action, actor_role, resource_id from private.audit_log where correlation_id in ('corr-del-1', 'corr-del-2')$$,
+  $$values ('instagram.deleted_by_meta', 'meta', '00000000-0000-4000-8000-00000000a103')$$,
+  'the deletion is audited once, as deleted_by_meta'
+);
+set local role service_role;
+select is(
+  public.data_deletion_status('CONFIRM-abcdefghijkl') - 'requested_at' - 'completed_at',
+  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed"}'::jsonb,
+  'its status can be read by confirmation code'
+);
+select throws_ok(
+  $$select public.data_deletion_status('NO-SUCH-CODE-abcdefgh')$$,
+  'PT404', 'No data deletion request has this code', 'an unknown code: deletion_request_unknown'
+);
+reset role;
+
+select * from finish();
+rollback;
