@@ -1,26 +1,51 @@
-// A stand-in for Meta on loopback, faithful to the documented endpoints the flow uses:
-//   GET  /{v}/dialog/oauth              the login dialog (a clearly marked sandbox consent page)
-//   POST /{v}/dialog/oauth/decision     Allow / Cancel -> redirect_uri?code&state or ?error=access_denied
-//   GET  /{v}/oauth/access_token        code -> short-lived token; grant_type=fb_exchange_token -> long-lived
-//   GET  /{v}/me/accounts               the user's Pages with the requested fields, paged with paging.next
+// A stand-in for Meta on loopback, faithful to the documented endpoints the link's life uses, including
+// what is inconvenient:
+//   GET    /{v}/dialog/oauth            the login dialog (a clearly marked sandbox consent page)
+//   POST   /{v}/dialog/oauth/decision   Allow / Cancel -> redirect_uri?code&state or ?error=access_denied
+//   GET    /{v}/oauth/access_token      code (+ PKCE verifier) -> short-lived; fb_exchange_token -> long-lived
+//   GET    /{v}/me?fields=...           field expansion: id, permissions, accounts.limit(n){... tasks ...}
+//   GET    /{v}/{user-id}/accounts      the next pages of Pages (Meta's paging.next links point here)
+//   POST   /{v}/{page-id}/subscribed_apps   subscribe a Page to the app's webhooks (Page token)
+//   DELETE /{v}/{page-id}/subscribed_apps   unsubscribe it
+//   DELETE /{v}/{user-id}/permissions       revoke the app (app token or the user's own token)
 // Codes are single-use and bound to the redirect_uri and, when the dialog had a PKCE code_challenge, to
-// its code_verifier (as Meta enforces it: "Invalid code verifier", code 1, HTTP 400, even with the app
-// secret); /me/accounts enforces appsecret_proof. Errors
-// use Graph's body ({"error":{message,type,code,error_subcode,fbtrace_id}}). Every Graph call waits
+// its code_verifier (Meta: "Invalid code verifier", code 1, HTTP 400, even with the app secret). With
+// "Require App Secret" (on by default here) every call with an access_token needs its appsecret_proof,
+// and paging.next links come without it, as Meta sends them. A permission the user declined is not
+// asked again without auth_type=rerequest. Revoking invalidates all of that user's tokens. Errors use
+// Graph's body ({"error":{message,type,code,error_subcode,fbtrace_id}}); every Graph call waits
 // `latencyMs`; faults can be queued per step; calls are counted.
+import { consentPage, decideDialog } from "./fake_meta_consent.ts";
+import { type FieldSelection, formatFields, parseFields } from "./fake_meta_fields.ts";
 
-export type Step = "dialog" | "code_exchange" | "token_exchange" | "list_pages";
+export { decideDialog };
+
+export type Step =
+  | "dialog"
+  | "code_exchange"
+  | "token_exchange"
+  | "list_pages"
+  | "subscribe"
+  | "unsubscribe"
+  | "revoke";
+
+/** An admin's tasks on a Page, as Graph lists them. */
+export const ADMIN_TASKS = ["ADVERTISE", "ANALYZE", "CREATE_CONTENT", "MESSAGING", "MODERATE", "MANAGE"];
 
 export interface FakePage {
   id: string;
   name: string;
   instagram?: { id: string; username: string };
+  /** The user's tasks on the Page (default: an admin's). */
+  tasks?: string[];
 }
 
 export interface Fault {
   /** HTTP status to answer with (default 500 when `error` is set). */
   status?: number;
   error?: { code: number; message?: string; type?: string; error_subcode?: number; is_transient?: boolean };
+  /** Extra response headers (e.g. X-Business-Use-Case-Usage). */
+  headers?: Record<string, string>;
   /** Wait this long first (answers after the wait unless the client gave up). */
   delayMs?: number;
 }
@@ -31,7 +56,17 @@ export interface FakeMetaOptions {
   graphVersion: string;
   latencyMs?: number;
   accountsPageSize?: number;
+  /** The app setting "Require App Secret": every call with an access_token needs appsecret_proof. */
+  requireAppSecretProof?: boolean;
   port?: number;
+}
+
+interface FakeUser {
+  /** The app-scoped id Graph answers as `id` and signed requests carry as `user_id`. */
+  appScopedId: string;
+  pages: FakePage[];
+  granted: Set<string>;
+  declined: Set<string>;
 }
 
 interface CodeGrant {
@@ -42,33 +77,53 @@ interface CodeGrant {
   pkce?: { challenge: string; method: "S256" | "plain" };
 }
 
+type Token = { userId: string; kind: "short" | "long" } | { userId: string; kind: "page"; pageId: string };
+
 // RFC 7636 4.1, as Meta's message words it.
 const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
 const INVALID_CODE_VERIFIER =
   "Invalid code verifier. Code verifier should be a cryptographically random string using the characters A-Z, a-z, 0-9, and the punctuation characters -._~ (hyphen, period, underscore, and tilde), between 43 and 128 characters long.";
+// "Webhooks for Pages": subscribing needs one of these tasks on the Page.
+const SUBSCRIBE_TASKS = ["CREATE_CONTENT", "MANAGE", "MODERATE"];
 
 export class FakeMeta {
-  readonly calls: Record<Step, number> = { dialog: 0, code_exchange: 0, token_exchange: 0, list_pages: 0 };
-  /** Every Page token handed out, newest last, by Page id: what the callback should end up storing. */
+  readonly calls: Record<Step, number> = {
+    dialog: 0,
+    code_exchange: 0,
+    token_exchange: 0,
+    list_pages: 0,
+    subscribe: 0,
+    unsubscribe: 0,
+    revoke: 0,
+  };
+  /** Every Page token handed out, newest last, by Page id: what a link should end up storing. */
   readonly pageTokens = new Map<string, string[]>();
-  /** Every secret this fake issued or was given (codes, tokens), for leak checks. */
+  /** Each Page's webhook subscription: the fields, as the last subscribe set them. */
+  readonly subscriptions = new Map<string, string[]>();
+  /** App-scoped ids of users whose permissions were revoked, in order. */
+  readonly revocations: string[] = [];
+  /** Every paging.next link handed out (Meta's carry the token but no appsecret_proof). */
+  readonly pagingLinks: string[] = [];
+  /** Every secret this fake issued or was given (codes, tokens, proofs), for leak checks. */
   readonly secrets = new Set<string>();
   latencyMs: number;
-  /** Pages per /me/accounts answer (Meta's default is 25); small values exercise paging.next. */
+  /** Pages per accounts answer (Meta's default is 25); small values exercise paging.next. */
   accountsPageSize: number;
+  requireAppSecretProof: boolean;
 
   #server: Deno.HttpServer<Deno.NetAddr>;
-  #users = new Map<string, FakePage[]>();
+  #users = new Map<string, FakeUser>();
   /** The named sandbox accounts offered on the consent page; throwaway test users are not listed. */
   #listed = new Set<string>();
   #codes = new Map<string, CodeGrant>();
-  #tokens = new Map<string, { userId: string; kind: "short" | "long" }>();
+  #tokens = new Map<string, Token>();
   #faults = new Map<Step, Fault[]>();
   #nextId = 1;
 
   constructor(private options: FakeMetaOptions) {
     this.latencyMs = options.latencyMs ?? 0;
     this.accountsPageSize = options.accountsPageSize ?? 25;
+    this.requireAppSecretProof = options.requireAppSecretProof ?? true;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
       (request) => this.#handle(request),
@@ -83,16 +138,15 @@ export class FakeMeta {
   /** A named sandbox account who manages these Pages, offered on the consent page. */
   addUser(userId: string, pages: FakePage[]): string {
     this.#listed.add(userId);
-    this.#users.set(userId, pages);
+    this.#setUser(userId, pages);
     return userId;
   }
 
   /** A throwaway Meta user (approved by id, not listed on the consent page) with `count` Pages (each with an Instagram account unless `withInstagram` is false). */
-  newUser(count = 1, withInstagram = true): { userId: string; pages: FakePage[] } {
+  newUser(count = 1, withInstagram = true): { userId: string; pages: FakePage[]; appScopedId: string } {
     const userId = `user${this.#nextId++}`;
     const pages = Array.from({ length: count }, () => this.newPage(withInstagram));
-    this.#users.set(userId, pages);
-    return { userId, pages };
+    return { userId, pages, appScopedId: this.#setUser(userId, pages).appScopedId };
   }
 
   newPage(withInstagram = true): FakePage {
@@ -107,18 +161,33 @@ export class FakeMeta {
     };
   }
 
+  /** The app-scoped id Graph gives this user (what Meta's signed requests name). */
+  appScopedId(userId: string): string {
+    return this.#user(userId).appScopedId;
+  }
+
+  /** What the user has granted and declined so far. */
+  permissionsOf(userId: string): { granted: string[]; declined: string[] } {
+    const user = this.#user(userId);
+    return { granted: [...user.granted].sort(), declined: [...user.declined].sort() };
+  }
+
   /** Queues faults for the next calls of a step, in order. */
   inject(step: Step, ...faults: Fault[]): void {
     this.#faults.set(step, [...(this.#faults.get(step) ?? []), ...faults]);
+  }
+
+  clearFaults(): void {
+    this.#faults.clear();
   }
 
   resetCounts(): void {
     for (const step of Object.keys(this.calls) as Step[]) this.calls[step] = 0;
   }
 
-  /** What the browser does when the doctor presses Allow (as `userId`): returns Meta's redirect. */
-  async approve(dialogUrl: string, userId: string): Promise<string> {
-    return await decideDialog(dialogUrl, { decision: "allow", user: userId });
+  /** What the browser does when the doctor presses Allow (as `userId`, declining `declined`). */
+  async approve(dialogUrl: string, userId: string, declined: string[] = []): Promise<string> {
+    return await decideDialog(dialogUrl, { decision: "allow", user: userId, declined: declined.join(",") });
   }
 
   async cancel(dialogUrl: string): Promise<string> {
@@ -129,6 +198,25 @@ export class FakeMeta {
     await this.#server.shutdown();
   }
 
+  #setUser(userId: string, pages: FakePage[]): FakeUser {
+    const existing = this.#users.get(userId);
+    const user = existing ? { ...existing, pages } : {
+      // Random high digits: the fakes of several test stacks share one database and must not collide.
+      appScopedId: String(10_200_000_000_000 + Math.floor(Math.random() * 1e6) * 1e6 + this.#nextId++),
+      pages,
+      granted: new Set<string>(),
+      declined: new Set<string>(),
+    };
+    this.#users.set(userId, user);
+    return user;
+  }
+
+  #user(userId: string): FakeUser {
+    const user = this.#users.get(userId);
+    if (!user) throw new Error(`no fake Meta user ${userId}`);
+    return user;
+  }
+
   async #handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const path = url.pathname.replace(`/${this.options.graphVersion}`, "");
@@ -136,18 +224,14 @@ export class FakeMeta {
     if (path === "/dialog/oauth/decision" && request.method === "POST") {
       return this.#decision(new URLSearchParams(await request.text()));
     }
-    const step: Step | undefined = path === "/oauth/access_token"
-      ? (url.searchParams.get("grant_type") === "fb_exchange_token" ? "token_exchange" : "code_exchange")
-      : path === "/me/accounts"
-      ? "list_pages"
-      : undefined;
-    if (!step || request.method !== "GET") {
-      return graphError(400, 2500, "Unknown path components", "OAuthException");
-    }
+    const route = this.#route(request.method, path, url.searchParams);
+    if (!route) return graphError(400, 2500, "Unknown path components", "OAuthException");
 
-    this.calls[step]++;
-    for (const value of url.searchParams.values()) if (value.length > 20) this.secrets.add(value);
-    const fault = this.#faults.get(step)?.shift();
+    this.calls[route.step]++;
+    for (const value of url.searchParams.values()) {
+      for (const part of value.split("|")) if (part.length > 20) this.secrets.add(part);
+    }
+    const fault = this.#faults.get(route.step)?.shift();
     const wait = (fault?.delayMs ?? 0) + this.latencyMs;
     if (wait > 0 && !(await sleep(wait, request.signal))) return new Response(null, { status: 499 });
     if (fault?.error || fault?.status) {
@@ -160,11 +244,67 @@ export class FakeMeta {
         error.type ?? "OAuthException",
         error.error_subcode,
         error.is_transient,
+        fault.headers,
       );
     }
-    if (step === "code_exchange") return await this.#exchangeCode(url.searchParams);
-    if (step === "token_exchange") return this.#exchangeToken(url.searchParams);
-    return await this.#accounts(url);
+    if (route.step !== "code_exchange" && route.step !== "token_exchange") {
+      const refused = await this.#checkProof(url.searchParams);
+      if (refused) return refused;
+    }
+    return await route.handle();
+  }
+
+  #route(method: string, path: string, q: URLSearchParams) {
+    const segments = path.split("/").filter(Boolean);
+    if (method === "GET" && path === "/oauth/access_token") {
+      return q.get("grant_type") === "fb_exchange_token"
+        ? { step: "token_exchange" as const, handle: () => this.#exchangeToken(q) }
+        : { step: "code_exchange" as const, handle: () => this.#exchangeCode(q) };
+    }
+    if (method === "GET" && path === "/me") return { step: "list_pages" as const, handle: () => this.#me(q) };
+    if (method === "GET" && segments.length === 2 && segments[1] === "accounts") {
+      return { step: "list_pages" as const, handle: () => this.#accountsOf(segments[0], q) };
+    }
+    if (segments.length === 2 && segments[1] === "subscribed_apps") {
+      if (method === "POST") {
+        return {
+          step: "subscribe" as const,
+          handle: () => this.#subscribe(segments[0], q),
+        };
+      }
+      if (method === "DELETE") {
+        return { step: "unsubscribe" as const, handle: () => this.#unsubscribe(segments[0], q) };
+      }
+    }
+    if (method === "DELETE" && segments.length === 2 && segments[1] === "permissions") {
+      return { step: "revoke" as const, handle: () => this.#revoke(segments[0], q) };
+    }
+  }
+
+  /** "Require App Secret": the proof must be HMAC-SHA256(app secret, access_token), hex. */
+  async #checkProof(q: URLSearchParams): Promise<Response | undefined> {
+    const token = q.get("access_token");
+    if (!token) {
+      return graphError(400, 104, "An access token is required to request this resource.", "OAuthException");
+    }
+    const proof = q.get("appsecret_proof");
+    if (!proof && !this.requireAppSecretProof) return;
+    if (!proof) {
+      return graphError(
+        400,
+        100,
+        "API calls from the server require an appsecret_proof argument",
+        "GraphMethodException",
+      );
+    }
+    if (proof !== await hmacHex(this.options.appSecret, token)) {
+      return graphError(
+        400,
+        100,
+        "Invalid appsecret_proof provided in the API argument",
+        "GraphMethodException",
+      );
+    }
   }
 
   #dialog(url: URL): Response {
@@ -179,38 +319,55 @@ export class FakeMeta {
     if (q.has("code_challenge") && !["S256", "plain", null].includes(q.get("code_challenge_method"))) {
       return new Response("Invalid code_challenge_method.", { status: 400 });
     }
-    return new Response(consentPage(url, [...this.#listed].map((id) => [id, this.#users.get(id)!])), {
-      headers: { "content-type": "text/html; charset=utf-8" },
-    });
+    const users = [...this.#listed].map((id) => ({ id, pages: this.#users.get(id)!.pages }));
+    return new Response(consentPage(url, users), { headers: { "content-type": "text/html; charset=utf-8" } });
   }
 
   #decision(form: URLSearchParams): Response {
     const redirect = new URL(form.get("redirect_uri") ?? "");
-    redirect.searchParams.set("state", form.get("state") ?? "");
     if (form.get("decision") !== "allow") {
-      redirect.searchParams.delete("state");
       redirect.searchParams.set("error", "access_denied");
       redirect.searchParams.set("error_code", "200");
       redirect.searchParams.set("error_description", "Permissions error");
       redirect.searchParams.set("error_reason", "user_denied");
       redirect.searchParams.set("state", form.get("state") ?? "");
-    } else {
-      const user = form.get("user") ?? "demo";
-      if (!this.#users.has(user)) return new Response("Unknown sandbox user", { status: 400 });
-      const code = `AQ${randomToken(120)}`;
-      this.secrets.add(code);
-      const challenge = form.get("code_challenge");
-      this.#codes.set(code, {
-        userId: user,
-        redirectUri: form.get("redirect_uri")!,
-        expiresAt: Date.now() + 600_000,
-        used: false,
-        pkce: challenge
-          ? { challenge, method: form.get("code_challenge_method") === "plain" ? "plain" : "S256" }
-          : undefined,
-      });
-      redirect.searchParams.set("code", code);
+      return new Response(null, { status: 302, headers: { location: `${redirect}#_=_` } });
     }
+    const userId = form.get("user") ?? "demo";
+    const user = this.#users.get(userId);
+    if (!user) return new Response("Unknown sandbox user", { status: 400 });
+
+    const requested = (form.get("scope") ?? "").split(",").filter(Boolean);
+    const declinedNow = form.has("scopes_listed")
+      ? requested.filter((scope) => !form.getAll("grant").includes(scope))
+      : (form.get("declined") ?? "").split(",").filter(Boolean);
+    const rerequest = form.get("auth_type") === "rerequest";
+    for (const scope of requested) {
+      // Meta does not ask again for what was declined, unless the app asks with auth_type=rerequest.
+      if (declinedNow.includes(scope) || (user.declined.has(scope) && !rerequest)) {
+        user.declined.add(scope);
+        user.granted.delete(scope);
+      } else {
+        user.granted.add(scope);
+        user.declined.delete(scope);
+      }
+    }
+    user.granted.add("public_profile");
+
+    const code = `AQ${randomToken(120)}`;
+    this.secrets.add(code);
+    const challenge = form.get("code_challenge");
+    this.#codes.set(code, {
+      userId,
+      redirectUri: form.get("redirect_uri")!,
+      expiresAt: Date.now() + 600_000,
+      used: false,
+      pkce: challenge
+        ? { challenge, method: form.get("code_challenge_method") === "plain" ? "plain" : "S256" }
+        : undefined,
+    });
+    redirect.searchParams.set("state", form.get("state") ?? "");
+    redirect.searchParams.set("code", code);
     return new Response(null, { status: 302, headers: { location: `${redirect}#_=_` } });
   }
 
@@ -248,7 +405,7 @@ export class FakeMeta {
     }
     grant.used = true;
     return Response.json({
-      access_token: this.#issueToken(grant.userId, "short"),
+      access_token: this.#issueToken({ userId: grant.userId, kind: "short" }),
       token_type: "bearer",
       expires_in: 5_183_944,
     });
@@ -258,64 +415,173 @@ export class FakeMeta {
     const bad = this.#checkApp(q);
     if (bad) return bad;
     const token = this.#tokens.get(q.get("fb_exchange_token") ?? "");
-    if (!token) {
-      return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
-    }
+    if (!token || token.kind === "page") return invalidToken();
     return Response.json({
-      access_token: this.#issueToken(token.userId, "long"),
+      access_token: this.#issueToken({ userId: token.userId, kind: "long" }),
       token_type: "bearer",
       expires_in: 5_184_000,
     });
   }
 
-  async #accounts(url: URL): Promise<Response> {
-    const q = url.searchParams;
-    const accessToken = q.get("access_token") ?? "";
-    const token = this.#tokens.get(accessToken);
-    if (!token) {
-      return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
+  #userToken(q: URLSearchParams): { userId: string; user: FakeUser; token: string } | Response {
+    const value = q.get("access_token") ?? "";
+    const token = this.#tokens.get(value);
+    if (!token || token.kind === "page") return invalidToken();
+    return { userId: token.userId, user: this.#users.get(token.userId)!, token: value };
+  }
+
+  #me(q: URLSearchParams): Response {
+    const owner = this.#userToken(q);
+    if (owner instanceof Response) return owner;
+    let fields: FieldSelection[];
+    try {
+      fields = parseFields(q.get("fields") ?? "id,name");
+    } catch (error) {
+      return graphError(400, 100, `Syntax error: ${(error as Error).message}`, "OAuthException");
     }
-    if (q.get("appsecret_proof") !== await hmacHex(this.options.appSecret, accessToken)) {
-      return graphError(
-        400,
-        100,
-        "Invalid appsecret_proof provided in the API argument",
-        "GraphMethodException",
-      );
-    }
-    const fields = q.get("fields") ?? "id,name";
-    const limit = Math.min(Number(q.get("limit") ?? 25), this.accountsPageSize);
-    const offset = Number(q.get("after") ? atob(q.get("after")!) : 0);
-    const pages = this.#users.get(token.userId) ?? [];
-    const data = pages.slice(offset, offset + limit).map((page) => {
-      const item: Record<string, unknown> = { id: page.id };
-      if (fields.includes("name")) item.name = page.name;
-      if (fields.includes("access_token")) {
-        const pageToken = `EAAGpage${randomToken(160)}`;
-        this.secrets.add(pageToken);
-        this.pageTokens.set(page.id, [...(this.pageTokens.get(page.id) ?? []), pageToken]);
-        item.access_token = pageToken;
+    const body: Record<string, unknown> = {};
+    for (const field of fields) {
+      if (field.name === "id") body.id = owner.user.appScopedId;
+      if (field.name === "name") body.name = owner.userId;
+      if (field.name === "permissions") {
+        body.permissions = {
+          data: [
+            ...[...owner.user.granted].map((permission) => ({ permission, status: "granted" })),
+            ...[...owner.user.declined].map((permission) => ({ permission, status: "declined" })),
+          ],
+        };
       }
-      if (fields.includes("instagram_business_account") && page.instagram) {
-        item.instagram_business_account = { id: page.instagram.id, username: page.instagram.username };
+      if (field.name === "accounts") {
+        const limit = Number(field.modifiers.limit ?? 25);
+        body.accounts = this.#pageList(owner, field.children, limit, 0);
       }
-      return item;
-    });
-    const body: Record<string, unknown> = { data };
-    if (offset + limit < pages.length) {
-      const next = new URL(url);
-      next.searchParams.set("after", btoa(String(offset + limit)));
-      body.paging = { cursors: { after: btoa(String(offset + limit)) }, next: next.toString() };
     }
     return Response.json(body);
   }
 
-  #issueToken(userId: string, kind: "short" | "long"): string {
-    const token = `EAAG${kind}${randomToken(180)}`;
-    this.#tokens.set(token, { userId, kind });
-    this.secrets.add(token);
-    return token;
+  #accountsOf(id: string, q: URLSearchParams): Response {
+    const owner = this.#userToken(q);
+    if (owner instanceof Response) return owner;
+    if (id !== owner.user.appScopedId && id !== "me") {
+      return graphError(400, 100, "Unsupported get request.", "GraphMethodException", 33);
+    }
+    const fields = parseFields(q.get("fields") ?? "id,name");
+    const offset = q.get("after") ? Number(atob(q.get("after")!)) : 0;
+    return Response.json(this.#pageList(owner, fields, Number(q.get("limit") ?? 25), offset));
   }
+
+  /** One page of Pages; its paging.next carries the token but not the proof, as Meta's do. */
+  #pageList(
+    { userId, user, token }: { userId: string; user: FakeUser; token: string },
+    fields: FieldSelection[],
+    limit: number,
+    offset: number,
+  ) {
+    const size = Math.min(limit, this.accountsPageSize);
+    const asked = (name: string) => fields.find((field) => field.name === name);
+    const data = user.pages.slice(offset, offset + size).map((page) => {
+      const item: Record<string, unknown> = { id: page.id };
+      if (asked("name")) item.name = page.name;
+      if (asked("tasks")) item.tasks = page.tasks ?? ADMIN_TASKS;
+      if (asked("access_token")) {
+        const pageToken = this.#issueToken({ userId, kind: "page", pageId: page.id });
+        this.pageTokens.set(page.id, [...(this.pageTokens.get(page.id) ?? []), pageToken]);
+        item.access_token = pageToken;
+      }
+      const instagram = asked("instagram_business_account");
+      // Reading the Instagram account needs instagram_basic ("IG User", Page reference).
+      if (instagram && page.instagram && user.granted.has("instagram_basic")) {
+        item.instagram_business_account = instagram.children.some((field) => field.name === "username")
+          ? { id: page.instagram.id, username: page.instagram.username }
+          : { id: page.instagram.id };
+      }
+      return item;
+    });
+    const after = btoa(String(offset + size));
+    const list: Record<string, unknown> = {
+      data,
+      paging: { cursors: { before: btoa(String(offset)), after } },
+    };
+    if (offset + size < user.pages.length) {
+      const next = new URL(`${this.url}/${this.options.graphVersion}/${user.appScopedId}/accounts`);
+      next.searchParams.set("access_token", token);
+      next.searchParams.set("fields", formatFields(fields));
+      next.searchParams.set("limit", String(limit));
+      next.searchParams.set("after", after);
+      (list.paging as Record<string, unknown>).next = next.toString();
+      this.pagingLinks.push(next.toString());
+    }
+    return list;
+  }
+
+  #pageToken(pageId: string, q: URLSearchParams): { user: FakeUser; page: FakePage } | Response {
+    const token = this.#tokens.get(q.get("access_token") ?? "");
+    if (!token) return invalidToken();
+    if (token.kind !== "page" || token.pageId !== pageId) {
+      return graphError(
+        400,
+        210,
+        "A page access token is required to request this resource.",
+        "OAuthException",
+      );
+    }
+    const user = this.#users.get(token.userId)!;
+    return { user, page: user.pages.find((page) => page.id === pageId)! };
+  }
+
+  #subscribe(pageId: string, q: URLSearchParams): Response {
+    const owner = this.#pageToken(pageId, q);
+    if (owner instanceof Response) return owner;
+    if (!owner.user.granted.has("pages_manage_metadata")) {
+      return graphError(400, 200, "(#200) Permissions error", "OAuthException");
+    }
+    if (!(owner.page.tasks ?? ADMIN_TASKS).some((task) => SUBSCRIBE_TASKS.includes(task))) {
+      return graphError(
+        400,
+        200,
+        "(#200) The user must be able to perform a task on the Page",
+        "OAuthException",
+      );
+    }
+    const fields = (q.get("subscribed_fields") ?? "").split(",").filter(Boolean);
+    if (!fields.length) {
+      return graphError(400, 100, "(#100) The parameter subscribed_fields is required", "OAuthException");
+    }
+    this.subscriptions.set(pageId, fields);
+    return Response.json({ success: true });
+  }
+
+  #unsubscribe(pageId: string, q: URLSearchParams): Response {
+    const owner = this.#pageToken(pageId, q);
+    if (owner instanceof Response) return owner;
+    this.subscriptions.delete(pageId);
+    return Response.json({ success: true });
+  }
+
+  /** With the app token ({app-id}|{app-secret}) or the user's own; all their tokens die with it. */
+  #revoke(appScopedId: string, q: URLSearchParams): Response {
+    const entry = [...this.#users].find(([, user]) => user.appScopedId === appScopedId);
+    if (!entry) return graphError(400, 100, "(#100) Invalid user id", "OAuthException");
+    const [userId, user] = entry;
+    const token = q.get("access_token") ?? "";
+    const isAppToken = token === `${this.options.appId}|${this.options.appSecret}`;
+    if (!isAppToken && this.#tokens.get(token)?.userId !== userId) return invalidToken();
+    for (const [value, issued] of this.#tokens) if (issued.userId === userId) this.#tokens.delete(value);
+    user.granted.clear();
+    this.revocations.push(appScopedId);
+    return Response.json({ success: true });
+  }
+
+  #issueToken(token: Token): string {
+    const value = `EAAG${token.kind}${randomToken(180)}`;
+    this.#tokens.set(value, token);
+    this.secrets.add(value);
+    return value;
+  }
+}
+
+function invalidToken(): Response {
+  return graphError(400, 190, "Invalid OAuth access token - Cannot parse access token", "OAuthException");
 }
 
 function graphError(
@@ -325,6 +591,7 @@ function graphError(
   type: string,
   subcode?: number,
   transient?: boolean,
+  headers: Record<string, string> = {},
 ) {
   return Response.json({
     error: {
@@ -335,7 +602,10 @@ function graphError(
       is_transient: transient,
       fbtrace_id: `A${randomToken(20)}`,
     },
-  }, { status, headers: { "www-authenticate": `OAuth "Facebook Platform" "${type}" "${message}"` } });
+  }, {
+    status,
+    headers: { "www-authenticate": `OAuth "Facebook Platform" "${type}" "${message}"`, ...headers },
+  });
 }
 
 function randomToken(length: number): string {
@@ -372,26 +642,6 @@ async function hmacHex(secret: string, message: string): Promise<string> {
   return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
-/**
- * What a browser does on the sandbox's consent page: loads the dialog, submits the decision, and
- * returns where Meta redirects to. Needs only the dialog URL, so a load generator in a Worker can use it.
- */
-export async function decideDialog(dialogUrl: string, form: Record<string, string>): Promise<string> {
-  const dialog = new URL(dialogUrl);
-  const page = await fetch(dialog);
-  if (!page.ok) throw new Error(`dialog refused: ${page.status} ${await page.text()}`);
-  await page.body?.cancel();
-  const response = await fetch(`${dialog.origin}${dialog.pathname}/decision`, {
-    method: "POST",
-    body: new URLSearchParams({ ...Object.fromEntries(dialog.searchParams), ...form }),
-    redirect: "manual",
-  });
-  await response.body?.cancel();
-  const location = response.headers.get("location");
-  if (response.status !== 302 || !location) throw new Error(`dialog decision failed: ${response.status}`);
-  return location;
-}
-
 // Deno's timers fire about 1 ms late (setTimeout(25) measured 26.3 ms here, setTimeout(24) 25.3 ms), so
 // the wait is asked 1 ms early: the added latency is then the stated one, not a millisecond more per call.
 const TIMER_LATENESS_MS = 1;
@@ -409,34 +659,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
     }, Math.max(0, ms - TIMER_LATENESS_MS));
     signal.addEventListener("abort", onAbort, { once: true });
   });
-}
-
-function consentPage(url: URL, users: [string, FakePage[]][]): string {
-  const hidden = [...url.searchParams].map(([name, value]) =>
-    `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`
-  ).join("");
-  const options = users.filter(([, pages]) => pages.length).map(([id, pages]) =>
-    `<label><input type="radio" name="user" value="${escapeHtml(id)}" ${id === "demo" ? "checked" : ""}> ${
-      escapeHtml(id)
-    }: ${
-      pages.map((page) => escapeHtml(`${page.name}${page.instagram ? ` (@${page.instagram.username})` : ""}`))
-        .join(", ")
-    }</label>`
-  ).join("<br>");
-  return `<!doctype html><html><head><meta charset="utf-8"><title>Meta sandbox – not Facebook</title>
-<style>body{font-family:system-ui;max-width:40rem;margin:3rem auto}.banner{background:#fde68a;padding:.75rem;border-radius:.5rem}
-button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}</style></head><body>
-<p class="banner"><strong>LOCAL META SANDBOX</strong> – a fake of Facebook Login for development. No data leaves this machine.</p>
-<h1>Connect your Pages?</h1>
-<p>App <code>${escapeHtml(url.searchParams.get("client_id") ?? "")}</code> asks for: ${
-    escapeHtml(url.searchParams.get("scope") ?? "(Login for Business configuration)")
-  }</p>
-<form method="post" action="${escapeHtml(url.pathname)}/decision">${hidden}
-<fieldset><legend>Sign in to the sandbox as</legend>${options}</fieldset><p>
-<button name="decision" value="allow" id="allow">Allow</button>
-<button name="decision" value="cancel" id="cancel">Cancel</button></p></form></body></html>`;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }

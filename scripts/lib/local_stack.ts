@@ -41,7 +41,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   const jwt = await createJwtIssuer();
   const appId = "1234567890123";
   const appSecret = "0123456789abcdef0123456789abcdef";
-  const graphVersion = "v24.0";
+  const graphVersion = "v27.0";
   const meta = new FakeMeta({ appId, appSecret, graphVersion, latencyMs: options.metaLatencyMs });
   const dbCalls: Record<string, number> = {};
   const gateway = createRestGateway({

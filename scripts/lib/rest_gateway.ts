@@ -132,11 +132,12 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
     const call = `public.${name}(${
       names.map((arg, i) => `${arg} => $${i + 1}::${fn.types[fn.names.indexOf(arg)]}`).join(", ")
     })`;
-    // As PostgREST does: JSON values for json/jsonb parameters (postgres.js serialises them), text else.
+    // As PostgREST does: JSON values for json/jsonb and array parameters (postgres.js serialises them),
+    // text for everything else.
     const values = names.map((arg) => {
       const value = args[arg];
       if (value === null) return null;
-      return /^jsonb?$/.test(fn.types[fn.names.indexOf(arg)]) ? value : String(value);
+      return /^jsonb?$|\[\]$/.test(fn.types[fn.names.indexOf(arg)]) ? value : String(value);
     });
     const rows = await run(
       role,

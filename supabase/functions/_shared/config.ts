@@ -15,6 +15,8 @@ const commaList = z.string().transform((value) =>
   value.split(",").map((item) => item.trim()).filter(Boolean)
 );
 
+const scope = z.string().regex(/^[a-z_]{1,64}$/, "must be a comma-separated list of lower-case names");
+
 const origin = z.string().refine((value) => {
   try {
     return new URL(value).origin === value;
@@ -32,14 +34,26 @@ const schema = z.object({
   INSTAGRAM_APP_ID: z.string().regex(/^\d{5,25}$/, "must be the numeric Meta app id"),
   INSTAGRAM_APP_SECRET: z.string().min(16, "must be the Meta app secret (App settings > Basic)"),
   INSTAGRAM_REDIRECT_URI: webUrl,
-  INSTAGRAM_FRONTEND_REDIRECT_URI: webUrl.optional(),
+  INSTAGRAM_FRONTEND_REDIRECT_URI: webUrl.refine(
+    (value) => !value.includes("#"),
+    "must not contain a #fragment: the callback puts the pending connection's token there",
+  ).optional(),
   INSTAGRAM_TOKEN_ENCRYPTION_KEY: aes256Key,
-  INSTAGRAM_GRAPH_VERSION: z.string().regex(/^v\d{1,3}\.\d$/, "must look like v24.0").default("v24.0"),
-  INSTAGRAM_SCOPES: commaList.default([
+  INSTAGRAM_GRAPH_VERSION: z.string().regex(/^v\d{1,3}\.\d$/, "must look like v27.0").default("v27.0"),
+  // Why each one: README, "Meta app set-up".
+  INSTAGRAM_SCOPES: commaList.pipe(z.array(scope).min(1, "must name at least one permission")).default([
     "pages_show_list",
     "instagram_basic",
     "instagram_manage_messages",
     "pages_manage_metadata",
+    "business_management",
+  ]),
+  // From "Webhook Events Reference" (Messenger Platform) for Instagram conversations; empty turns it off.
+  INSTAGRAM_WEBHOOK_FIELDS: commaList.pipe(z.array(scope)).default([
+    "messages",
+    "messaging_postbacks",
+    "messaging_seen",
+    "message_reactions",
   ]),
   INSTAGRAM_CONFIG_ID: z.string().regex(
     /^\d{1,25}$/,
@@ -67,6 +81,8 @@ export type Config = Readonly<{
   tokenEncryptionKey: Uint8Array<ArrayBuffer>;
   graphVersion: string;
   scopes: readonly string[];
+  /** Fields each linked Page is subscribed to; empty: no subscription. */
+  webhookFields: readonly string[];
   configId: string | undefined;
   stateTtlSeconds: number;
   allowedOrigins: readonly string[];
@@ -98,10 +114,13 @@ export class ConfigError extends Error {
 
 /**
  * Reads and validates the process environment (where @supabase/server also reads SUPABASE_*).
- * Empty variables count as unset, as in most .env tooling.
+ * Empty variables count as unset, as in most .env tooling (except INSTAGRAM_WEBHOOK_FIELDS: empty = off).
  */
 export function loadConfig(): Config {
-  const present = Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([, value]) => value !== ""));
+  const env = Deno.env.toObject();
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ""));
+  // The one variable where empty means something: no webhook subscription at all.
+  if (env.INSTAGRAM_WEBHOOK_FIELDS?.trim() === "") present.INSTAGRAM_WEBHOOK_FIELDS = "";
   const parsed = schema.safeParse(present);
   const problems = parsed.success ? [] : parsed.error.issues.map((issue) => {
     const name = String(issue.path[0]);
@@ -132,6 +151,7 @@ export function loadConfig(): Config {
     tokenEncryptionKey: decodeBase64(vars.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!,
     graphVersion: vars.INSTAGRAM_GRAPH_VERSION,
     scopes: vars.INSTAGRAM_SCOPES,
+    webhookFields: vars.INSTAGRAM_WEBHOOK_FIELDS,
     configId: vars.INSTAGRAM_CONFIG_ID,
     stateTtlSeconds: vars.INSTAGRAM_STATE_TTL_SECONDS,
     allowedOrigins: vars.INSTAGRAM_ALLOWED_ORIGINS,

@@ -35,8 +35,40 @@ export interface LinkedAccount {
   instagram_username: string | null;
   page_name: string | null;
   instagram_business_account_id: string | null;
+  facebook_user_id: string | null;
+  granted_scopes: string[] | null;
   connected_at: string;
   previous_page_id: string | null;
+  /** The Page the doctor moved away from: its encrypted token, for unsubscribing it (never sent out). */
+  previous_access_token: string | null;
+}
+
+/** What the function needs to clean up at Meta before a disconnect. */
+export interface LinkToDisconnect {
+  page_id: string;
+  access_token: string;
+  facebook_user_id: string | null;
+  /** Another doctor's link uses the same Facebook user: their grant must stay. */
+  facebook_user_shared: boolean;
+}
+
+export interface MetaOutcome {
+  unsubscribed: boolean;
+  revoked: boolean | "skipped";
+}
+
+export interface ForgottenUser {
+  links_deleted: number;
+  pending_connections_deleted: number;
+  states_deleted: number;
+}
+
+export interface DataDeletionRequest {
+  confirmation_code: string;
+  status: "received" | "completed";
+  requested_at?: string;
+  completed_at?: string | null;
+  replay?: boolean;
 }
 
 export interface Database {
@@ -44,9 +76,32 @@ export interface Database {
   /** One attempt per state: throws state_* unless this call is the first use. */
   claimOAuthState(doctorId: string, nonceHash: string): Promise<void>;
   /** Returns the pending connection's expiry (ISO 8601). */
-  createPendingConnection(tokenHash: string, doctorId: string, pages: PendingPage[]): Promise<string>;
+  createPendingConnection(input: {
+    tokenHash: string;
+    doctorId: string;
+    pages: PendingPage[];
+    facebookUserId: string;
+    grantedScopes: string[];
+  }): Promise<string>;
   openPendingConnection(ref: PendingConnectionRef): Promise<OpenedPendingConnection>;
   linkPendingConnection(ref: PendingConnectionRef & { pageId: string }): Promise<LinkedAccount>;
+  /** Throws not_connected when the doctor has no link. */
+  prepareDisconnect(doctorId: string): Promise<LinkToDisconnect>;
+  /** False when the link was already gone (or moved to another Page) meanwhile. */
+  disconnect(doctorId: string, pageId: string, meta: MetaOutcome, correlationId: string): Promise<boolean>;
+  forgetFacebookUser(
+    facebookUserId: string,
+    action: "instagram.deauthorized",
+    correlationId: string,
+  ): Promise<ForgottenUser>;
+  requestDataDeletion(input: {
+    facebookUserId: string;
+    requestKey: string;
+    confirmationCode: string;
+    correlationId: string;
+  }): Promise<DataDeletionRequest>;
+  /** Throws deletion_request_unknown. */
+  dataDeletionStatus(confirmationCode: string): Promise<DataDeletionRequest>;
 }
 
 interface RpcError {
@@ -88,10 +143,39 @@ export function createDatabase(config: Config): Database {
       }),
     claimOAuthState: (doctorId, nonceHash) =>
       rpc("claim_oauth_state", { p_doctor_id: doctorId, p_nonce_hash: nonceHash }),
-    createPendingConnection: (tokenHash, doctorId, pages) =>
-      rpc("create_pending_connection", { p_token_hash: tokenHash, p_doctor_id: doctorId, p_pages: pages }),
+    createPendingConnection: (input) =>
+      rpc("create_pending_connection", {
+        p_token_hash: input.tokenHash,
+        p_doctor_id: input.doctorId,
+        p_pages: input.pages,
+        p_facebook_user_id: input.facebookUserId,
+        p_granted_scopes: input.grantedScopes,
+      }),
     openPendingConnection: (ref) => rpc("open_pending_connection", pendingArgs(ref)),
     linkPendingConnection: (ref) => rpc("link_pending_connection", pendingArgs(ref)),
+    prepareDisconnect: (doctorId) => rpc("prepare_disconnect", { p_doctor_id: doctorId }),
+    disconnect: (doctorId, pageId, meta, correlationId) =>
+      rpc("disconnect_doctor_instagram", {
+        p_doctor_id: doctorId,
+        p_page_id: pageId,
+        p_meta: meta,
+        p_correlation_id: correlationId,
+      }),
+    forgetFacebookUser: (facebookUserId, action, correlationId) =>
+      rpc("forget_facebook_user", {
+        p_facebook_user_id: facebookUserId,
+        p_action: action,
+        p_correlation_id: correlationId,
+      }),
+    requestDataDeletion: (input) =>
+      rpc("request_data_deletion", {
+        p_facebook_user_id: input.facebookUserId,
+        p_request_key: input.requestKey,
+        p_confirmation_code: input.confirmationCode,
+        p_correlation_id: input.correlationId,
+      }),
+    dataDeletionStatus: (confirmationCode) =>
+      rpc("data_deletion_status", { p_confirmation_code: confirmationCode }),
   };
 }
 

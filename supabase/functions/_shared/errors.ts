@@ -30,6 +30,18 @@ export const ERRORS = {
     "Facebook could not complete the connection. Wait a moment, then press Connect Instagram again.",
   ],
   meta_timeout: [504, "Facebook did not answer in time. Wait a moment, then press Connect Instagram again."],
+  meta_rate_limited: [
+    503,
+    "Facebook is limiting requests from our app for a while. Wait a few minutes, then press Connect Instagram again.",
+  ],
+  meta_token_invalid: [
+    400,
+    `Facebook no longer accepts this connection (the password may have changed or access was removed). ${START_AGAIN}`,
+  ],
+  permissions_missing: [
+    422,
+    "Facebook did not grant every permission we need. Press Connect Instagram again and allow all of them when Facebook asks.",
+  ],
   no_pages: [
     422,
     "No Facebook Page was shared. Press Connect Instagram and select your practice's Page when Facebook asks.",
@@ -37,6 +49,10 @@ export const ERRORS = {
   page_not_found: [
     422,
     "That Facebook Page was not among the Pages you shared. Press Connect Instagram and select it when Facebook asks.",
+  ],
+  page_role_insufficient: [
+    422,
+    "Your role on that Facebook Page does not allow managing its messages. Ask the Page's admin for full control (or at least the moderate task), then press Connect Instagram again.",
   ],
   instagram_account_missing: [
     422,
@@ -56,6 +72,13 @@ export const ERRORS = {
     400,
     "This connection was already completed. Reload the page to see your current connection.",
   ],
+  webhook_subscription_failed: [
+    502,
+    "Facebook did not let us receive your Instagram messages yet, so nothing was connected. Wait a moment, then press Connect Instagram again.",
+  ],
+  not_connected: [404, "No Instagram account is connected, so there is nothing to disconnect."],
+  signed_request_invalid: [400, "The request from Facebook could not be verified."],
+  deletion_request_unknown: [404, "No data deletion request has this confirmation code."],
   database_unavailable: [
     503,
     "Our service is briefly unavailable and nothing was saved. Try again in a minute.",

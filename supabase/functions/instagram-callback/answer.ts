@@ -14,7 +14,7 @@ export function pendingAnswer(
 ): Response {
   if (config.frontendRedirectUri) {
     const fragment = new URLSearchParams({ instagram_pending: pending.token });
-    return c.redirect(`${withoutFragment(config.frontendRedirectUri)}#${fragment}`, 302);
+    return c.redirect(`${config.frontendRedirectUri}#${fragment}`, 302);
   }
   return c.json({
     pending: pending.token,
@@ -30,12 +30,8 @@ export function failedAnswer(c: Context<AppEnv>, config: Config, error: AppError
     url.searchParams.set("connected", "0");
     url.searchParams.set("error", error.code);
     // Meta appends "#_=_" to its redirect and browsers carry a fragment over redirects that have none;
-    // an explicit empty fragment keeps it off the dashboard's URL.
-    return c.redirect(`${withoutFragment(url.toString())}#`, 302);
+    // an explicit empty fragment keeps it off the dashboard's URL (config refuses a URL with its own).
+    return c.redirect(`${url}#`, 302);
   }
   return jsonError(c, error);
-}
-
-function withoutFragment(url: string): string {
-  return url.replace(/#.*$/, "");
 }

@@ -1,38 +1,42 @@
-// instagram-callback: reached by Meta's redirect, so no Supabase JWT; the signed one-time state and
-// the doctor's own session at finish are what protect it (see config.toml).
-//   GET /instagram-callback?code&state   Meta's redirect: a pending connection for the doctor to confirm
+// instagram-callback: reached by Meta, never with a Supabase JWT (see config.toml). The redirect is
+// protected by the signed one-time state and, for the link itself, by the doctor's session at finish;
+// Meta's server callbacks by their signed_request.
+//   GET  /instagram-callback?code&state        Meta's redirect: a pending connection for the doctor
+//   POST /instagram-callback/deauthorize        Meta's Deauthorize callback
+//   POST /instagram-callback/data-deletion      Meta's Data Deletion Request callback
+//   GET  /instagram-callback/data-deletion?code the status of a data deletion request
 import { Hono } from "hono";
 import { loadConfig } from "../_shared/config.ts";
-import { importTokenKey } from "../_shared/crypto/page_token.ts";
-import { createDatabase } from "../_shared/database.ts";
 import { AppError } from "../_shared/errors.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";
 import { onlyMethods } from "../_shared/http/methods.ts";
 import { type AppEnv, requestContext } from "../_shared/http/request_context.ts";
-import { createOAuthStates } from "../_shared/oauth/state.ts";
 import { failedAnswer } from "./answer.ts";
-import { metaRedirect } from "./meta_redirect.ts";
+import { dataDeletion } from "./data_deletion.ts";
+import { deauthorize } from "./deauthorize.ts";
+import { callbackDeps } from "./deps.ts";
+import { oauthReturn } from "./oauth_return.ts";
+import { limitSignedRequestBody } from "./signed_request_body.ts";
 
 const config = loadConfig();
-const deps = {
-  config,
-  db: createDatabase(config),
-  states: await createOAuthStates(config.appSecret),
-  tokenKey: await importTokenKey(config.tokenEncryptionKey),
-};
+const deps = await callbackDeps(config);
+const deletion = await dataDeletion(deps);
 
 const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-callback");
 app.use("*", requestContext("instagram-callback"));
 
 app.use("/", onlyMethods("GET"));
-app.get("/", metaRedirect(deps));
+app.get("/", oauthReturn(deps));
+app.use("/deauthorize", onlyMethods("POST"));
+app.post("/deauthorize", limitSignedRequestBody, deauthorize(deps));
+app.use("/data-deletion", onlyMethods("GET", "POST"));
+app.post("/data-deletion", limitSignedRequestBody, deletion.request);
+app.get("/data-deletion", deletion.status);
 
 app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
 app.onError((error, c) => {
   const failure = asAppError(c, error);
-  // Meta's redirect is a browser navigation, so its failures go back to the dashboard too.
-  const isMetaRedirect = c.req.method === "GET" && c.req.path.replace(/\/+$/, "") === "/instagram-callback";
-  return isMetaRedirect ? failedAnswer(c, config, failure) : jsonError(c, failure);
+  return c.var.answerByRedirect ? failedAnswer(c, config, failure) : jsonError(c, failure);
 });
 
 export default { fetch: app.fetch };

@@ -1,34 +1,27 @@
 // GET /instagram-callback?code&state: Meta's redirect, in whatever browser pressed Allow. It links
 // nothing: the state is claimed (one attempt, before any Meta call), the code is exchanged with the
-// flow's PKCE verifier, the usable Pages are kept as a pending connection for ten minutes, and the
-// browser gets a token for it. Only the doctor who started the flow can turn it into a link, from
-// their own session (instagram-connect/finish).
+// flow's PKCE verifier, one read gets the Facebook user, the permissions they granted and their Pages;
+// the usable Pages are kept as a pending connection for ten minutes, and the browser gets a token for
+// it. Only the doctor who started the flow can turn it into a link, from their own session
+// (instagram-connect/finish).
 import type { Context } from "hono";
-import type { Config } from "../_shared/config.ts";
 import { encryptPageToken } from "../_shared/crypto/page_token.ts";
-import type { Database, PendingPage } from "../_shared/database.ts";
-import { AppError } from "../_shared/errors.ts";
+import type { PendingPage } from "../_shared/database.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { parseCallbackParams } from "../_shared/oauth/callback_params.ts";
 import { newPendingToken } from "../_shared/oauth/pending_token.ts";
-import type { OAuthStates } from "../_shared/oauth/state.ts";
 import { pendingAnswer } from "./answer.ts";
-import { type UsablePage, usablePages } from "./usable_pages.ts";
+import type { CallbackDeps } from "./deps.ts";
+import { requireScopes, type UsablePage, usablePages } from "./usable_pages.ts";
 
-export interface CallbackDeps {
-  config: Config;
-  db: Database;
-  states: OAuthStates;
-  tokenKey: CryptoKey;
-}
-
-export function metaRedirect({ config, db, states, tokenKey }: CallbackDeps) {
+export function oauthReturn({ config, db, states, tokenKey }: CallbackDeps) {
   return async (c: Context<AppEnv>) => {
+    c.set("answerByRedirect", true);
     const params = parseCallbackParams(new URL(c.req.url).searchParams);
-    if (params.denied) {
-      await claimCancelled(params.state);
-      throw new AppError("access_denied");
+    if (params.failed) {
+      await claimFailed(params.state);
+      throw params.failed;
     }
 
     const state = await states.verify(params.state);
@@ -38,11 +31,18 @@ export function metaRedirect({ config, db, states, tokenKey }: CallbackDeps) {
     const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
     const shortLivedToken = await meta.exchangeCode(params.code, state.codeVerifier, deadline);
     const userToken = await meta.exchangeForLongLivedToken(shortLivedToken, deadline);
-    const pages = usablePages(await meta.listPages(userToken, deadline), state.pageId);
+    const user = await meta.readUser(userToken, deadline);
+    requireScopes(config.scopes, user.grantedScopes);
+    const pages = usablePages(user.pages, state.pageId);
 
     const pending = await newPendingToken();
-    const pendingPages = await Promise.all(pages.map((page) => toPendingPage(page, state.doctorId)));
-    const expiresAt = await db.createPendingConnection(pending.tokenHash, state.doctorId, pendingPages);
+    const expiresAt = await db.createPendingConnection({
+      tokenHash: pending.tokenHash,
+      doctorId: state.doctorId,
+      pages: await Promise.all(pages.map((page) => toPendingPage(page, state.doctorId))),
+      facebookUserId: user.id,
+      grantedScopes: user.grantedScopes,
+    });
 
     c.var.log.info("pending_connection_created", {
       doctor_id: state.doctorId,
@@ -52,8 +52,8 @@ export function metaRedirect({ config, db, states, tokenKey }: CallbackDeps) {
     return pendingAnswer(c, config, { token: pending.token, expiresAt });
   };
 
-  /** A cancelled attempt is still the attempt: its state must not be usable afterwards. */
-  async function claimCancelled(rawState: string | undefined) {
+  /** A cancelled or failed attempt is still the attempt: its state must not be usable afterwards. */
+  async function claimFailed(rawState: string | undefined) {
     const state = rawState ? await states.verify(rawState).catch(() => undefined) : undefined;
     if (state) await db.claimOAuthState(state.doctorId, state.nonceHash).catch(() => {});
   }

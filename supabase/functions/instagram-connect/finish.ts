@@ -2,25 +2,30 @@
 // connection. Only the doctor who started the flow may: anyone else gets 403, and the pending
 // connection is destroyed and the refusal audited (by open_pending_connection). Several usable Pages
 // and no page_id: the Pages to choose from (never a token), and the pending connection stays.
-// Otherwise one transaction consumes it and links the Page (409 if another doctor holds it).
+// Otherwise the Page is subscribed to the app's webhooks first (a failure links nothing), then one
+// transaction consumes the pending connection and links the Page (409 if another doctor holds it).
 import type { Context } from "hono";
 import { z } from "zod";
 import { AppError } from "../_shared/errors.ts";
-import { readJsonBody } from "../_shared/http/json_body.ts";
+import { optionalPageId } from "../_shared/ids.ts";
+import { readJsonBody } from "../_shared/http/request_input.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
+import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { PENDING_TOKEN, pendingTokenHash } from "../_shared/oauth/pending_token.ts";
-import type { ConnectDeps } from "./start.ts";
+import { pageWebhooks } from "./page_webhooks.ts";
+import type { ConnectDeps } from "./deps.ts";
 
 const FinishRequest = z.object({
   pending: z.string().regex(PENDING_TOKEN, "must be the token from the callback"),
-  page_id: z.string().regex(/^\d{1,32}$/, "must be a numeric Facebook Page id").optional(),
+  page_id: optionalPageId,
 });
 
-export function finishConnect({ db }: ConnectDeps) {
+export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
   return async (c: Context<AppEnv>) => {
     const body = await readJsonBody(c, FinishRequest);
+    const doctorId = c.var.doctorId;
     const ref = {
-      doctorId: c.var.doctorId,
+      doctorId,
       tokenHash: await pendingTokenHash(body.pending),
       pageId: body.page_id,
       correlationId: c.var.correlationId,
@@ -28,18 +33,33 @@ export function finishConnect({ db }: ConnectDeps) {
 
     const opened = await db.openPendingConnection(ref);
     if (opened.outcome === "session_mismatch") {
-      c.var.log.warn("link_refused", { doctor_id: ref.doctorId, reason: "session_mismatch" });
+      c.var.log.warn("link_refused", { doctor_id: doctorId, reason: "session_mismatch" });
       throw new AppError("session_mismatch");
     }
     if (opened.outcome === "choose") {
       return c.json({ connected: false, choose: opened.pages, expires_at: opened.expires_at });
     }
 
-    const link = await db.linkPendingConnection({ ...ref, pageId: opened.page.page_id });
+    const webhooks = pageWebhooks(config, tokenKey, createMetaGraph(config, c.var.log), c.var.log);
+    const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
+    const page = { doctorId, pageId: opened.page.page_id, encryptedToken: opened.page.access_token };
+    await webhooks.subscribe(page, deadline);
+
+    const link = await db.linkPendingConnection({ ...ref, pageId: page.pageId });
+    // A doctor who moved to another Page: the old one should stop sending us its messages.
+    const leftPage = link.previous_access_token && link.previous_page_id
+      ? await webhooks.unsubscribe(
+        { doctorId, pageId: link.previous_page_id, encryptedToken: link.previous_access_token },
+        deadline,
+      )
+      : undefined;
+
     c.var.log.info("instagram_linked", {
-      doctor_id: link.doctor_id,
+      doctor_id: doctorId,
       page_id: link.instagram_page_id,
       previous_page_id: link.previous_page_id,
+      previous_page_unsubscribed: leftPage,
+      subscribed_fields: config.webhookFields,
     });
     return c.json({
       connected: true,

@@ -1,25 +1,23 @@
 // instagram-connect: the signed-in doctor's side of the link (Authorization: Bearer <Supabase JWT>).
 //   GET|POST /instagram-connect          start: Meta's login dialog URL (JSON, or 302 for navigations)
 //   POST     /instagram-connect/finish   confirm a pending connection from the doctor's own session
+//   DELETE   /instagram-connect          disconnect: unsubscribe the Page, revoke the grant, delete
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import { loadConfig } from "../_shared/config.ts";
-import { createDatabase } from "../_shared/database.ts";
 import { AppError } from "../_shared/errors.ts";
 import { requireDoctor } from "../_shared/http/doctor_auth.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";
-import { limitBody } from "../_shared/http/json_body.ts";
+import { onlyMethods } from "../_shared/http/methods.ts";
+import { limitBody } from "../_shared/http/request_input.ts";
 import { type AppEnv, requestContext } from "../_shared/http/request_context.ts";
-import { createOAuthStates } from "../_shared/oauth/state.ts";
+import { connectDeps } from "./deps.ts";
+import { disconnect } from "./disconnect.ts";
 import { finishConnect } from "./finish.ts";
 import { startConnect } from "./start.ts";
 
 const config = loadConfig();
-const deps = {
-  config,
-  db: createDatabase(config),
-  states: await createOAuthStates(config.appSecret),
-};
+const deps = await connectDeps(config);
 const doctor = requireDoctor(config);
 
 const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-connect");
@@ -33,8 +31,10 @@ app.use(
   }),
 );
 
+app.use("/", onlyMethods("GET", "POST", "DELETE"));
 app.on(["GET", "POST"], "/", limitBody, doctor, startConnect(deps));
 app.post("/finish", limitBody, doctor, finishConnect(deps));
+app.delete("/", doctor, disconnect(deps));
 
 app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
 app.onError((error, c) => jsonError(c, asAppError(c, error)));

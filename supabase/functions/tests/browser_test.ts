@@ -104,6 +104,10 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!.at(-1),
       );
       assert.deepEqual((await demoAudit()).map((entry) => entry.action), ["instagram.connected"]);
+      assert.ok(
+        dev.stack.meta.subscriptions.has(DEMO_PAGES.sunrise.id),
+        "the Page sends its webhooks to the app",
+      );
     });
 
     await t.step("the browser never receives a Page token, plain or encrypted", async () => {
@@ -130,6 +134,8 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       const audit = await demoAudit();
       assert.deepEqual(audit.map((entry) => entry.action), ["instagram.connected", "instagram.disconnected"]);
       assert.equal(audit[1].actor_id, demo.id);
+      assert.deepEqual(audit[1].metadata.meta, { unsubscribed: true, revoked: true }, "through the function");
+      assert.equal(dev.stack.meta.subscriptions.has(DEMO_PAGES.sunrise.id), false);
     });
 
     await t.step("Cancel on the sandbox: back with the cancellation explained, nothing written", async () => {
@@ -160,6 +166,21 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
           }),
           SEEDED_PAGE_TOKEN,
         );
+      },
+    );
+
+    await t.step(
+      "an error code the dashboard does not know, even a hostile one, gets the generic sentence",
+      async () => {
+        for (const code of ["constructor", "__proto__", "<img src=x onerror=alert(1)>"]) {
+          await page.goto(`${dev.dashboardUrl}?connected=0&error=${encodeURIComponent(code)}`);
+          const message = page.locator('#message[data-code="unknown"]');
+          await message.waitFor();
+          assert.equal(
+            await message.innerText(),
+            "Instagram could not be connected. Press Connect Instagram to try again.",
+          );
+        }
       },
     );
 

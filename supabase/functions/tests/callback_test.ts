@@ -6,6 +6,7 @@ import { createOAuthStates } from "../_shared/oauth/state.ts";
 import { pendingTokenHash } from "../_shared/oauth/pending_token.ts";
 import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
 import { decodeBase64 } from "../_shared/config.ts";
+import type { FakeMeta, Fault } from "../../../scripts/lib/fake_meta.ts";
 import {
   auditOf,
   callback,
@@ -44,10 +45,7 @@ Deno.test("instagram-callback", stackTest, async (t) => {
         assert.match(result.body.pending, /^[\w-]{43}$/);
         const lifetime = Date.parse(result.body.expires_at) - Date.now();
         assert.ok(lifetime > 590_000 && lifetime <= 600_000, `pending lives 10 minutes (${lifetime} ms)`);
-        assert.deepEqual(
-          { ...meta.calls, dialog: 0 },
-          { dialog: 0, code_exchange: 1, token_exchange: 1, list_pages: 1 },
-        );
+        assert.deepEqual(graphCalls(meta), { code_exchange: 1, token_exchange: 1, list_pages: 1 });
         assert.equal((stack.dbCalls.rpc ?? 0) - rpcBefore, 3, "create state, claim state, create pending");
 
         const [pending] = await pendingOf(sql, doctor.id);
@@ -56,6 +54,8 @@ Deno.test("instagram-callback", stackTest, async (t) => {
           await pendingTokenHash(result.body.pending),
           "only the hash is stored",
         );
+        assert.equal(pending.facebook_user_id, meta.appScopedId(userId), "the app-scoped Facebook user id");
+        assert.deepEqual([...pending.granted_scopes].sort(), meta.permissionsOf(userId).granted);
         assert.equal(pending.used_at, null);
         assert.equal(pending.pages.length, 1);
         const [page] = pending.pages;
@@ -98,12 +98,7 @@ Deno.test("instagram-callback", stackTest, async (t) => {
         const results = await Promise.all(Array.from({ length: 10 }, () => callback(redirect)));
         assert.deepEqual(results.map((r) => r.status).sort(), [200, ...Array(9).fill(400)]);
         assert.equal(results.filter((r) => r.body.error?.code === "state_used").length, 9);
-        assert.deepEqual({ ...meta.calls, dialog: 0 }, {
-          dialog: 0,
-          code_exchange: 1,
-          token_exchange: 1,
-          list_pages: 1,
-        });
+        assert.deepEqual(graphCalls(meta), { code_exchange: 1, token_exchange: 1, list_pages: 1 });
         assert.equal((await pendingOf(sql, doctor.id)).length, 1);
       },
     );
@@ -296,23 +291,66 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       meta.resetCounts();
       const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 200, JSON.stringify(result.body));
-      assert.deepEqual({ ...meta.calls, dialog: 0 }, {
-        dialog: 0,
-        code_exchange: 1,
-        token_exchange: 2,
-        list_pages: 3,
-      });
+      assert.deepEqual(graphCalls(meta), { code_exchange: 1, token_exchange: 2, list_pages: 3 });
       assert.equal((await pendingOf(sql, doctor.id)).length, 1);
     });
 
-    await t.step("a token Meta rejects (190) is not retried: 502, nothing written", async () => {
-      const doctor = await newDoctor(stack, sql);
-      meta.inject("list_pages", { status: 400, error: { code: 190, message: "Invalid OAuth access token" } });
-      meta.resetCounts();
-      const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
-      assert.equal(result.status, 502);
-      assert.equal(meta.calls.list_pages, 1);
-      assert.equal((await pendingOf(sql, doctor.id)).length, 0);
+    await t.step("Meta's error classes: what is retried, and what the doctor is told", async () => {
+      const usage = {
+        "x-business-use-case-usage": '{"1":[{"type":"pages","estimated_time_to_regain_access":5}]}',
+      };
+      const cases: [string, Fault, number, string, number, string?][] = [
+        [
+          "190 (subcode 460: password changed)",
+          { status: 400, error: { code: 190, error_subcode: 460 } },
+          400,
+          "meta_token_invalid",
+          1,
+        ],
+        ["10: permission denied", { status: 403, error: { code: 10 } }, 422, "permissions_missing", 1],
+        ["200: permissions error", { status: 403, error: { code: 200 } }, 422, "permissions_missing", 1],
+        ["4: app rate limit", { status: 400, error: { code: 4 } }, 503, "meta_rate_limited", 3, "60"],
+        ["17: user rate limit", { status: 400, error: { code: 17 } }, 503, "meta_rate_limited", 3, "60"],
+        ["32: Page rate limit", { status: 400, error: { code: 32 } }, 503, "meta_rate_limited", 3, "60"],
+        ["613", { status: 400, error: { code: 613 } }, 503, "meta_rate_limited", 3, "60"],
+        [
+          "80004 with Meta's usage header",
+          { status: 400, error: { code: 80004 }, headers: usage },
+          503,
+          "meta_rate_limited",
+          3,
+          "300",
+        ],
+        [
+          "is_transient",
+          { status: 400, error: { code: 3, is_transient: true } },
+          503,
+          "meta_rate_limited",
+          3,
+          "60",
+        ],
+        ["1: unknown error", { status: 400, error: { code: 1 } }, 502, "meta_error", 3],
+        ["2: service unavailable", { status: 503, error: { code: 2 } }, 502, "meta_error", 3],
+        ["341: application limit", { status: 400, error: { code: 341 } }, 502, "meta_error", 3],
+        ["HTTP 500 without a Graph body", { status: 500 }, 502, "meta_error", 3],
+        ["another 4xx (803)", { status: 400, error: { code: 803 } }, 502, "meta_error", 1],
+      ];
+      for (const [label, fault, status, code, calls, retryAfter] of cases) {
+        const doctor = await newDoctor(stack, sql);
+        meta.inject("list_pages", fault, fault, fault);
+        meta.resetCounts();
+        const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
+        assert.equal(result.status, status, label);
+        assert.equal(result.body.error.code, code, label);
+        assert.equal(
+          meta.calls.list_pages,
+          calls,
+          `${label}: ${calls === 1 ? "not retried" : "retried twice"}`,
+        );
+        assert.equal(result.headers.get("retry-after") ?? undefined, retryAfter, label);
+        assert.equal((await pendingOf(sql, doctor.id)).length, 0, label);
+        meta.clearFaults(); // a call that was not retried left the rest of the queue
+      }
     });
 
     await t.step("Meta too slow on every attempt: 504 meta_timeout within the deadline", async () => {
@@ -326,26 +364,40 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       assert.ok(performance.now() - started < 3_500, "bounded by the callback deadline");
       assert.equal(meta.calls.list_pages, 3, "1 try + INSTAGRAM_META_MAX_RETRIES (2)");
       assert.equal((await pendingOf(sql, doctor.id)).length, 0);
+      assert.deepEqual(await stateOf(doctor.id), ["claimed"], "a timed-out attempt still used the state up");
     });
 
-    await t.step("paging.next is followed: every Page is offered", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const { userId, pages } = meta.newUser(5);
-      meta.accountsPageSize = 2;
-      try {
-        meta.resetCounts();
-        const { result } = await fullFlow(stack, doctor.token, userId);
-        assert.equal(result.status, 200, JSON.stringify(result.body));
-        assert.equal(meta.calls.list_pages, 3, "5 pages, 2 per answer");
-        const [pending] = await pendingOf(sql, doctor.id);
-        assert.deepEqual(
-          pending.pages.map((page: { page_id: string }) => page.page_id),
-          pages.map((p) => p.id),
-        );
-      } finally {
-        meta.accountsPageSize = 25;
-      }
-    });
+    await t.step(
+      "paging.next is followed with the proof re-attached (Require App Secret is on)",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(5);
+        meta.accountsPageSize = 2;
+        try {
+          meta.resetCounts();
+          const linksBefore = meta.pagingLinks.length;
+          const { result } = await fullFlow(stack, doctor.token, userId);
+          assert.equal(result.status, 200, JSON.stringify(result.body));
+          assert.equal(meta.calls.list_pages, 3, "5 pages, 2 per answer");
+          const links = meta.pagingLinks.slice(linksBefore);
+          assert.equal(links.length, 2);
+          assert.ok(
+            links.every((link) => !new URL(link).searchParams.has("appsecret_proof")),
+            "Meta's next links carry no proof, so the client must add it",
+          );
+          const refused = await fetch(links[0]);
+          assert.equal(refused.status, 400, "and a next link used as it is fails with the proof required");
+          assert.match((await refused.json()).error.message, /appsecret_proof/);
+          const [pending] = await pendingOf(sql, doctor.id);
+          assert.deepEqual(
+            pending.pages.map((page: { page_id: string }) => page.page_id),
+            pages.map((p) => p.id),
+          );
+        } finally {
+          meta.accountsPageSize = 25;
+        }
+      },
+    );
 
     await t.step(
       "no Page, a signed page_id not shared, no Page with Instagram: 422, nothing stored",
@@ -389,17 +441,133 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       },
     );
 
-    await t.step("at most 10 pending connections per doctor: the 11th callback gets 429", async () => {
+    await t.step("at most 10 pending connections per doctor: the 11th is refused before Meta", async () => {
       const doctor = await newDoctor(stack, sql);
       for (let i = 0; i < 10; i++) {
         assert.equal((await fullFlow(stack, doctor.token, meta.newUser(1).userId)).result.status, 200);
       }
+      meta.resetCounts();
       const { result } = await fullFlow(stack, doctor.token, meta.newUser(1).userId);
       assert.equal(result.status, 429);
       assert.equal(result.body.error.code, "too_many_requests");
       const retryAfter = Number(result.headers.get("retry-after"));
       assert.ok(retryAfter > 0 && retryAfter <= 600, `Retry-After ${retryAfter}`);
+      assert.equal(metaCallCount(stack), 0, "refused at the claim, before any Meta call");
       assert.equal((await pendingOf(sql, doctor.id)).length, 10);
+      assert.equal(
+        (await stateOf(doctor.id)).filter((state) => state === "open").length,
+        1,
+        "its state stays usable",
+      );
+    });
+
+    await t.step("10 callbacks of one doctor at once with 5 places left: exactly 5 more", async () => {
+      const doctor = await newDoctor(stack, sql);
+      await sql`insert into private.pending_connections (token_hash, doctor_id, pages, expires_at, facebook_user_id)
+                select encode(sha256(convert_to(${doctor.id} || n, 'utf8')), 'hex'), ${doctor.id}, '[]',
+                       now() + interval '10 minutes', '1' from generate_series(1, 5) as n`;
+      const redirects = await Promise.all(Array.from({ length: 10 }, async () => {
+        const { url } = await startConnect(stack, doctor.token);
+        return await meta.approve(url, meta.newUser(1).userId);
+      }));
+      const results = await Promise.all(redirects.map((redirect) => callback(redirect)));
+      assert.equal(results.filter((r) => r.status === 200).length, 5, results.map((r) => r.status).join());
+      assert.equal(results.filter((r) => r.status === 429).length, 5);
+      assert.equal((await pendingOf(sql, doctor.id)).length, 10);
+    });
+
+    await t.step("a declined permission: 422 naming it, nothing stored; rerequest asks again", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { userId } = meta.newUser(1);
+      const first = await startConnect(stack, doctor.token);
+      const declined = await callback(await meta.approve(first.url, userId, ["instagram_manage_messages"]));
+      assert.equal(declined.status, 422);
+      assert.equal(declined.body.error.code, "permissions_missing");
+      assert.match(declined.body.error.message, /instagram_manage_messages/);
+      assert.equal((await pendingOf(sql, doctor.id)).length, 0);
+      const logged = stack.functions["instagram-callback"].output();
+      assert.match(
+        logged,
+        /"error_code":"permissions_missing","cause":\{"missing":\["instagram_manage_messages"\]\}/,
+      );
+
+      // Meta does not ask again for a declined permission: the same flow without rerequest fails again.
+      const again = await startConnect(stack, doctor.token);
+      assert.equal(
+        (await callback(await meta.approve(again.url, userId))).body.error.code,
+        "permissions_missing",
+      );
+
+      const rerequest = await startConnect(stack, doctor.token, "?rerequest=1");
+      assert.equal(new URL(rerequest.url).searchParams.get("auth_type"), "rerequest");
+      const granted = await callback(await meta.approve(rerequest.url, userId));
+      assert.equal(granted.status, 200, JSON.stringify(granted.body));
+      assert.ok(meta.permissionsOf(userId).granted.includes("instagram_manage_messages"));
+    });
+
+    await t.step(
+      "only Pages where the doctor may MODERATE are offered; none: 422 page_role_insufficient",
+      async () => {
+        const analyst = { ...meta.newPage(true), tasks: ["ANALYZE", "ADVERTISE"] };
+        const moderator = { ...meta.newPage(true), tasks: ["MODERATE", "MESSAGING", "ANALYZE", "ADVERTISE"] };
+        const doctor = await newDoctor(stack, sql);
+        assert.equal(
+          (await fullFlow(stack, doctor.token, meta.addUser(`mixed-${doctor.id}`, [analyst, moderator])))
+            .result.status,
+          200,
+        );
+        const [pending] = await pendingOf(sql, doctor.id);
+        assert.deepEqual(pending.pages.map((page: { page_id: string }) => page.page_id), [moderator.id]);
+
+        const other = await newDoctor(stack, sql);
+        const { result } = await fullFlow(stack, other.token, meta.addUser(`analyst-${other.id}`, [analyst]));
+        assert.equal(result.status, 422);
+        assert.equal(result.body.error.code, "page_role_insufficient");
+        assert.equal((await pendingOf(sql, other.id)).length, 0);
+      },
+    );
+
+    await t.step("any other error Meta reports: 502, and the state is used up too", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { url } = await startConnect(stack, doctor.token);
+      const state = new URL(url).searchParams.get("state")!;
+      meta.resetCounts();
+      const failed = await callback(
+        `${callbackUrl}?error=server_error&error_description=boom&state=${encodeURIComponent(state)}`,
+      );
+      assert.equal(failed.status, 502);
+      assert.equal(failed.body.error.code, "meta_error");
+      assert.deepEqual(await stateOf(doctor.id), ["claimed"]);
+      assert.equal(
+        (await callback(await meta.approve(url, meta.newUser(1).userId))).body.error.code,
+        "state_used",
+      );
+      assert.equal(metaCallCount(stack), 0);
+    });
+
+    await t.step("names with NUL, broken surrogates or bidi overrides are cleaned, never a 500", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const page = { ...meta.newPage(true), name: "Evil\u0000 Clinic\u202E\u2066 \uD800(1)\n" };
+      page.instagram = { ...page.instagram!, username: "evil\uDC00_clinic\u200F" };
+      assert.equal(
+        (await fullFlow(stack, doctor.token, meta.addUser(`evil-${doctor.id}`, [page]))).result.status,
+        200,
+      );
+      const [pending] = await pendingOf(sql, doctor.id);
+      assert.equal(pending.pages[0].page_name, "Evil Clinic \uFFFD(1)");
+      assert.equal(pending.pages[0].instagram_username, "evil\uFFFD_clinic");
+    });
+
+    await t.step("101 usable Pages: the first 100 are offered, never a 500", async () => {
+      const doctor = await newDoctor(stack, sql);
+      const { userId, pages } = meta.newUser(101);
+      const { result } = await fullFlow(stack, doctor.token, userId);
+      assert.equal(result.status, 200, JSON.stringify(result.body));
+      const [pending] = await pendingOf(sql, doctor.id);
+      assert.deepEqual(
+        pending.pages.map((page: { page_id: string }) => page.page_id),
+        pages.slice(0, 100).map((p) => p.id),
+      );
     });
 
     await t.step("every answer is no-store and nosniff, success or failure", async () => {
@@ -421,13 +589,13 @@ Deno.test(
   "instagram-callback with INSTAGRAM_FRONTEND_REDIRECT_URI: the pending token in the fragment",
   stackTest,
   async () => {
-    const frontend = "https://dashboard.example.test/settings/instagram?tab=social#old";
+    const frontend = "https://dashboard.example.test/settings/instagram?tab=social";
     await withStack({ env: { INSTAGRAM_FRONTEND_REDIRECT_URI: frontend } }, async (stack, sql) => {
       const doctor = await newDoctor(stack, sql);
       const { result } = await fullFlow(stack, doctor.token, stack.meta.newUser(1).userId);
       assert.equal(result.status, 302);
       const location = new URL(result.location!);
-      assert.equal(`${location.origin}${location.pathname}${location.search}`, frontend.replace(/#.*/, ""));
+      assert.equal(`${location.origin}${location.pathname}${location.search}`, frontend);
       const token = new URLSearchParams(location.hash.slice(1)).get("instagram_pending")!;
       assert.match(token, /^[\w-]{43}$/, "the token travels in the fragment, never in the query");
       assert.equal(result.headers.get("referrer-policy"), "no-referrer");
@@ -474,3 +642,9 @@ Deno.test(
     });
   },
 );
+
+/** The Graph API calls of the callback (the dialog and the webhook steps are not its business). */
+function graphCalls(meta: FakeMeta) {
+  const { code_exchange, token_exchange, list_pages } = meta.calls;
+  return { code_exchange, token_exchange, list_pages };
+}

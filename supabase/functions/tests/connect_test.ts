@@ -255,6 +255,37 @@ Deno.test("instagram-connect", stackTest, async (t) => {
         assert.equal(denied.headers.get("access-control-allow-origin"), null);
       });
 
+      await t.step("HEAD and other methods: 405, no state", async () => {
+        const doctor = await newDoctor(stack, sql);
+        for (const method of ["HEAD", "PUT", "PATCH"]) {
+          const response = await fetch(connectUrl, {
+            method,
+            headers: { authorization: `Bearer ${doctor.token}` },
+          });
+          await response.body?.cancel();
+          assert.equal(response.status, 405, method);
+          assert.equal(response.headers.get("allow"), "GET, POST, DELETE", method);
+        }
+        assert.equal((await statesOf(doctor.id)).length, 0);
+      });
+
+      await t.step("rerequest (body or query) asks Meta again for declined permissions", async () => {
+        const doctor = await newDoctor(stack, sql);
+        const viaBody = await fetch(connectUrl, {
+          method: "POST",
+          headers: { authorization: `Bearer ${doctor.token}`, "content-type": "application/json" },
+          body: JSON.stringify({ rerequest: true }),
+        });
+        assert.equal(new URL((await viaBody.json()).url).searchParams.get("auth_type"), "rerequest");
+        const plain = new URL((await startConnect(stack, doctor.token)).url);
+        assert.equal(plain.searchParams.get("auth_type"), null);
+        const bad = await fetch(`${connectUrl}?rerequest=maybe`, {
+          headers: { authorization: `Bearer ${doctor.token}` },
+        });
+        assert.equal(bad.status, 400);
+        await bad.body?.cancel();
+      });
+
       await t.step("unknown paths answer a JSON 404", async () => {
         const response = await fetch(`${connectUrl}/nope`);
         assert.equal(response.status, 404);

@@ -59,6 +59,13 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
         const row = await linkOf(sql, doctor.id);
         assert.equal(row.instagram_page_id, pages[0].id);
         assert.equal(row.instagram_business_account_id, pages[0].instagram!.id);
+        assert.equal(row.facebook_user_id, meta.appScopedId(userId));
+        assert.deepEqual([...row.granted_scopes].sort(), meta.permissionsOf(userId).granted);
+        assert.deepEqual(
+          meta.subscriptions.get(pages[0].id),
+          ["messages", "messaging_postbacks", "messaging_seen", "message_reactions"],
+          "the Page is subscribed to the default webhook fields (with its Page token: the fake checks)",
+        );
         assert.equal(
           await decryptPageToken(tokenKey, row.instagram_access_token, {
             doctorId: doctor.id,
@@ -168,14 +175,85 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
       assert.equal(await linkOf(sql, doctor.id), undefined);
     });
 
-    await t.step("two finishes racing for one pending connection: one link, one pending_used", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const pending = await pendingFor(doctor, meta.newUser(1).userId);
-      const results = await Promise.all([0, 1].map(() => finish(stack, doctor.token, { pending })));
-      assert.deepEqual(results.map((result) => result.status).sort(), [200, 400]);
-      assert.equal(results.find((result) => result.status === 400)!.body.error.code, "pending_used");
-      assert.equal((await auditOf(sql, doctor.id)).length, 1);
-    });
+    await t.step(
+      "10 finishes racing for one pending connection: one link, the rest pending_used",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const pending = await pendingFor(doctor, meta.newUser(1).userId);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, () => finish(stack, doctor.token, { pending })),
+        );
+        assert.deepEqual(results.map((result) => result.status).sort(), [200, ...Array(9).fill(400)]);
+        assert.ok(results.filter((r) => r.status === 400).every((r) => r.body.error.code === "pending_used"));
+        assert.equal((await auditOf(sql, doctor.id)).length, 1, "one link, one audit entry");
+      },
+    );
+
+    await t.step(
+      "the webhook subscription fails: 502, nothing linked, the pending connection kept",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(1);
+        const pending = await pendingFor(doctor, userId);
+        meta.inject("subscribe", { status: 500 }, { status: 500 }, { status: 500 });
+        meta.resetCounts();
+        const failed = await finish(stack, doctor.token, { pending });
+        assert.equal(failed.status, 502);
+        assert.equal(failed.body.error.code, "webhook_subscription_failed");
+        assert.equal(meta.calls.subscribe, 3, "transient failures are retried");
+        assert.equal(await linkOf(sql, doctor.id), undefined);
+        assert.equal((await pendingOf(sql, doctor.id))[0].used_at, null);
+
+        meta.inject("subscribe", { status: 503, error: { code: 2 } });
+        const retried = await finish(stack, doctor.token, { pending });
+        assert.equal(retried.status, 200, "a later finish works, and one transient failure is retried");
+        assert.equal((await linkOf(sql, doctor.id)).instagram_page_id, pages[0].id);
+      },
+    );
+
+    await t.step(
+      "a subscription Meta refuses for the role or a dead token is said so, nothing linked",
+      async () => {
+        for (
+          const [fault, code] of [
+            [{ status: 403, error: { code: 200 } }, "permissions_missing"],
+            [{ status: 400, error: { code: 190, error_subcode: 463 } }, "meta_token_invalid"],
+            [{ status: 400, error: { code: 100 } }, "webhook_subscription_failed"],
+          ] as const
+        ) {
+          const doctor = await newDoctor(stack, sql);
+          const pending = await pendingFor(doctor, meta.newUser(1).userId);
+          meta.inject("subscribe", fault);
+          meta.resetCounts();
+          const failed = await finish(stack, doctor.token, { pending });
+          assert.equal(failed.body.error.code, code);
+          assert.equal(meta.calls.subscribe, 1, `${code}: not retried`);
+          assert.equal(await linkOf(sql, doctor.id), undefined);
+        }
+      },
+    );
+
+    await t.step(
+      "relinking the same Page subscribes again; moving to another unsubscribes the old",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const first = meta.newUser(1);
+        assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
+        meta.resetCounts();
+        assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
+        assert.equal(meta.calls.subscribe, 1, "subscribed again (idempotent at Meta)");
+        assert.equal(meta.calls.unsubscribe, 0, "the same Page is not unsubscribed");
+
+        const second = meta.newUser(1);
+        assert.equal((await link(stack, doctor.token, second.userId)).finished.status, 200);
+        assert.ok(meta.subscriptions.has(second.pages[0].id));
+        assert.equal(
+          meta.subscriptions.has(first.pages[0].id),
+          false,
+          "the Page the doctor left stops its webhooks",
+        );
+      },
+    );
 
     await t.step(
       "a Page another doctor holds: 409 naming the Page, nothing written, the pending kept",
@@ -311,5 +389,17 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
       assert.equal((await pendingOf(sql, doctor.id))[0].used_at, null);
       assert.equal((await finish(stack, doctor.token, { pending })).status, 200, "the doctor still can");
     });
+  });
+});
+
+Deno.test("INSTAGRAM_WEBHOOK_FIELDS empty: finish links without subscribing", stackTest, async () => {
+  await withStack({ env: { INSTAGRAM_WEBHOOK_FIELDS: "" } }, async (stack, sql) => {
+    const doctor = await newDoctor(stack, sql);
+    const { userId, pages } = stack.meta.newUser(1);
+    stack.meta.resetCounts();
+    const { finished } = await link(stack, doctor.token, userId);
+    assert.equal(finished.status, 200);
+    assert.equal(stack.meta.calls.subscribe, 0);
+    assert.equal((await linkOf(sql, doctor.id)).instagram_page_id, pages[0].id);
   });
 });

@@ -1,10 +1,22 @@
 // Captures every line both functions print over a run that touches each path (success, choice,
-// replay, refusal of another session, conflict, Meta refusals, Meta unreachable) and fails if any
-// secret appears in it: app secret, keys, session tokens, codes, states, PKCE verifiers, Meta's
-// tokens, pending tokens and their Page tokens (plain or encrypted).
+// replay, refusal of another session, conflict, Meta refusals, Meta unreachable, disconnect with
+// Meta failing, deauthorize, data deletion and its replay) and fails if any secret appears in it: app
+// secret, keys, session tokens, codes, states, PKCE verifiers, Meta's tokens (user, Page, app),
+// pending tokens and their Page tokens (plain or encrypted), signed_requests, confirmation codes.
 import assert from "node:assert/strict";
 import { createOAuthStates } from "../_shared/oauth/state.ts";
-import { callback, finish, fullFlow, newDoctor, pendingOf, stackTest, withStack } from "./_support.ts";
+import {
+  callback,
+  finish,
+  fullFlow,
+  link,
+  newDoctor,
+  pendingOf,
+  post,
+  signedRequest,
+  stackTest,
+  withStack,
+} from "./_support.ts";
 
 Deno.test("no secret, token, code, state, verifier or pending token in any log line", stackTest, async () => {
   await withStack(
@@ -52,8 +64,38 @@ Deno.test("no secret, token, code, state, verifier or pending token in any log l
 
       meta.inject("list_pages", { status: 400, error: { code: 190, message: "Invalid OAuth access token" } });
       const refused = await fullFlow(stack, other.token, meta.newUser(1).userId);
-      assert.equal(refused.result.status, 502);
+      assert.equal(refused.result.status, 400);
       await remember(refused);
+
+      // Disconnect with Meta failing (the unsubscribe errors are logged), then Meta's callbacks.
+      const leaving = await newDoctor(stack, sql);
+      secrets.add(leaving.token);
+      const leaver = meta.newUser(1);
+      assert.equal((await link(stack, leaving.token, leaver.userId)).finished.status, 200);
+      meta.inject("unsubscribe", { status: 400, error: { code: 190 } });
+      const disconnected = await fetch(stack.functionUrl("instagram-connect"), {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${leaving.token}` },
+      });
+      assert.deepEqual((await disconnected.json()).meta, { unsubscribed: false, revoked: true });
+
+      const issuedAt = Math.floor(Date.now() / 1000);
+      for (const [route, metaUser] of [["deauthorize", userId], ["data-deletion", meta.newUser(1).userId]]) {
+        const value = await signedRequest(stack.env.INSTAGRAM_APP_SECRET, {
+          algorithm: "HMAC-SHA256",
+          issued_at: issuedAt,
+          user_id: meta.appScopedId(metaUser),
+        });
+        secrets.add(value).add(value.split(".")[0]).add(value.split(".")[1]);
+        for (let i = 0; i < 2; i++) {
+          const answer = await post(stack, route, new URLSearchParams({ signed_request: value }));
+          assert.equal(answer.status, 200);
+          const body = await answer.json();
+          if (body.confirmation_code) secrets.add(body.confirmation_code);
+        }
+        const forged = await post(stack, route, new URLSearchParams({ signed_request: `${value}x` }));
+        assert.equal(forged.status, 400);
+      }
 
       let output = stack.functions["instagram-connect"].output() +
         stack.functions["instagram-callback"].output();
@@ -69,7 +111,11 @@ Deno.test("no secret, token, code, state, verifier or pending token in any log l
       output += stack.functions["instagram-callback"].output();
 
       for (const secret of meta.secrets) secrets.add(secret);
-      assert.ok(secrets.size > 25, `collected ${secrets.size} secrets to look for`);
+      assert.ok(secrets.size > 40, `collected ${secrets.size} secrets to look for`);
+      assert.match(output, /"event":"page_unsubscribe_failed"/, "the failed unsubscribe was logged");
+      assert.match(output, /"event":"meta_deauthorized"/);
+      assert.match(output, /"event":"meta_data_deletion_requested"/);
+      assert.match(output, /"reason":"bad_signature"/, "why a signed_request was refused is logged");
       assert.match(output, /"event":"meta_call_failed"/, "the failures were logged");
       assert.match(output, /"event":"link_refused"/, "the refused session was logged");
       assert.match(output, /client_secret=\[redacted\]/, "the network error was logged, scrubbed");

@@ -13,14 +13,12 @@ export async function sha256Base64Url(text: string): Promise<string> {
   return encodeBase64Url(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text))));
 }
 
-export async function hmacSha256Hex(secret: string, message: string): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
+export async function hmacSha256Hex(secret: string | CryptoKey, message: string): Promise<string> {
+  const key = typeof secret === "string"
+    ? await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+      "sign",
+    ])
+    : secret;
   return toHex(await crypto.subtle.sign("HMAC", key, encoder.encode(message)));
 }
 

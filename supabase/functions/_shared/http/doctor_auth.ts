@@ -7,9 +7,8 @@ import { verifyAuth } from "@supabase/server/core";
 import { createMiddleware } from "hono/factory";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
+import { UUID } from "../ids.ts";
 import type { AppEnv } from "./request_context.ts";
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function requireDoctor(config: Config) {
   return createMiddleware<AppEnv>(async (c, next) => {

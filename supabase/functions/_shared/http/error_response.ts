@@ -22,8 +22,10 @@ export function asAppError(c: Context<AppEnv>, error: unknown): AppError {
     c.var.log.error("unexpected_error", { error });
     appError = new AppError("internal_error", { cause: error });
   }
-  if (appError.status >= 500 && appError.cause) {
-    c.var.log.warn("request_failed", { error_code: appError.code, cause: appError.cause });
+  // Why a request failed, for the operator: Meta's codes, the SQLSTATE, a missing permission.
+  if (appError.cause) {
+    const level = appError.status >= 500 ? "warn" : "info";
+    c.var.log[level]("request_failed", { error_code: appError.code, cause: appError.cause });
   }
   c.set("errorCode", appError.code);
   return appError;

@@ -11,6 +11,8 @@ export type AppEnv = {
     errorCode?: string;
     /** The signed-in doctor (set by requireDoctor). */
     doctorId: string;
+    /** Failures answer with a redirect to the dashboard (the OAuth return is a browser navigation). */
+    answerByRedirect?: boolean;
   };
 };
 

@@ -1,5 +1,6 @@
-// Request bodies of the doctor-facing routes: at most 16 KiB (413), JSON only (415), well-formed (400),
-// and of the route's shape (400 naming the fields). Each is refused before anything is recorded.
+// What a request brings: bodies of the doctor-facing routes at most 16 KiB (413), JSON only (415),
+// well-formed (400); bodies and query strings of the route's shape (400 naming the fields). Each is
+// refused before anything is recorded.
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";

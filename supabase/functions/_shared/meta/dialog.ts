@@ -1,9 +1,14 @@
 // Meta's login dialog URL. With a Facebook Login for Business configuration id, Meta takes the
 // permissions from that configuration and `scope` must not be sent. With PKCE on (the default), the
-// flow's S256 challenge goes along; Meta then redeems the code only with the matching verifier.
+// flow's S256 challenge goes along; Meta then redeems the code only with the matching verifier. Meta
+// does not ask again for a permission the user declined unless auth_type=rerequest.
 import type { Config } from "../config.ts";
 
-export function metaDialogUrl(config: Config, flow: { state: string; codeChallenge: string }): string {
+export function metaDialogUrl(
+  config: Config,
+  flow: { state: string; codeChallenge: string },
+  options: { rerequest?: boolean } = {},
+): string {
   const url = new URL(`${config.dialogBaseUrl}/${config.graphVersion}/dialog/oauth`);
   url.searchParams.set("client_id", config.appId);
   url.searchParams.set("redirect_uri", config.redirectUri);
@@ -11,6 +16,7 @@ export function metaDialogUrl(config: Config, flow: { state: string; codeChallen
   url.searchParams.set("response_type", "code");
   if (config.configId) url.searchParams.set("config_id", config.configId);
   else url.searchParams.set("scope", config.scopes.join(","));
+  if (options.rerequest) url.searchParams.set("auth_type", "rerequest");
   if (config.pkce) {
     url.searchParams.set("code_challenge", flow.codeChallenge);
     url.searchParams.set("code_challenge_method", "S256");

@@ -1,74 +1,97 @@
-// The three Graph API calls of the flow, each with a timeout, all under the callback's deadline.
-// Transient failures (network, timeouts, HTTP 5xx, Graph codes 1, 2, 4, 17, 341 or is_transient)
-// are retried with capped, jittered exponential backoff. The code exchange is retried only when
-// Meta never answered: a code is single-use, so once Meta has answered, a retry could only fail.
+// The Graph API calls of the link's life, each with a timeout, all under the caller's deadline.
+// Transient failures (see error_class.ts) are retried with capped, jittered exponential backoff. The
+// code exchange is retried only when Meta never answered: a code is single-use, so once Meta has
+// answered, a retry could only fail. Every call that carries a token also carries appsecret_proof
+// (required when the app has "Require App Secret" on), re-attached to Meta's paging links, which
+// drop it.
 import { z } from "zod";
 import type { Config } from "../config.ts";
 import { hmacSha256Hex } from "../crypto/digest.ts";
 import { AppError } from "../errors.ts";
+import { META_ID } from "../ids.ts";
 import type { Logger } from "../log.ts";
+import { classifyGraphError, type GraphFailure, type GraphStep } from "./error_class.ts";
 
-const TRANSIENT_GRAPH_CODES = new Set([1, 2, 4, 17, 341]);
-const MAX_ACCOUNT_PAGES = 10;
+const MAX_PAGING_REQUESTS = 10;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_CAP_MS = 2_000;
+const PAGE_FIELDS = "id,name,access_token,tasks,instagram_business_account{id,username}";
 
-const GraphErrorBody = z.object({
-  error: z.object({
-    message: z.string().optional(),
-    type: z.string().optional(),
-    code: z.number().optional(),
-    error_subcode: z.number().optional(),
-    is_transient: z.boolean().optional(),
-    fbtrace_id: z.string().optional(),
-  }),
+const NUMERIC_ID = z.string().regex(META_ID);
+const Paging = z.object({ next: z.string().optional() }).optional();
+
+const TokenResponse = z.object({ access_token: z.string().min(1) });
+
+const FacebookPage = z.object({
+  id: NUMERIC_ID,
+  name: z.string().optional(),
+  access_token: z.string().min(1).optional(),
+  tasks: z.array(z.string()).optional(),
+  instagram_business_account: z.object({ id: NUMERIC_ID, username: z.string().optional() }).optional(),
 });
-
-const TokenResponse = z.object({
-  access_token: z.string().min(1),
-  token_type: z.string().optional(),
-  expires_in: z.number().optional(),
+const PageList = z.object({ data: z.array(FacebookPage), paging: Paging });
+const PermissionList = z.object({
+  data: z.array(z.object({ permission: z.string(), status: z.string() })),
+  paging: Paging,
 });
-
-const AccountsResponse = z.object({
-  data: z.array(z.object({
-    id: z.string().regex(/^\d{1,32}$/),
-    name: z.string().optional(),
-    access_token: z.string().min(1).optional(),
-    instagram_business_account: z.object({
-      id: z.string().regex(/^\d{1,32}$/),
-      username: z.string().optional(),
-    }).optional(),
-  })),
-  paging: z.object({ next: z.string().optional() }).optional(),
+const UserResponse = z.object({
+  id: NUMERIC_ID,
+  permissions: PermissionList.optional(),
+  accounts: PageList.optional(),
 });
+const Success = z.object({ success: z.literal(true) });
 
-export type FacebookPage = z.infer<typeof AccountsResponse>["data"][number];
+export type FacebookPage = z.infer<typeof FacebookPage>;
 
-type Step = "code_exchange" | "token_exchange" | "list_pages";
+export interface FacebookUser {
+  /** The app-scoped Facebook user id: what deauthorize and data deletion callbacks name. */
+  id: string;
+  grantedScopes: string[];
+  pages: FacebookPage[];
+}
 
 export interface MetaGraph {
   /** `codeVerifier`: the flow's PKCE verifier, sent when PKCE is on. */
   exchangeCode(code: string, codeVerifier: string, deadline: AbortSignal): Promise<string>;
   exchangeForLongLivedToken(shortLivedToken: string, deadline: AbortSignal): Promise<string>;
-  listPages(userToken: string, deadline: AbortSignal): Promise<FacebookPage[]>;
+  /** One read (plus Meta's paging) for the user's id, granted permissions and Pages. */
+  readUser(userToken: string, deadline: AbortSignal): Promise<FacebookUser>;
+  subscribePage(
+    pageId: string,
+    pageToken: string,
+    fields: readonly string[],
+    deadline: AbortSignal,
+  ): Promise<void>;
+  unsubscribePage(pageId: string, pageToken: string, deadline: AbortSignal): Promise<void>;
+  /** Removes every permission the user granted the app (and so invalidates all their tokens for it). */
+  revokePermissions(facebookUserId: string, deadline: AbortSignal): Promise<void>;
 }
 
 export function createMetaGraph(config: Config, log: Logger): MetaGraph {
   const base = `${config.graphBaseUrl}/${config.graphVersion}`;
+  const appAccessToken = `${config.appId}|${config.appSecret}`;
 
-  async function call<T>(step: Step, url: URL, schema: z.ZodType<T>, deadline: AbortSignal): Promise<T> {
+  /** A Graph URL carrying `token` and its appsecret_proof. */
+  async function withToken(url: URL, token: string): Promise<URL> {
+    url.searchParams.set("access_token", token);
+    url.searchParams.set("appsecret_proof", await hmacSha256Hex(config.appSecret, token));
+    return url;
+  }
+
+  async function call<T>(
+    step: GraphStep,
+    request: { url: URL; method?: "GET" | "POST" | "DELETE" },
+    schema: z.ZodType<T>,
+    deadline: AbortSignal,
+  ): Promise<T> {
+    // Meta answering the code exchange consumes the code, whatever it answered.
     const retryWhenAnswered = step !== "code_exchange";
     for (let attempt = 0;; attempt++) {
       const started = performance.now();
-      let failure: {
-        transient: boolean;
-        answered: boolean;
-        error: AppError;
-        detail: Record<string, unknown>;
-      };
+      let failure: GraphFailure & { answered: boolean };
       try {
-        const response = await fetch(url, {
+        const response = await fetch(request.url, {
+          method: request.method ?? "GET",
           headers: { accept: "application/json" },
           signal: AbortSignal.any([deadline, AbortSignal.timeout(config.metaTimeoutMs)]),
         });
@@ -77,13 +100,13 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
           const parsed = schema.safeParse(body);
           if (parsed.success) return parsed.data;
           failure = {
-            transient: false,
             answered: true,
+            transient: false,
             error: new AppError("meta_error"),
             detail: { reason: "unexpected_response", status: response.status },
           };
         } else {
-          failure = classifyGraphError(step, response.status, body);
+          failure = { answered: true, ...classifyGraphError(step, response.status, body, response.headers) };
         }
       } catch (error) {
         if (deadline.aborted) {
@@ -92,8 +115,8 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
         }
         const timedOut = error instanceof DOMException && error.name === "TimeoutError";
         failure = {
-          transient: true,
           answered: false,
+          transient: true,
           error: new AppError(timedOut ? "meta_timeout" : "meta_error", { cause: error }),
           detail: { reason: timedOut ? "timeout" : "network", error },
         };
@@ -101,11 +124,39 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
 
       const retry = failure.transient && (retryWhenAnswered || !failure.answered) &&
         attempt < config.metaMaxRetries;
-      log.warn("meta_call_failed", { step, attempt, retry, ms: elapsed(started), ...failure.detail });
+      log.warn("meta_call_failed", {
+        step,
+        attempt,
+        retry,
+        ms: elapsed(started),
+        error_code: failure.error.code,
+        ...failure.detail,
+      });
       if (!retry) throw failure.error;
       await sleep(backoff(attempt), deadline).catch(() => {
         throw new AppError("meta_timeout");
       });
+    }
+  }
+
+  /** Follows Meta's `paging.next`, only back to the Graph API (it carries the token) and with the proof. */
+  async function nextPage(next: string | undefined, token: string): Promise<URL | undefined> {
+    if (!next) return undefined;
+    const url = new URL(next);
+    return url.origin === new URL(base).origin ? await withToken(url, token) : undefined;
+  }
+
+  async function* followPaging<T extends { data: unknown[]; paging?: { next?: string } }>(
+    first: T | undefined,
+    schema: z.ZodType<T>,
+    token: string,
+    deadline: AbortSignal,
+  ) {
+    let answer = first;
+    for (let requests = 0; answer; requests++) {
+      yield* answer.data as T["data"][number][];
+      const url = requests < MAX_PAGING_REQUESTS ? await nextPage(answer.paging?.next, token) : undefined;
+      answer = url ? await call("read_user", { url }, schema, deadline) : undefined;
     }
   }
 
@@ -119,7 +170,7 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
         code,
         ...(config.pkce ? { code_verifier: codeVerifier } : {}),
       }).toString();
-      return (await call("code_exchange", url, TokenResponse, deadline)).access_token;
+      return (await call("code_exchange", { url }, TokenResponse, deadline)).access_token;
     },
 
     async exchangeForLongLivedToken(shortLivedToken, deadline) {
@@ -130,62 +181,57 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
         client_secret: config.appSecret,
         fb_exchange_token: shortLivedToken,
       }).toString();
-      return (await call("token_exchange", url, TokenResponse, deadline)).access_token;
+      return (await call("token_exchange", { url }, TokenResponse, deadline)).access_token;
     },
 
-    async listPages(userToken, deadline) {
-      let url: URL | undefined = new URL(`${base}/me/accounts`);
-      url.search = new URLSearchParams({
-        fields: "id,name,access_token,instagram_business_account{id,username}",
-        limit: "100",
-        access_token: userToken,
-        // Proves the call comes from our server, as Meta recommends for server-side calls.
-        appsecret_proof: await hmacSha256Hex(config.appSecret, userToken),
-      }).toString();
-      const pages: FacebookPage[] = [];
-      for (let page = 0; url && page < MAX_ACCOUNT_PAGES; page++) {
-        const result: z.infer<typeof AccountsResponse> = await call(
-          "list_pages",
-          url,
-          AccountsResponse,
-          deadline,
-        );
-        pages.push(...result.data);
-        url = nextPageUrl(result.paging?.next, base);
+    async readUser(userToken, deadline) {
+      const url = new URL(`${base}/me`);
+      url.searchParams.set("fields", `id,permissions,accounts.limit(100){${PAGE_FIELDS}}`);
+      const user = await call("read_user", { url: await withToken(url, userToken) }, UserResponse, deadline);
+      const permissions = [];
+      for await (const permission of followPaging(user.permissions, PermissionList, userToken, deadline)) {
+        permissions.push(permission);
       }
-      return pages;
+      const pages = [];
+      for await (const page of followPaging(user.accounts, PageList, userToken, deadline)) pages.push(page);
+      return {
+        id: user.id,
+        grantedScopes: permissions.filter((p) => p.status === "granted").map((p) => p.permission),
+        pages,
+      };
+    },
+
+    async subscribePage(pageId, pageToken, fields, deadline) {
+      const url = new URL(`${base}/${pageId}/subscribed_apps`);
+      url.searchParams.set("subscribed_fields", fields.join(","));
+      await call(
+        "subscribe_page",
+        { url: await withToken(url, pageToken), method: "POST" },
+        Success,
+        deadline,
+      );
+    },
+
+    async unsubscribePage(pageId, pageToken, deadline) {
+      const url = new URL(`${base}/${pageId}/subscribed_apps`);
+      await call(
+        "unsubscribe_page",
+        { url: await withToken(url, pageToken), method: "DELETE" },
+        Success,
+        deadline,
+      );
+    },
+
+    async revokePermissions(facebookUserId, deadline) {
+      const url = new URL(`${base}/${facebookUserId}/permissions`);
+      await call(
+        "revoke_permissions",
+        { url: await withToken(url, appAccessToken), method: "DELETE" },
+        Success,
+        deadline,
+      );
     },
   };
-}
-
-function classifyGraphError(step: Step, status: number, body: unknown) {
-  const graph = GraphErrorBody.safeParse(body).data?.error;
-  const transient = status >= 500 || graph?.is_transient === true ||
-    (graph?.code !== undefined && TRANSIENT_GRAPH_CODES.has(graph.code));
-  // On the code exchange, code 100 is Meta's answer to a used, expired or foreign code, and "Invalid
-  // code verifier" (code 1) to a code redeemed with another flow's PKCE verifier.
-  const codeRefused = step === "code_exchange" && status < 500 &&
-    (graph?.code === 100 || /code verifier/i.test(graph?.message ?? ""));
-  return {
-    transient: transient && !codeRefused,
-    answered: true,
-    error: new AppError(codeRefused ? "oauth_code_invalid" : "meta_error"),
-    detail: {
-      status,
-      meta_code: graph?.code,
-      meta_subcode: graph?.error_subcode,
-      meta_type: graph?.type,
-      fbtrace_id: graph?.fbtrace_id,
-    },
-  };
-}
-
-/** Follows Meta's `paging.next` only back to the Graph API: it carries the user token. */
-function nextPageUrl(next: string | undefined, base: string): URL | undefined {
-  if (!next) return undefined;
-  const url = new URL(next);
-  const expected = new URL(base);
-  return url.origin === expected.origin ? url : undefined;
 }
 
 function backoff(attempt: number): number {

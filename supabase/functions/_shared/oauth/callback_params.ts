@@ -1,9 +1,9 @@
-// The query string Meta sends to the callback: `code` and `state`, or `error=access_denied` (with
-// error_reason and error_description, and our `state`) when the doctor cancels. Anything else we
-// might once have read (such as page_id) is ignored: what the flow needs is signed into the state.
+// The query string Meta sends to the callback: `code` and `state`, or `error` (access_denied when the
+// doctor cancels; with error_reason, error_description and our `state`). Anything else we might once
+// have read (such as page_id) is ignored: what the flow needs is signed into the state.
 import { z } from "zod";
 import { AppError } from "../errors.ts";
-import { parseInput } from "../http/json_body.ts";
+import { parseInput } from "../http/request_input.ts";
 
 const STATE = z.string().min(1).max(200);
 
@@ -12,18 +12,23 @@ const Approved = z.object({
   state: STATE,
 });
 
-export type CallbackParams = { denied: false; code: string; state: string } | {
-  denied: true;
+export type CallbackParams = { failed?: undefined; code: string; state: string } | {
+  /** What to answer: access_denied for a cancel, meta_error for any other error Meta reports. */
+  failed: AppError;
   state?: string;
 };
 
 export function parseCallbackParams(query: URLSearchParams): CallbackParams {
   const error = query.get("error");
-  if (error === "access_denied") {
+  if (error) {
     const state = STATE.safeParse(query.get("state"));
-    return { denied: true, state: state.success ? state.data : undefined };
+    return {
+      failed: error === "access_denied"
+        ? new AppError("access_denied")
+        : new AppError("meta_error", { cause: { meta_error: error.slice(0, 64) } }),
+      state: state.success ? state.data : undefined,
+    };
   }
-  if (error) throw new AppError("meta_error", { cause: { meta_error: error.slice(0, 64) } });
   const { code, state } = parseInput(Approved, { code: query.get("code"), state: query.get("state") });
-  return { denied: false, code, state };
+  return { code, state };
 }

@@ -8,13 +8,12 @@ import { decodeBase64Url, encodeBase64Url } from "../crypto/base64url.ts";
 import { deriveHmacKey } from "../crypto/derived_key.ts";
 import { sha256Hex } from "../crypto/digest.ts";
 import { AppError } from "../errors.ts";
+import { META_ID, UUID } from "../ids.ts";
 import { PKCE_KEY_LABEL, pkceChallenge, pkceVerifier } from "./pkce.ts";
 
 const VERSION = 1;
 const HEADER_BYTES = 1 + 4 + 16 + 16;
 const MAX_PAGE_ID_BYTES = 32;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const PAGE_ID = /^\d{1,32}$/;
 
 export interface StateClaims {
   doctorId: string;
@@ -49,7 +48,7 @@ export async function createOAuthStates(
   return {
     async issue({ doctorId, ttlSeconds, pageId }) {
       if (!UUID.test(doctorId)) throw new TypeError("doctorId must be a UUID");
-      if (pageId !== undefined && !PAGE_ID.test(pageId)) throw new TypeError("pageId must be numeric");
+      if (pageId !== undefined && !META_ID.test(pageId)) throw new TypeError("pageId must be numeric");
       const expiresAt = new Date((Math.floor(now() / 1000) + ttlSeconds) * 1000);
       const nonce = crypto.getRandomValues(new Uint8Array(16));
       const payload = new Uint8Array(HEADER_BYTES + (pageId?.length ?? 0));

@@ -1,0 +1,56 @@
+// A linked Page must be subscribed to the app's webhooks, or no Instagram message for that doctor ever
+// reaches the webhook worker ("Webhooks for Pages": POST /{page-id}/subscribed_apps with the Page token).
+// Subscribing is idempotent at Meta, so a relink simply subscribes again; unsubscribing is best effort.
+import type { Config } from "../_shared/config.ts";
+import { decryptPageToken } from "../_shared/crypto/page_token.ts";
+import { AppError } from "../_shared/errors.ts";
+import type { Logger } from "../_shared/log.ts";
+import type { MetaGraph } from "../_shared/meta/graph.ts";
+
+export interface StoredPage {
+  doctorId: string;
+  pageId: string;
+  /** The Page token as stored: encrypted and bound to the doctor and the Page. */
+  encryptedToken: string;
+}
+
+export interface PageWebhooks {
+  /** Throws webhook_subscription_failed (or a clearer Meta class: token dead, permission missing, throttled). */
+  subscribe(page: StoredPage, deadline: AbortSignal): Promise<void>;
+  /** True when Meta confirmed; false (logged) on any failure. */
+  unsubscribe(page: StoredPage, deadline: AbortSignal): Promise<boolean>;
+}
+
+const SPECIFIC_META_FAILURES = new Set(["meta_token_invalid", "permissions_missing", "meta_rate_limited"]);
+
+export function pageWebhooks(
+  config: Config,
+  tokenKey: CryptoKey,
+  meta: MetaGraph,
+  log: Logger,
+): PageWebhooks {
+  const pageToken = (page: StoredPage) =>
+    decryptPageToken(tokenKey, page.encryptedToken, { doctorId: page.doctorId, pageId: page.pageId });
+
+  return {
+    async subscribe(page, deadline) {
+      if (config.webhookFields.length === 0) return;
+      try {
+        await meta.subscribePage(page.pageId, await pageToken(page), config.webhookFields, deadline);
+      } catch (error) {
+        if (error instanceof AppError && SPECIFIC_META_FAILURES.has(error.code)) throw error;
+        throw new AppError("webhook_subscription_failed", { cause: error });
+      }
+    },
+
+    async unsubscribe(page, deadline) {
+      try {
+        await meta.unsubscribePage(page.pageId, await pageToken(page), deadline);
+        return true;
+      } catch (error) {
+        log.warn("page_unsubscribe_failed", { page_id: page.pageId, error });
+        return false;
+      }
+    },
+  };
+}

@@ -1,0 +1,193 @@
+// Meta's Deauthorize and Data Deletion Request callbacks over real HTTP, with signed_request values
+// built here exactly as Meta documents them (base64url HMAC-SHA256 of the base64url JSON payload,
+// keyed by the app secret). Valid ones remove that Facebook user's data and nothing else; every
+// forged, stale or malformed one is a 400 that touches nothing.
+import assert from "node:assert/strict";
+import { encodeBase64Url } from "../_shared/crypto/base64url.ts";
+import {
+  auditOf,
+  fullFlow,
+  link,
+  linkOf,
+  newDoctor,
+  pendingOf,
+  post,
+  signedRequest,
+  stackTest,
+  startConnect,
+  withStack,
+} from "./_support.ts";
+
+const now = () => Math.floor(Date.now() / 1000);
+
+Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t) => {
+  await withStack({}, async (stack, sql) => {
+    const meta = stack.meta;
+    const secret = stack.env.INSTAGRAM_APP_SECRET;
+    const sign = (payload: Record<string, unknown>) => signedRequest(secret, payload);
+    const form = (value: string) => new URLSearchParams({ signed_request: value });
+
+    /** A Facebook user with a link (doctor A), a pending connection (doctor B) and an open state (B). */
+    const scene = async () => {
+      const a = await newDoctor(stack, sql);
+      const b = await newDoctor(stack, sql);
+      const user = meta.newUser(2);
+      assert.equal((await link(stack, a.token, user.userId, user.pages[0].id)).finished.status, 200);
+      assert.equal((await fullFlow(stack, b.token, user.userId)).result.status, 200);
+      await startConnect(stack, b.token);
+      const bystander = await newDoctor(stack, sql);
+      assert.equal((await link(stack, bystander.token, meta.newUser(1).userId)).finished.status, 200);
+      return { a, b, user, bystander };
+    };
+    const openStates = async (doctorId: string) =>
+      (await sql`select count(*)::int as n from private.oauth_states where doctor_id = ${doctorId} and consumed_at is null`)[
+        0
+      ].n;
+
+    await t.step(
+      "deauthorize: that user's link, pending connections and open states go; others stay",
+      async () => {
+        const { a, b, user, bystander } = await scene();
+        const response = await post(
+          stack,
+          "deauthorize",
+          form(
+            await sign({
+              algorithm: "HMAC-SHA256",
+              issued_at: now(),
+              user_id: user.appScopedId,
+            }),
+          ),
+        );
+        assert.equal(response.status, 200);
+        assert.deepEqual(await response.json(), { deauthorized: true });
+
+        assert.equal(await linkOf(sql, a.id), undefined);
+        assert.equal((await pendingOf(sql, b.id)).length, 0);
+        assert.equal(await openStates(b.id), 0);
+        assert.ok(await linkOf(sql, bystander.id), "another Facebook user's link stays");
+
+        const [entryA] = (await auditOf(sql, a.id)).slice(-1);
+        assert.equal(entryA.action, "instagram.deauthorized");
+        assert.equal(entryA.actor_role, "meta");
+        assert.equal(entryA.actor_id, null);
+        assert.equal(entryA.correlation_id, response.headers.get("x-correlation-id"));
+        const [entryB] = (await auditOf(sql, b.id)).slice(-1);
+        assert.deepEqual([entryB.action, entryB.metadata], ["instagram.deauthorized", {
+          pending_connections_deleted: 1,
+        }]);
+      },
+    );
+
+    await t.step("data deletion: everything of that user, a confirmation code and a status URL", async () => {
+      const { a, b, user, bystander } = await scene();
+      const value = await sign({
+        algorithm: "HMAC-SHA256",
+        issued_at: now() - 60,
+        user_id: user.appScopedId,
+      });
+      const response = await post(stack, "data-deletion", form(value));
+      assert.equal(response.status, 200);
+      const body = await response.json();
+      assert.match(body.confirmation_code, /^[\w-]{22}$/);
+      assert.equal(
+        body.url,
+        `${stack.env.INSTAGRAM_REDIRECT_URI}/data-deletion?code=${body.confirmation_code}`,
+      );
+      assert.equal(await linkOf(sql, a.id), undefined);
+      assert.equal((await pendingOf(sql, b.id)).length, 0);
+      assert.ok(await linkOf(sql, bystander.id));
+      assert.equal((await auditOf(sql, a.id)).at(-1)!.action, "instagram.deleted_by_meta");
+
+      const status = await fetch(body.url);
+      assert.equal(status.status, 200);
+      const state = await status.json();
+      assert.equal(state.confirmation_code, body.confirmation_code);
+      assert.equal(state.status, "completed");
+      assert.ok(Date.parse(state.completed_at) >= Date.parse(state.requested_at));
+      const page = await fetch(body.url, { headers: { accept: "text/html" } });
+      assert.match(page.headers.get("content-type")!, /text\/html/);
+      assert.match(await page.text(), new RegExp(`${body.confirmation_code}.*deleted`));
+
+      // Meta may deliver the same request twice: the same answer, nothing more deleted or recorded.
+      const auditBefore = (await sql`select count(*)::int as n from private.audit_log`)[0].n;
+      const replay = await post(stack, "data-deletion", form(value));
+      assert.equal(replay.status, 200);
+      assert.deepEqual(await replay.json(), body);
+      assert.equal((await sql`select count(*)::int as n from private.audit_log`)[0].n, auditBefore);
+      const requests = await sql`select confirmation_code from private.data_deletion_requests
+                                 where confirmation_code = ${body.confirmation_code}`;
+      assert.equal(requests.length, 1);
+    });
+
+    await t.step("status URL: unknown code 404, malformed 400, and only GET and POST", async () => {
+      const base = `${stack.functionUrl("instagram-callback")}/data-deletion`;
+      const unknown = await fetch(`${base}?code=${"A".repeat(22)}`);
+      assert.equal(unknown.status, 404);
+      assert.equal((await unknown.json()).error.code, "deletion_request_unknown");
+      const malformed = await fetch(`${base}?code=<script>`);
+      assert.equal(malformed.status, 400);
+      await malformed.body?.cancel();
+      const put = await fetch(base, { method: "PUT" });
+      assert.equal(put.status, 405);
+      await put.body?.cancel();
+      const getDeauthorize = await fetch(`${stack.functionUrl("instagram-callback")}/deauthorize`);
+      assert.equal(getDeauthorize.status, 405);
+      await getDeauthorize.body?.cancel();
+    });
+
+    await t.step("forged, stale, malformed or oversized signed_requests: 400, nothing touched", async () => {
+      const { a, user } = await scene();
+      const requests = async () =>
+        (await sql`select count(*)::int as n from private.data_deletion_requests`)[0].n;
+      const requestsBefore = await requests();
+      const payload = { algorithm: "HMAC-SHA256", issued_at: now(), user_id: user.appScopedId };
+      const genuine = await sign(payload);
+      const [signature, body] = genuine.split(".");
+      const cases: Record<string, () => Promise<BodyInit> | BodyInit> = {
+        "signed with another secret": async () =>
+          form(await signedRequest("another-app-secret-0123456789", payload)),
+        "a payload swapped under a genuine signature": async () =>
+          form(`${signature}.${(await sign({ ...payload, user_id: "1" })).split(".")[1]}`),
+        "a flipped signature bit": () => {
+          const bytes = atob(signature.replace(/-/g, "+").replace(/_/g, "/"));
+          const flipped = String.fromCharCode(bytes.charCodeAt(0) ^ 1) + bytes.slice(1);
+          return form(`${btoa(flipped).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")}.${body}`);
+        },
+        "algorithm HMAC-SHA1": async () => form(await sign({ ...payload, algorithm: "HMAC-SHA1" })),
+        "no algorithm": async () => form(await sign({ issued_at: now(), user_id: user.appScopedId })),
+        "issued an hour in the future": async () => form(await sign({ ...payload, issued_at: now() + 3600 })),
+        "issued two days ago": async () => form(await sign({ ...payload, issued_at: now() - 2 * 86400 })),
+        "a user_id that is not an id": async () => form(await sign({ ...payload, user_id: "1 OR 1=1" })),
+        "a numeric user_id": async () => form(await sign({ ...payload, user_id: Number(user.appScopedId) })),
+        "payload not JSON": async () => {
+          const junk = encodeBase64Url(new TextEncoder().encode("not json"));
+          return form((await signedRequest(secret, {})).split(".")[0] + "." + junk);
+        },
+        "garbage": () => form("garbage"),
+        "three parts": () => form(`${genuine}.x`),
+        "empty": () => form(""),
+        "no signed_request field": () => new URLSearchParams({ something: genuine }),
+        "a 1 MiB body": () => form(`${genuine}${"A".repeat(1024 * 1024)}`),
+      };
+      for (const [label, build] of Object.entries(cases)) {
+        for (const route of ["deauthorize", "data-deletion"]) {
+          const response = await post(stack, route, await build());
+          assert.equal(response.status, 400, `${route}: ${label}`);
+          assert.equal((await response.json()).error.code, "signed_request_invalid", `${route}: ${label}`);
+        }
+      }
+      const json = await post(
+        stack,
+        "deauthorize",
+        JSON.stringify({ signed_request: genuine }),
+        "application/json",
+      );
+      assert.equal(json.status, 400, "a JSON body is not Meta's form");
+      await json.body?.cancel();
+
+      assert.ok(await linkOf(sql, a.id), "nothing was touched");
+      assert.equal(await requests(), requestsBefore, "no data deletion request was recorded");
+    });
+  });
+});
