@@ -1,25 +1,32 @@
 // `deno task test`: the whole suite on a fresh throw-away database.
 //   1. PostgreSQL: DATABASE_URL, or the local server (started if it is down and we may).
-//   2. pgTAP, pg_prove and Chromium: installed with apt-get when missing and we are root, else explained.
-//   3. A new database, the Supabase shim and the migrations, in the CLI's order.
+//   2. What the suite needs: pgTAP, pg_prove, plpgsql_check and Chromium (apt-get when missing and we
+//      are root, else the exact command), and the Supabase CLI (pinned in deno.json, run with npx).
+//   3. A new database with the Supabase shim; the migrations applied by `supabase db push`, as
+//      production applies them; then `supabase db advisors` and `supabase db lint` must find nothing.
 //   4. pg_prove on supabase/tests/database, then `deno test` on supabase/functions/tests (or only on
 //      the test files named as arguments: `deno task test supabase/functions/tests/finish_test.ts`).
 //   5. The database is dropped; the exit code is non-zero if anything failed.
 import postgres from "postgres";
-import { adminUrl, createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
+import { adminUrl, applyShim, createDatabase, dropDatabase, ensurePostgres } from "./lib/database.ts";
+import { ALLOWED_INFO_LINTS, runAdvisors, runLint } from "./lib/database_checks.ts";
+import { ensureSupabaseCli, supabase } from "./lib/supabase_cli.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
 async function main(): Promise<number> {
   await ensurePostgres();
-  await ensurePgTap();
-  const chromium = await ensureChromium();
+  const chromium = await ensureSystemPackages();
+  const cliVersion = await ensureSupabaseCli();
 
   const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
   const databaseUrl = await createDatabase(name);
   try {
-    const migrations = await migrate(databaseUrl);
-    console.log(`database ${name}: ${migrations.length} migrations applied`);
+    await applyShim(databaseUrl);
+    const push = await supabase("db", "push", `--remote=${databaseUrl}`, "--yes");
+    if (!push.success) throw new Error(`supabase db push failed:\n${push.stdout}${push.stderr}`);
+    const applied = await recordedMigrations(databaseUrl);
+    const checks = await databaseChecks(databaseUrl);
 
     const sqlFiles = [...Deno.readDirSync(new URL("supabase/tests/database/", ROOT))]
       .map((entry) => entry.name).filter((file) => file.endsWith(".test.sql")).sort()
@@ -44,17 +51,53 @@ async function main(): Promise<number> {
     const summary = deno.output.match(
       /\| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/,
     );
-    const denoPassed = Number(summary?.[1] ?? 0) + Number(summary?.[2] ?? 0);
-    const denoFailed = failures(deno.success, Number(summary?.[3] ?? 0) + Number(summary?.[4] ?? 0));
+    const [testsPassed, stepsPassed, testsFailed, stepsFailed] = [1, 2, 3, 4].map((i) =>
+      Number(summary?.[i] ?? 0)
+    );
+    const denoFailed = failures(deno.success, testsFailed + stepsFailed);
 
-    const passed = sqlPassed + denoPassed;
-    const failed = sqlFailed + denoFailed;
-    console.log(`\npgTAP: ${sqlPassed} passed, ${sqlFailed} failed`);
-    console.log(`deno test: ${denoPassed} passed, ${denoFailed} failed`);
-    console.log(`${passed} passed, ${failed} failed`);
-    return pgtap.success && deno.success && passed > 0 ? 0 : 1;
+    const passed = checks.passed + sqlPassed + testsPassed + stepsPassed;
+    const failed = checks.failed + sqlFailed + denoFailed;
+    console.log(`
+Supabase CLI ${cliVersion}: db push applied and recorded ${applied} migrations
+${checks.lines.join("\n")}
+pgTAP: ${sqlPassed} passed, ${sqlFailed} failed (assertions in ${sqlFiles.length} files)
+deno test: ${
+      testsPassed + stepsPassed
+    } passed, ${denoFailed} failed (${testsPassed} tests and their ${stepsPassed} steps, each counted once)
+${passed} passed, ${failed} failed (the 2 Supabase checks, the pgTAP assertions, the Deno tests and steps)`);
+    return failed === 0 && pgtap.success && deno.success && passed > 0 ? 0 : 1;
   } finally {
     await dropDatabase(name);
+  }
+}
+
+/** Supabase's advisors and plpgsql_check: each is one check that passes only with nothing to report. */
+async function databaseChecks(databaseUrl: string) {
+  const advisors = await runAdvisors(databaseUrl);
+  const lint = await runLint(databaseUrl);
+  const allowed = Object.entries(advisors.allowed).map(([lint, count]) =>
+    `${count} INFO ${lint} (allowed: ${ALLOWED_INFO_LINTS[lint]})`
+  );
+  const lines = [
+    `supabase db advisors: ${advisors.failing.length} findings${
+      allowed.length ? `; ${allowed.join("; ")}` : ""
+    }`,
+    ...advisors.failing.map((finding) => `  ${finding.level} ${finding.name}: ${finding.detail}`),
+    `supabase db lint (plpgsql_check, public and private): ${lint.length} errors or warnings`,
+    ...lint.map((issue) => `  ${issue.level} in ${issue.function}: ${issue.message}`),
+  ];
+  const failed = (advisors.failing.length ? 1 : 0) + (lint.some((issue) => issue.level === "error") ? 1 : 0);
+  return { lines, passed: 2 - failed, failed };
+}
+
+/** The migrations `supabase db push` recorded, as it records them on a hosted project. */
+async function recordedMigrations(databaseUrl: string): Promise<number> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    return (await sql`select count(*)::int as n from supabase_migrations.schema_migrations`)[0].n;
+  } finally {
+    await sql.end();
   }
 }
 
@@ -78,29 +121,33 @@ async function run(command: string, args: string[], env: Record<string, string>)
   return { success: (await child.status).success, output };
 }
 
-async function ensurePgTap(): Promise<void> {
+/**
+ * pgTAP, pg_prove and plpgsql_check for the server's major version, and the browser test's Chromium
+ * (CHROMIUM_PATH, or Debian's package), installed in one apt-get run when missing and we may.
+ */
+async function ensureSystemPackages(): Promise<string> {
   const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
-  const [{ available }] =
-    await sql`select count(*)::int as available from pg_available_extensions where name = 'pgtap'`;
+  const available = new Set(
+    (await sql`select name from pg_available_extensions where name in ('pgtap', 'plpgsql_check')`).map((
+      row,
+    ) => row.name),
+  );
   const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
   await sql.end();
-  if (available && await hasCommand("pg_prove")) return;
 
-  await aptInstall(
-    [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"],
-    "pgTAP and pg_prove",
-  );
-}
-
-/** The browser test's Chromium: CHROMIUM_PATH, or Debian's package (installed when missing and we may). */
-async function ensureChromium(): Promise<string> {
-  const path = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-  if (await isFile(path)) return path;
-  if (Deno.env.has("CHROMIUM_PATH")) {
-    throw new Error(`CHROMIUM_PATH is set to ${path}, which does not exist.`);
+  const chromium = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+  if (Deno.env.has("CHROMIUM_PATH") && !(await isFile(chromium))) {
+    throw new Error(`CHROMIUM_PATH is set to ${chromium}, which does not exist.`);
   }
-  await aptInstall(["chromium"], "Chromium for the browser test");
-  return path;
+  const missing = [
+    ...(available.has("pgtap") && await hasCommand("pg_prove")
+      ? []
+      : [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"]),
+    ...(available.has("plpgsql_check") ? [] : [`postgresql-${version}-plpgsql-check`]),
+    ...(await isFile(chromium) ? [] : ["chromium"]),
+  ];
+  if (missing.length) await aptInstall(missing, "pgTAP, pg_prove, plpgsql_check and Chromium for the suite");
+  return chromium;
 }
 
 async function hasCommand(name: string): Promise<boolean> {
@@ -118,7 +165,7 @@ async function aptInstall(packages: string[], what: string): Promise<void> {
   const isRoot = Deno.uid?.() === 0;
   if (!isRoot || !await hasCommand("apt-get")) {
     throw new Error(
-      `Not installed: ${what}. Install it, then run again:\n  sudo apt-get install -y ${
+      `Not installed: ${what}. Install them, then run again:\n  sudo apt-get install -y ${
         packages.join(" ")
       }\n` +
         "  (or your platform's equivalent packages)",

@@ -1,5 +1,6 @@
-// A throw-away PostgreSQL database with the Supabase shim and the migrations applied, in the order
-// the Supabase CLI applies them (by file name, i.e. by version prefix).
+// Throw-away PostgreSQL databases with the Supabase shim and the migrations. The test command applies
+// the migrations with the Supabase CLI (`supabase db push`); the local stack and the benchmark apply
+// them here, in the CLI's order (by file name, i.e. by version prefix), without needing Node.js.
 import postgres from "postgres";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -41,12 +42,22 @@ export async function dropDatabase(name: string): Promise<void> {
   }
 }
 
-/** Applies the shim (roles, auth schema: only what is missing) and every migration. */
+/** What a Supabase database has and plain PostgreSQL lacks (scripts/sql/supabase_shim.sql). */
+export async function applyShim(databaseUrl: string): Promise<void> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_shim.sql", ROOT)));
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Applies the shim and every migration. */
 export async function migrate(databaseUrl: string): Promise<string[]> {
+  await applyShim(databaseUrl);
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   const applied: string[] = [];
   try {
-    await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_shim.sql", ROOT)));
     for (const file of await migrationFiles()) {
       try {
         await sql.begin((tx) => tx.unsafe(Deno.readTextFileSync(file)));

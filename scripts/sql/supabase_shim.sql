@@ -1,5 +1,6 @@
--- What a Supabase database already has and plain PostgreSQL lacks: the API roles and a minimal
--- `auth` schema. Every statement is a no-op where the object exists, so this file can run against
+-- What a Supabase database already has and plain PostgreSQL lacks: the API roles, a minimal `auth`
+-- schema, and the `extensions` schema on the search path with pgTAP in it (where `supabase test db`
+-- expects it). Every statement is a no-op where the object exists, so this file can run against
 -- `supabase start`'s database too. Roles are cluster-wide; the rest lives in the current database.
 
 do $$
@@ -12,6 +13,17 @@ begin
   end if;
   if not exists (select 1 from pg_roles where rolname = 'service_role') then
     create role service_role nologin noinherit bypassrls;
+  end if;
+end;
+$$;
+
+create schema if not exists extensions;
+grant usage on schema extensions to anon, authenticated, service_role;
+do $$
+begin
+  execute format('alter database %I set search_path = "$user", public, extensions', current_database());
+  if exists (select 1 from pg_available_extensions where name = 'pgtap') then
+    create extension if not exists pgtap with schema extensions;
   end if;
 end;
 $$;

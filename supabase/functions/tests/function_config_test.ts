@@ -1,5 +1,6 @@
-// `supabase functions deploy` resolves each function's imports through its own deno.json (see
-// config.toml); the tests run with the root deno.json. Both must agree and cover every import.
+// What `supabase functions deploy` reads: config.toml's [functions.*] entries (a bare deploy deploys
+// every one of them) and each function's own deno.json import map. The tests run with the root
+// deno.json; both maps must agree and cover every import.
 import assert from "node:assert/strict";
 
 const root = new URL("../../../", import.meta.url);
@@ -60,5 +61,50 @@ Deno.test("every import map target comes from npm (the only registry CI and this
         `${path}: "${key}" -> ${target} is not a pinned-major npm specifier`,
       );
     }
+  }
+});
+
+/** config.toml's [functions.<name>] sections with their keys (the file is simple enough for this). */
+async function configuredFunctions(): Promise<Map<string, Record<string, string>>> {
+  const config = await Deno.readTextFile(new URL("supabase/config.toml", root));
+  const sections = new Map<string, Record<string, string>>();
+  for (const [, name, body] of config.matchAll(/^\[functions\.([\w-]+)\]\n([^\[]*)/gm)) {
+    const keys: Record<string, string> = {};
+    for (const [, key, value] of body.matchAll(/^(\w+)\s*=\s*"?([^"\n]*)"?$/gm)) keys[key] = value;
+    sections.set(name, keys);
+  }
+  return sections;
+}
+
+Deno.test("config.toml declares exactly the function folders, each with its entrypoint and import map", async () => {
+  const configured = await configuredFunctions();
+  const folders: string[] = [];
+  for await (const entry of Deno.readDir(new URL("supabase/functions/", root))) {
+    if (entry.isDirectory && !entry.name.startsWith("_") && entry.name !== "tests") folders.push(entry.name);
+  }
+  assert.deepEqual(
+    [...configured.keys()].sort(),
+    folders.sort(),
+    "one [functions.*] entry per function folder",
+  );
+  for (const [name, keys] of configured) {
+    for (const key of ["entrypoint", "import_map"]) {
+      const path = keys[key];
+      assert.ok(path, `[functions.${name}] has ${key}`);
+      assert.ok(
+        (await Deno.stat(new URL(`supabase/${path}`, root)).catch(() => undefined))?.isFile,
+        `[functions.${name}] ${key} ${path} exists`,
+      );
+    }
+    assert.equal(keys.verify_jwt, "false", `${name} verifies what it needs itself (see config.toml)`);
+  }
+});
+
+Deno.test("config.toml names no seed file that does not exist", async () => {
+  const config = await Deno.readTextFile(new URL("supabase/config.toml", root));
+  const seed = config.match(/^\[db\.seed\]\n([^\[]*)/m)?.[1] ?? "";
+  if (/^enabled\s*=\s*false/m.test(seed)) return;
+  for (const [, path] of seed.matchAll(/"(\.\/[^"]+)"/g)) {
+    assert.ok(await Deno.stat(new URL(`supabase/${path}`, root)).catch(() => undefined), `${path} exists`);
   }
 });
