@@ -1,77 +1,116 @@
-// Every setting the two functions read, validated once at start-up. A bad value stops the function
-// with a message naming the variable; values are never echoed, since most of them are secrets.
-import { z } from "zod";
-import { resolveEnv } from "@supabase/server/core";
+// Every setting the two functions read, validated once at start-up (zod/mini: the same validation as
+// zod's classic API at a fortieth of the code to load). A bad value stops the function with one line
+// per variable saying what it must be; values are never echoed, since most of them are secrets.
+import * as z from "zod/mini";
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
 
 /** https everywhere; plain http only for loopback, which is what local development uses. */
-const webUrl = z.url({ protocol: /^https?$/ }).refine((value) => {
+function isWebUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
   const url = new URL(value);
-  return url.protocol === "https:" || LOOPBACK.test(url.hostname);
-}, "must be an https URL (http is accepted for localhost only)");
+  return url.protocol === "https:" || (url.protocol === "http:" && LOOPBACK.test(url.hostname));
+}
 
-const commaList = z.string().transform((value) =>
-  value.split(",").map((item) => item.trim()).filter(Boolean)
+const webUrl = z.string().check(z.refine(isWebUrl));
+const digits = (min: number, max: number) => z.string().check(z.regex(new RegExp(`^\\d{${min},${max}}$`)));
+const integer = (min: number, max: number, fallback: number) =>
+  z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
+const names = (fallback: string[]) =>
+  z._default(
+    z.pipe(
+      z.string(),
+      z.transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean)),
+    ).check(z.refine((list) => list.every((item) => /^[a-z_]{1,64}$/.test(item)))),
+    fallback,
+  );
+const origins = z._default(
+  z.pipe(z.string(), z.transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean)))
+    .check(z.refine((list) => list.every((item) => URL.canParse(item) && new URL(item).origin === item))),
+  [],
 );
 
-const scope = z.string().regex(/^[a-z_]{1,64}$/, "must be a comma-separated list of lower-case names");
-
-const origin = z.string().refine((value) => {
-  try {
-    return new URL(value).origin === value;
-  } catch {
-    return false;
-  }
-}, "must be a comma-separated list of origins such as https://app.example.com");
-
-const aes256Key = z.string().refine(
-  (value) => decodeBase64(value)?.length === 32,
-  "must be 32 random bytes in base64 (openssl rand -base64 32)",
-);
-
-const schema = z.object({
-  INSTAGRAM_APP_ID: z.string().regex(/^\d{5,25}$/, "must be the numeric Meta app id"),
-  INSTAGRAM_APP_SECRET: z.string().min(16, "must be the Meta app secret (App settings > Basic)"),
-  INSTAGRAM_REDIRECT_URI: webUrl,
-  INSTAGRAM_FRONTEND_REDIRECT_URI: webUrl.refine(
-    (value) => !value.includes("#"),
-    "must not contain a #fragment: the callback puts the pending connection's token there",
-  ).optional(),
-  INSTAGRAM_TOKEN_ENCRYPTION_KEY: aes256Key,
-  INSTAGRAM_GRAPH_VERSION: z.string().regex(/^v\d{1,3}\.\d$/, "must look like v27.0").default("v27.0"),
+// Each variable: its schema, and what it must be (the whole message when its value is refused).
+const VARIABLES = {
+  INSTAGRAM_APP_ID: [digits(5, 25), "must be the numeric Meta app id (App settings > Basic)"],
+  INSTAGRAM_APP_SECRET: [
+    z.string().check(z.regex(/^[0-9a-f]{32}$|^\S{16,}$/)),
+    "must be the Meta app secret (App settings > Basic)",
+  ],
+  INSTAGRAM_REDIRECT_URI: [webUrl, "must be an https URL (http only for localhost), the callback's address"],
+  INSTAGRAM_FRONTEND_REDIRECT_URI: [
+    z.optional(webUrl.check(z.refine((value) => !value.includes("#")))),
+    "must be an https URL (http only for localhost) without a #fragment: the callback puts the pending connection's token there",
+  ],
+  INSTAGRAM_TOKEN_ENCRYPTION_KEY: [
+    z.string().check(z.refine((value) => decodeBase64(value)?.length === 32)),
+    "must be 32 random bytes in base64 (openssl rand -base64 32)",
+  ],
+  INSTAGRAM_GRAPH_VERSION: [
+    z._default(z.string().check(z.regex(/^v\d{1,3}\.\d$/)), "v27.0"),
+    "must be a Graph API version such as v27.0",
+  ],
   // Why each one: README, "Meta app set-up".
-  INSTAGRAM_SCOPES: commaList.pipe(z.array(scope).min(1, "must name at least one permission")).default([
-    "pages_show_list",
-    "instagram_basic",
-    "instagram_manage_messages",
-    "pages_manage_metadata",
-    "business_management",
-  ]),
-  // From "Webhook Events Reference" (Messenger Platform) for Instagram conversations; empty turns it off.
-  INSTAGRAM_WEBHOOK_FIELDS: commaList.pipe(z.array(scope)).default([
-    "messages",
-    "messaging_postbacks",
-    "messaging_seen",
-    "message_reactions",
-  ]),
-  INSTAGRAM_CONFIG_ID: z.string().regex(
-    /^\d{1,25}$/,
+  INSTAGRAM_SCOPES: [
+    names([
+      "pages_show_list",
+      "instagram_basic",
+      "instagram_manage_messages",
+      "pages_manage_metadata",
+      "business_management",
+    ]),
+    "must be a comma-separated list of Meta permission names",
+  ],
+  // From the Messenger Platform's "Webhook Events Reference" for Instagram; empty turns it off.
+  INSTAGRAM_WEBHOOK_FIELDS: [
+    names(["messages", "messaging_postbacks", "messaging_seen", "message_reactions"]),
+    "must be a comma-separated list of webhook field names (or empty for none)",
+  ],
+  INSTAGRAM_CONFIG_ID: [
+    z.optional(digits(1, 25)),
     "must be the numeric Facebook Login for Business configuration id",
-  )
-    .optional(),
-  INSTAGRAM_STATE_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(600),
-  INSTAGRAM_ALLOWED_ORIGINS: commaList.pipe(z.array(origin)).default([]),
-  INSTAGRAM_META_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(8_000),
-  INSTAGRAM_META_MAX_RETRIES: z.coerce.number().int().min(0).max(5).default(2),
-  INSTAGRAM_CALLBACK_DEADLINE_MS: z.coerce.number().int().min(100).max(120_000).default(25_000),
-  INSTAGRAM_DB_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5_000),
-  INSTAGRAM_GRAPH_BASE_URL: webUrl.default("https://graph.facebook.com"),
-  INSTAGRAM_DIALOG_BASE_URL: webUrl.default("https://www.facebook.com"),
+  ],
   // On by default: see README, "PKCE". "off" only if Meta ever refuses the PKCE parameters.
-  INSTAGRAM_PKCE: z.enum(["on", "off"], "must be on or off").default("on"),
-  SUPABASE_URL: webUrl,
-});
+  INSTAGRAM_PKCE: [z._default(z.enum(["on", "off"]), "on"), "must be on or off"],
+  INSTAGRAM_STATE_TTL_SECONDS: [integer(60, 3600, 600), "must be a whole number of seconds from 60 to 3600"],
+  INSTAGRAM_ALLOWED_ORIGINS: [
+    origins,
+    "must be a comma-separated list of origins such as https://app.example.com",
+  ],
+  INSTAGRAM_META_TIMEOUT_MS: [integer(50, 60_000, 8_000), "must be milliseconds from 50 to 60000"],
+  INSTAGRAM_META_MAX_RETRIES: [integer(0, 5, 2), "must be a whole number from 0 to 5"],
+  INSTAGRAM_CALLBACK_DEADLINE_MS: [integer(100, 120_000, 25_000), "must be milliseconds from 100 to 120000"],
+  INSTAGRAM_DB_TIMEOUT_MS: [integer(50, 60_000, 5_000), "must be milliseconds from 50 to 60000"],
+  INSTAGRAM_GRAPH_BASE_URL: [
+    z._default(webUrl, "https://graph.facebook.com"),
+    "must be an https URL (http only for localhost)",
+  ],
+  INSTAGRAM_DIALOG_BASE_URL: [
+    z._default(webUrl, "https://www.facebook.com"),
+    "must be an https URL (http only for localhost)",
+  ],
+  SUPABASE_URL: [webUrl, "must be the project's https URL (provided by Supabase)"],
+  SUPABASE_SECRET_KEYS: [
+    z.optional(z.string().check(z.refine((value) => Object.keys(parseKeyMap(value) ?? {}).length > 0))),
+    'must be a JSON map of secret keys such as {"default":"sb_secret_..."} (provided by Supabase)',
+  ],
+  SUPABASE_JWKS: [
+    z.optional(z.string().check(z.refine((value) => parseJwks(value) !== undefined))),
+    'must be a JSON Web Key Set ({"keys":[...]}) (provided by Supabase)',
+  ],
+  SUPABASE_JWKS_URL: [
+    z.optional(webUrl),
+    "must be an https URL of the project's JWKS (http only for localhost)",
+  ],
+} as const;
+
+const schema = z.object(
+  Object.fromEntries(Object.entries(VARIABLES).map(([name, [variable]]) => [name, variable])) as {
+    [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K][0];
+  },
+);
+
+export type Jwks = { keys: Record<string, unknown>[] } | URL;
 
 export type Config = Readonly<{
   appId: string;
@@ -94,12 +133,12 @@ export type Config = Readonly<{
   dialogBaseUrl: string;
   /** Send a PKCE challenge with the dialog and the verifier with the code exchange. */
   pkce: boolean;
-  /** What @supabase/server resolved from SUPABASE_* (plus the legacy key names), for its primitives. */
   supabase: Readonly<{
     url: string;
-    secretKeys: Record<string, string>;
-    publishableKeys: Record<string, string>;
-    jwks: NonNullable<ReturnType<typeof resolveEnv>["data"]>["jwks"];
+    /** The key the functions call the Data API with (service_role). */
+    secretKey: string;
+    /** Where doctors' session tokens are verified: inline keys, or the project's JWKS endpoint. */
+    jwks: Jwks;
   }>;
 }>;
 
@@ -107,40 +146,34 @@ export class ConfigError extends Error {
   override name = "ConfigError";
   constructor(readonly problems: string[]) {
     super(`Invalid configuration: ${problems.join("; ")}. See .env.example.`);
-    // A stack trace adds nothing to a configuration message and buries it in the boot log.
-    this.stack = `${this.name}: ${this.message}`;
   }
 }
 
 /**
- * Reads and validates the process environment (where @supabase/server also reads SUPABASE_*).
- * Empty variables count as unset, as in most .env tooling (except INSTAGRAM_WEBHOOK_FIELDS: empty = off).
+ * Reads and validates the process environment. Empty variables count as unset, as in most .env
+ * tooling, except INSTAGRAM_WEBHOOK_FIELDS, where empty means no subscription. The legacy key names
+ * (SUPABASE_SERVICE_ROLE_KEY, SUPABASE_SECRET_KEY) stand in for SUPABASE_SECRET_KEYS.
  */
-export function loadConfig(): Config {
-  const env = Deno.env.toObject();
+export function loadConfig(env: Record<string, string> = Deno.env.toObject()): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ""));
-  // The one variable where empty means something: no webhook subscription at all.
   if (env.INSTAGRAM_WEBHOOK_FIELDS?.trim() === "") present.INSTAGRAM_WEBHOOK_FIELDS = "";
   const parsed = schema.safeParse(present);
-  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => {
-    const name = String(issue.path[0]);
-    return present[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
-  });
-
-  const supabase = resolveSupabase(present);
-  if (!Object.keys(supabase.secretKeys).length) {
-    problems.push("SUPABASE_SECRET_KEYS (or SUPABASE_SERVICE_ROLE_KEY) is required");
-  }
-  if (!Object.keys(supabase.publishableKeys).length) {
-    problems.push("SUPABASE_PUBLISHABLE_KEYS (or SUPABASE_ANON_KEY) is required");
-  }
-  if (!supabase.jwks) {
-    // @supabase/server falls back to SUPABASE_URL's JWKS endpoint; null means a malformed value.
+  const problems = parsed.success
+    ? []
+    : [...new Set(parsed.error.issues.map((issue) => String(issue.path[0])))]
+      .map((name) =>
+        present[name] === undefined
+          ? `${name} is required`
+          : `${name} ${VARIABLES[name as keyof typeof VARIABLES]?.[1] ?? "is invalid"}`
+      );
+  const secretKey = Object.values(parseKeyMap(present.SUPABASE_SECRET_KEYS ?? "") ?? {})[0] ??
+    present.SUPABASE_SECRET_KEY ?? present.SUPABASE_SERVICE_ROLE_KEY;
+  if (!secretKey && present.SUPABASE_SECRET_KEYS === undefined) {
     problems.push(
-      "SUPABASE_JWKS or SUPABASE_JWKS_URL is malformed (JSON Web Key Set, or an https URL) and is required to verify sign-ins",
+      "SUPABASE_SECRET_KEYS is required (provided by Supabase; SUPABASE_SERVICE_ROLE_KEY also works)",
     );
   }
-  if (!parsed.success || problems.length) throw new ConfigError(problems);
+  if (problems.length || !parsed.success) throw new ConfigError(problems);
 
   const vars = parsed.data;
   return Object.freeze({
@@ -162,29 +195,58 @@ export function loadConfig(): Config {
     graphBaseUrl: vars.INSTAGRAM_GRAPH_BASE_URL.replace(/\/+$/, ""),
     dialogBaseUrl: vars.INSTAGRAM_DIALOG_BASE_URL.replace(/\/+$/, ""),
     pkce: vars.INSTAGRAM_PKCE === "on",
-    supabase: { ...supabase, url: vars.SUPABASE_URL },
+    supabase: {
+      url: vars.SUPABASE_URL.replace(/\/+$/, ""),
+      secretKey: secretKey!,
+      // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
+      jwks: vars.SUPABASE_JWKS ? parseJwks(vars.SUPABASE_JWKS)! : new URL(
+        vars.SUPABASE_JWKS_URL ?? `${vars.SUPABASE_URL.replace(/\/+$/, "")}/auth/v1/.well-known/jwks.json`,
+      ),
+    },
   });
 }
 
-/** @supabase/server's own resolution of SUPABASE_*, with the legacy single-key names as fallbacks. */
-function resolveSupabase(env: Record<string, string>) {
-  const { data } = resolveEnv({ url: env.SUPABASE_URL ?? "http://unset.invalid" });
-  const legacy = (name: string): Record<string, string> => (env[name] ? { default: env[name] } : {});
-  return {
-    secretKeys: Object.keys(data?.secretKeys ?? {}).length
-      ? data!.secretKeys
-      : legacy("SUPABASE_SERVICE_ROLE_KEY"),
-    publishableKeys: Object.keys(data?.publishableKeys ?? {}).length
-      ? data!.publishableKeys
-      : legacy("SUPABASE_ANON_KEY"),
-    jwks: data?.jwks ?? null,
-  };
+/**
+ * The function's configuration, or, when it is invalid, one line per problem on stderr and exit code 1:
+ * a configuration mistake is not a crash, so no stack trace.
+ */
+export function loadConfigOrExit(functionName: string): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) console.error(`${functionName}: configuration: ${problem}`);
+    console.error(`${functionName}: not started; fix the variables above (see .env.example).`);
+    Deno.exit(1);
+  }
 }
 
 /** Standard or URL-safe base64, padded or not: the forms `openssl rand -base64 32` and tools produce. */
 export function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined {
   try {
     return Uint8Array.from(atob(value.replace(/-/g, "+").replace(/_/g, "/")), (char) => char.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
+}
+
+function parseKeyMap(value: string): Record<string, string> | undefined {
+  try {
+    const map = JSON.parse(value);
+    const valid = map && typeof map === "object" && !Array.isArray(map) &&
+      Object.values(map).every((key) => typeof key === "string" && key.length > 0);
+    return valid ? map : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `{ keys: [...] }` or a bare array of keys, as @supabase/server accepts. */
+function parseJwks(value: string): { keys: Record<string, unknown>[] } | undefined {
+  try {
+    const parsed = JSON.parse(value);
+    const keys = Array.isArray(parsed) ? parsed : parsed?.keys;
+    return Array.isArray(keys) && keys.every((key) => key && typeof key === "object") ? { keys } : undefined;
   } catch {
     return undefined;
   }

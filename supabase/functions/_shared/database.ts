@@ -1,7 +1,9 @@
-// The functions' whole use of the database: service-role RPCs (see supabase/migrations). The client
-// is created once per instance with @supabase/server's createAdminClient, and every call has a
-// timeout, so a stalled database answers 503 instead of hanging the doctor's browser.
-import { createAdminClient } from "@supabase/server/core";
+// The functions' whole use of the database: service-role RPCs (see supabase/migrations) through the
+// Data API. The client is @supabase/postgrest-js, the PostgREST client inside supabase-js, created once
+// per instance with the project's secret key: these functions need RPCs only, and supabase-js would
+// add auth, storage, realtime and functions clients to every cold start. Every call has a timeout, so
+// a stalled database answers 503 instead of hanging the doctor's browser.
+import { PostgrestClient } from "@supabase/postgrest-js";
 import type { Config } from "./config.ts";
 import { AppError, isErrorCode } from "./errors.ts";
 
@@ -112,13 +114,12 @@ interface RpcError {
 }
 
 export function createDatabase(config: Config): Database {
-  const client = createAdminClient({
-    env: { url: config.supabase.url, secretKeys: config.supabase.secretKeys },
-    supabaseOptions: {
-      global: {
-        fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(config.dbTimeoutMs) }),
-      },
-    },
+  const key = config.supabase.secretKey;
+  const client = new PostgrestClient(`${config.supabase.url}/rest/v1`, {
+    // As supabase-js sends it: new-format keys (sb_secret_...) only as apikey, legacy JWT keys also as
+    // the bearer token.
+    headers: { apikey: key, ...(key.startsWith("sb_") ? {} : { Authorization: `Bearer ${key}` }) },
+    fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(config.dbTimeoutMs) }),
   });
 
   async function rpc<T>(name: string, args: Record<string, unknown>): Promise<T> {

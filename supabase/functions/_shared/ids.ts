@@ -1,10 +1,12 @@
 // The shapes of the ids this project handles, in one place: Supabase user ids are UUIDs; Meta's Page,
 // Instagram account and app-scoped user ids are decimal strings (the database checks the same shapes).
-import { z } from "zod";
+import * as z from "zod/mini";
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const META_ID = /^\d{1,32}$/;
 
 /** A Facebook Page id in a request; null counts as absent (clients send it that way). */
-export const optionalPageId = z.string().regex(META_ID, "must be a numeric Facebook Page id").nullish()
-  .transform((value) => value ?? undefined);
+export const optionalPageId = z.pipe(
+  z.nullish(z.string().check(z.regex(META_ID, "must be a numeric Facebook Page id"))),
+  z.transform((value) => value ?? undefined),
+);

@@ -5,7 +5,7 @@
 //     a replay of the same signed_request answers the same request and deletes nothing more.
 //   GET /instagram-callback/data-deletion?code=...: the request's status, where Meta sends the user.
 import type { Context } from "hono";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { deriveHmacKey } from "../_shared/crypto/derived_key.ts";
 import { hmacSha256Hex, randomBase64Url } from "../_shared/crypto/digest.ts";
 import type { DataDeletionRequest } from "../_shared/database.ts";
@@ -14,7 +14,7 @@ import type { AppEnv } from "../_shared/http/request_context.ts";
 import type { CallbackDeps } from "./deps.ts";
 import { readSignedRequest } from "./signed_request_body.ts";
 
-const StatusQuery = z.object({ code: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/) });
+const StatusQuery = z.object({ code: z.string().check(z.regex(/^[A-Za-z0-9_-]{16,64}$/)) });
 
 export async function dataDeletion({ config, db, signedRequests }: CallbackDeps) {
   // Replays are recognised by a keyed hash of the signature: nothing that identifies the user is kept.

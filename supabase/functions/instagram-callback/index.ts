@@ -6,7 +6,7 @@
 //   POST /instagram-callback/data-deletion      Meta's Data Deletion Request callback
 //   GET  /instagram-callback/data-deletion?code the status of a data deletion request
 import { Hono } from "hono";
-import { loadConfig } from "../_shared/config.ts";
+import { loadConfigOrExit } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";
 import { onlyMethods } from "../_shared/http/methods.ts";
@@ -18,7 +18,7 @@ import { callbackDeps } from "./deps.ts";
 import { oauthReturn } from "./oauth_return.ts";
 import { limitSignedRequestBody } from "./signed_request_body.ts";
 
-const config = loadConfig();
+const config = loadConfigOrExit("instagram-callback");
 const deps = await callbackDeps(config);
 const deletion = await dataDeletion(deps);
 

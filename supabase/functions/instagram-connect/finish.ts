@@ -5,7 +5,7 @@
 // Otherwise the Page is subscribed to the app's webhooks first (a failure links nothing), then one
 // transaction consumes the pending connection and links the Page (409 if another doctor holds it).
 import type { Context } from "hono";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { AppError } from "../_shared/errors.ts";
 import { optionalPageId } from "../_shared/ids.ts";
 import { readJsonBody } from "../_shared/http/request_input.ts";
@@ -16,7 +16,7 @@ import { pageWebhooks } from "./page_webhooks.ts";
 import type { ConnectDeps } from "./deps.ts";
 
 const FinishRequest = z.object({
-  pending: z.string().regex(PENDING_TOKEN, "must be the token from the callback"),
+  pending: z.string().check(z.regex(PENDING_TOKEN, "must be the token from the callback")),
   page_id: optionalPageId,
 });
 

@@ -4,7 +4,7 @@
 //   DELETE   /instagram-connect          disconnect: unsubscribe the Page, revoke the grant, delete
 import { Hono } from "hono";
 import { cors } from "hono/cors";
-import { loadConfig } from "../_shared/config.ts";
+import { loadConfigOrExit } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";
 import { requireDoctor } from "../_shared/http/doctor_auth.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";
@@ -16,7 +16,7 @@ import { disconnect } from "./disconnect.ts";
 import { finishConnect } from "./finish.ts";
 import { startConnect } from "./start.ts";
 
-const config = loadConfig();
+const config = loadConfigOrExit("instagram-connect");
 const deps = await connectDeps(config);
 const doctor = requireDoctor(config);
 

@@ -4,7 +4,7 @@
 // into the state, so that Page is the only one offered afterwards; rerequest, so that Meta asks again
 // for permissions the doctor declined before (Meta does not, otherwise).
 import type { Context } from "hono";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { optionalPageId } from "../_shared/ids.ts";
 import { parseInput, readJsonBody } from "../_shared/http/request_input.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
@@ -13,11 +13,13 @@ import type { ConnectDeps } from "./deps.ts";
 
 const StartRequest = z.object({
   page_id: optionalPageId,
-  rerequest: z.boolean().optional(),
+  rerequest: z.optional(z.boolean()),
 });
-const StartQuery = StartRequest.extend({
-  rerequest: z.enum(["1", "true", "0", "false"]).transform((value) => value === "1" || value === "true")
-    .optional(),
+const StartQuery = z.object({
+  page_id: optionalPageId,
+  rerequest: z.optional(
+    z.pipe(z.enum(["1", "true", "0", "false"]), z.transform((value) => value === "1" || value === "true")),
+  ),
 });
 
 export function startConnect({ config, db, states }: ConnectDeps) {

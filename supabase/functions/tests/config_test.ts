@@ -1,51 +1,138 @@
-// Start-up validation: a missing or invalid variable stops the function with a message naming it,
-// and no value (most are secrets) is ever printed.
+// Start-up validation: every kind of bad value stops the function with one line per variable naming it
+// and saying what it must be: never its value (most are secrets), never a stack trace.
 import assert from "node:assert/strict";
 import { bootFailure } from "../../../scripts/lib/function_process.ts";
+import { ConfigError, decodeBase64, loadConfig } from "../_shared/config.ts";
 
 const APP_SECRET = "a-very-secret-app-secret-value-123";
-const SHORT_KEY = "c2hvcnQta2V5";
+const SECRET_KEY = "sb_secret_value_never_printed_0123";
 
-const base = {
+const good: Record<string, string> = {
+  INSTAGRAM_APP_ID: "1234567890",
   INSTAGRAM_APP_SECRET: APP_SECRET,
-  INSTAGRAM_REDIRECT_URI: "http://example.com/functions/v1/instagram-callback",
-  INSTAGRAM_TOKEN_ENCRYPTION_KEY: SHORT_KEY,
-  INSTAGRAM_STATE_TTL_SECONDS: "5",
-  SUPABASE_URL: "http://127.0.0.1:54321",
-  SUPABASE_SECRET_KEYS: '{"default":"sb_secret_value_never_printed"}',
-  SUPABASE_PUBLISHABLE_KEYS: '{"default":"sb_publishable_x"}',
-  SUPABASE_JWKS: '{"keys":[]}',
+  INSTAGRAM_REDIRECT_URI: "https://project.supabase.co/functions/v1/instagram-callback",
+  INSTAGRAM_TOKEN_ENCRYPTION_KEY: "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=",
+  SUPABASE_URL: "https://project.supabase.co",
+  SUPABASE_SECRET_KEYS: JSON.stringify({ default: SECRET_KEY }),
 };
 
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error; // anything else escaping loadConfig is the bug this test looks for
+  }
+}
+
+Deno.test("a good configuration loads, with every default", () => {
+  const config = loadConfig(good);
+  assert.equal(config.graphVersion, "v27.0");
+  assert.equal(config.pkce, true);
+  assert.deepEqual(config.webhookFields, [
+    "messages",
+    "messaging_postbacks",
+    "messaging_seen",
+    "message_reactions",
+  ]);
+  assert.equal(config.supabase.secretKey, SECRET_KEY);
+  assert.equal(String(config.supabase.jwks), "https://project.supabase.co/auth/v1/.well-known/jwks.json");
+  assert.deepEqual(
+    loadConfig({ ...good, INSTAGRAM_WEBHOOK_FIELDS: "" }).webhookFields,
+    [],
+    "empty: no subscription",
+  );
+  assert.equal(
+    loadConfig({ ...good, SUPABASE_SECRET_KEYS: "", SUPABASE_SERVICE_ROLE_KEY: "eyJ.legacy.key" })
+      .supabase.secretKey,
+    "eyJ.legacy.key",
+  );
+});
+
+Deno.test("every kind of bad value: one line naming the variable and what it must be", () => {
+  const cases: [string, string, RegExp][] = [
+    ["INSTAGRAM_APP_ID", "abc", /^INSTAGRAM_APP_ID must be the numeric Meta app id/],
+    ["INSTAGRAM_APP_SECRET", "short", /^INSTAGRAM_APP_SECRET must be the Meta app secret/],
+    [
+      "INSTAGRAM_REDIRECT_URI",
+      "https://<project-ref>.supabase.co/functions/v1/x",
+      /^INSTAGRAM_REDIRECT_URI must be an https URL/,
+    ],
+    ["INSTAGRAM_REDIRECT_URI", "not a url", /^INSTAGRAM_REDIRECT_URI must be an https URL/],
+    ["INSTAGRAM_REDIRECT_URI", "http://example.com/cb", /^INSTAGRAM_REDIRECT_URI must be an https URL/],
+    ["INSTAGRAM_REDIRECT_URI", "javascript:alert(1)", /^INSTAGRAM_REDIRECT_URI must be an https URL/],
+    ["INSTAGRAM_FRONTEND_REDIRECT_URI", "https://app.example.com/#/settings", /without a #fragment/],
+    [
+      "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
+      "c2hvcnQta2V5",
+      /^INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes/,
+    ],
+    [
+      "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
+      "%%% not base64 %%%",
+      /^INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes/,
+    ],
+    ["INSTAGRAM_GRAPH_VERSION", "24", /^INSTAGRAM_GRAPH_VERSION must be a Graph API version/],
+    ["INSTAGRAM_SCOPES", "pages_show_list, DROP TABLE", /^INSTAGRAM_SCOPES must be a comma-separated list/],
+    ["INSTAGRAM_WEBHOOK_FIELDS", "messages;feed", /^INSTAGRAM_WEBHOOK_FIELDS must be a comma-separated list/],
+    ["INSTAGRAM_CONFIG_ID", "cfg-1", /^INSTAGRAM_CONFIG_ID must be the numeric/],
+    ["INSTAGRAM_PKCE", "yes", /^INSTAGRAM_PKCE must be on or off/],
+    ["INSTAGRAM_STATE_TTL_SECONDS", "5", /^INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds/],
+    ["INSTAGRAM_STATE_TTL_SECONDS", "ten", /^INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds/],
+    ["INSTAGRAM_META_TIMEOUT_MS", "1.5", /^INSTAGRAM_META_TIMEOUT_MS must be milliseconds/],
+    ["INSTAGRAM_META_MAX_RETRIES", "9", /^INSTAGRAM_META_MAX_RETRIES must be a whole number from 0 to 5/],
+    [
+      "INSTAGRAM_ALLOWED_ORIGINS",
+      "https://app.example.com/path",
+      /^INSTAGRAM_ALLOWED_ORIGINS must be a comma-separated list of origins/,
+    ],
+    ["INSTAGRAM_GRAPH_BASE_URL", "ftp://graph", /^INSTAGRAM_GRAPH_BASE_URL must be an https URL/],
+    ["SUPABASE_URL", "<project-url>", /^SUPABASE_URL must be the project's https URL/],
+    ["SUPABASE_SECRET_KEYS", '{"default":""}', /^SUPABASE_SECRET_KEYS must be a JSON map of secret keys/],
+    ["SUPABASE_SECRET_KEYS", "sb_secret_not_json", /^SUPABASE_SECRET_KEYS must be a JSON map of secret keys/],
+    ["SUPABASE_JWKS", "{not json", /^SUPABASE_JWKS must be a JSON Web Key Set/],
+    ["SUPABASE_JWKS_URL", "http://evil.example/jwks", /^SUPABASE_JWKS_URL must be an https URL/],
+  ];
+  for (const [name, value, expected] of cases) {
+    const problems = problemsOf({ ...good, [name]: value });
+    assert.equal(problems.length, 1, `${name}=${value}: ${problems.join(" | ")}`);
+    assert.match(problems[0], expected, `${name}=${value}`);
+    assert.ok(!problems[0].includes(value), `${name}: the value is never echoed`);
+  }
+  for (const name of ["INSTAGRAM_APP_ID", "INSTAGRAM_APP_SECRET", "INSTAGRAM_REDIRECT_URI", "SUPABASE_URL"]) {
+    const { [name]: _, ...without } = good;
+    assert.deepEqual(problemsOf(without), [`${name} is required`]);
+  }
+  const { SUPABASE_SECRET_KEYS: _, ...noKey } = good;
+  assert.match(problemsOf(noKey)[0], /^SUPABASE_SECRET_KEYS is required/);
+});
+
 for (const name of ["instagram-connect", "instagram-callback"]) {
-  Deno.test(`${name} refuses to start on bad configuration and names each variable`, async () => {
-    const { code, output } = await bootFailure(name, base);
-    assert.notEqual(code, 0, "start-up failed");
-    assert.match(output, /INSTAGRAM_APP_ID is required/);
-    assert.match(output, /INSTAGRAM_REDIRECT_URI must be an https URL/);
-    assert.match(output, /INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes/);
-    assert.match(output, /INSTAGRAM_STATE_TTL_SECONDS/);
-    for (const secret of [APP_SECRET, SHORT_KEY, "sb_secret_value_never_printed"]) {
+  Deno.test(`${name} refuses to start: one line per problem, exit code 1, no value, no stack trace`, async () => {
+    const { code, output } = await bootFailure(name, {
+      ...good,
+      INSTAGRAM_APP_ID: "",
+      INSTAGRAM_REDIRECT_URI: "https://<project-ref>.supabase.co/functions/v1/instagram-callback",
+      INSTAGRAM_TOKEN_ENCRYPTION_KEY: "c2hvcnQta2V5",
+      INSTAGRAM_STATE_TTL_SECONDS: "5",
+    });
+    assert.equal(code, 1);
+    const lines = output.trim().split("\n");
+    assert.deepEqual(lines, [
+      `${name}: configuration: INSTAGRAM_APP_ID is required`,
+      `${name}: configuration: INSTAGRAM_REDIRECT_URI must be an https URL (http only for localhost), the callback's address`,
+      `${name}: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64 (openssl rand -base64 32)`,
+      `${name}: configuration: INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds from 60 to 3600`,
+      `${name}: not started; fix the variables above (see .env.example).`,
+    ]);
+    for (const secret of [APP_SECRET, "c2hvcnQta2V5", SECRET_KEY, "<project-ref>"]) {
       assert.ok(!output.includes(secret), "no configured value is printed");
     }
   });
 }
 
-Deno.test("a malformed SUPABASE_JWKS is a start-up error, not 401s for every doctor later", async () => {
-  const { code, output } = await bootFailure("instagram-connect", {
-    ...base,
-    INSTAGRAM_APP_ID: "1234567890",
-    INSTAGRAM_REDIRECT_URI: "https://example.com/cb",
-    INSTAGRAM_TOKEN_ENCRYPTION_KEY: "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=",
-    INSTAGRAM_STATE_TTL_SECONDS: "600",
-    SUPABASE_JWKS: "{not json",
-  });
-  assert.notEqual(code, 0);
-  assert.match(output, /SUPABASE_JWKS or SUPABASE_JWKS_URL is malformed/);
-});
-
-Deno.test("the encryption key is read in standard and URL-safe base64, padded or not", async () => {
-  const { decodeBase64 } = await import("../_shared/config.ts");
+Deno.test("the encryption key is read in standard and URL-safe base64, padded or not", () => {
   const bytes = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 250) % 256); // yields '+' and '/'
   const standard = btoa(String.fromCharCode(...bytes));
   assert.match(standard, /[+/]/);

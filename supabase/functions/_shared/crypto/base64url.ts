@@ -1,6 +1,12 @@
-// jose already ships a vetted base64url codec (it is in the graph through @supabase/server).
-import { base64url } from "jose";
+// base64url (RFC 4648 section 5, without padding) on the platform's atob/btoa: states, PKCE values,
+// pending tokens and encrypted Page tokens are written in it.
+export function encodeBase64Url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
 
-export const encodeBase64Url = (bytes: Uint8Array): string => base64url.encode(bytes);
-export const decodeBase64Url = (text: string): Uint8Array<ArrayBuffer> =>
-  new Uint8Array(base64url.decode(text));
+/** Throws on anything that is not base64url (or standard base64). */
+export function decodeBase64Url(text: string): Uint8Array<ArrayBuffer> {
+  return Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (char) => char.charCodeAt(0));
+}

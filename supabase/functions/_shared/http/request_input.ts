@@ -3,7 +3,7 @@
 // refused before anything is recorded.
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import { AppError } from "../errors.ts";
 import type { AppEnv } from "./request_context.ts";
 
@@ -17,7 +17,7 @@ export const limitBody = bodyLimit({
 });
 
 /** The body parsed with `schema`; an empty body counts as `{}` (supabase.functions.invoke sends none). */
-export async function readJsonBody<T>(c: Context<AppEnv>, schema: z.ZodType<T>): Promise<T> {
+export async function readJsonBody<T>(c: Context<AppEnv>, schema: z.ZodMiniType<T>): Promise<T> {
   const text = await c.req.text();
   let value: unknown = {};
   if (text.trim() !== "") {
@@ -35,7 +35,7 @@ export async function readJsonBody<T>(c: Context<AppEnv>, schema: z.ZodType<T>):
 }
 
 /** `value` checked against `schema`; a mismatch is a 400 naming the fields, never a 500. */
-export function parseInput<T>(schema: z.ZodType<T>, value: unknown): T {
+export function parseInput<T>(schema: z.ZodMiniType<T>, value: unknown): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((issue) => issue.path.join(".") || "body"))];

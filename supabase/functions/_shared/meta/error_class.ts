@@ -6,7 +6,7 @@
 //   is_transient                       likewise
 //   1, 2, 341, HTTP 5xx, no answer     Meta failed: retried, then 502
 //   100 / "code verifier" at the code exchange: the code is used, expired or another flow's
-import { z } from "zod";
+import * as z from "zod/mini";
 import { AppError, type ErrorCode } from "../errors.ts";
 
 export type GraphStep =
@@ -17,14 +17,14 @@ export type GraphStep =
   | "unsubscribe_page"
   | "revoke_permissions";
 
-export const GraphErrorBody = z.object({
+const GraphErrorBody = z.object({
   error: z.object({
-    message: z.string().optional(),
-    type: z.string().optional(),
-    code: z.number().optional(),
-    error_subcode: z.number().optional(),
-    is_transient: z.boolean().optional(),
-    fbtrace_id: z.string().optional(),
+    message: z.optional(z.string()),
+    type: z.optional(z.string()),
+    code: z.optional(z.number()),
+    error_subcode: z.optional(z.number()),
+    is_transient: z.optional(z.boolean()),
+    fbtrace_id: z.optional(z.string()),
   }),
 });
 

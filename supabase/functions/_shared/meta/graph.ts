@@ -4,7 +4,7 @@
 // answered, a retry could only fail. Every call that carries a token also carries appsecret_proof
 // (required when the app has "Require App Secret" on), re-attached to Meta's paging links, which
 // drop it.
-import { z } from "zod";
+import * as z from "zod/mini";
 import type { Config } from "../config.ts";
 import { hmacSha256Hex } from "../crypto/digest.ts";
 import { AppError } from "../errors.ts";
@@ -17,17 +17,17 @@ const BACKOFF_BASE_MS = 100;
 const BACKOFF_CAP_MS = 2_000;
 const PAGE_FIELDS = "id,name,access_token,tasks,instagram_business_account{id,username}";
 
-const NUMERIC_ID = z.string().regex(META_ID);
-const Paging = z.object({ next: z.string().optional() }).optional();
+const NUMERIC_ID = z.string().check(z.regex(META_ID));
+const Paging = z.optional(z.object({ next: z.optional(z.string()) }));
 
-const TokenResponse = z.object({ access_token: z.string().min(1) });
+const TokenResponse = z.object({ access_token: z.string().check(z.minLength(1)) });
 
 const FacebookPage = z.object({
   id: NUMERIC_ID,
-  name: z.string().optional(),
-  access_token: z.string().min(1).optional(),
-  tasks: z.array(z.string()).optional(),
-  instagram_business_account: z.object({ id: NUMERIC_ID, username: z.string().optional() }).optional(),
+  name: z.optional(z.string()),
+  access_token: z.optional(z.string().check(z.minLength(1))),
+  tasks: z.optional(z.array(z.string())),
+  instagram_business_account: z.optional(z.object({ id: NUMERIC_ID, username: z.optional(z.string()) })),
 });
 const PageList = z.object({ data: z.array(FacebookPage), paging: Paging });
 const PermissionList = z.object({
@@ -36,8 +36,8 @@ const PermissionList = z.object({
 });
 const UserResponse = z.object({
   id: NUMERIC_ID,
-  permissions: PermissionList.optional(),
-  accounts: PageList.optional(),
+  permissions: z.optional(PermissionList),
+  accounts: z.optional(PageList),
 });
 const Success = z.object({ success: z.literal(true) });
 
@@ -81,7 +81,7 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
   async function call<T>(
     step: GraphStep,
     request: { url: URL; method?: "GET" | "POST" | "DELETE" },
-    schema: z.ZodType<T>,
+    schema: z.ZodMiniType<T>,
     deadline: AbortSignal,
   ): Promise<T> {
     // Meta answering the code exchange consumes the code, whatever it answered.
@@ -148,7 +148,7 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
 
   async function* followPaging<T extends { data: unknown[]; paging?: { next?: string } }>(
     first: T | undefined,
-    schema: z.ZodType<T>,
+    schema: z.ZodMiniType<T>,
     token: string,
     deadline: AbortSignal,
   ) {

@@ -1,14 +1,14 @@
 // The query string Meta sends to the callback: `code` and `state`, or `error` (access_denied when the
 // doctor cancels; with error_reason, error_description and our `state`). Anything else we might once
 // have read (such as page_id) is ignored: what the flow needs is signed into the state.
-import { z } from "zod";
+import * as z from "zod/mini";
 import { AppError } from "../errors.ts";
 import { parseInput } from "../http/request_input.ts";
 
-const STATE = z.string().min(1).max(200);
+const STATE = z.string().check(z.minLength(1), z.maxLength(200));
 
 const Approved = z.object({
-  code: z.string().min(1).max(2048).regex(/^[\w.~+/=-]+$/),
+  code: z.string().check(z.minLength(1), z.maxLength(2048), z.regex(/^[\w.~+/=-]+$/)),
   state: STATE,
 });
 
