@@ -85,6 +85,25 @@ const INVALID_CODE_VERIFIER =
   "Invalid code verifier. Code verifier should be a cryptographically random string using the characters A-Z, a-z, 0-9, and the punctuation characters -._~ (hyphen, period, underscore, and tilde), between 43 and 128 characters long.";
 // "Webhooks for Pages": subscribing needs one of these tasks on the Page.
 const SUBSCRIBE_TASKS = ["CREATE_CONTENT", "MANAGE", "MODERATE"];
+// The Page subscription fields Meta accepts ("Webhooks for Pages"; "Webhook Events Reference").
+const PAGE_FIELDS = new Set([
+  "feed",
+  "messages",
+  "message_deliveries",
+  "message_echoes",
+  "message_edits",
+  "message_reactions",
+  "message_reads",
+  "messaging_account_linking",
+  "messaging_handovers",
+  "messaging_optins",
+  "messaging_optouts",
+  "messaging_policy_enforcement",
+  "messaging_postbacks",
+  "messaging_referrals",
+  "messaging_seen",
+  "standby",
+]);
 
 export class FakeMeta {
   readonly calls: Record<Step, number> = {
@@ -104,6 +123,8 @@ export class FakeMeta {
   readonly revocations: string[] = [];
   /** Every paging.next link handed out (Meta's carry the token but no appsecret_proof). */
   readonly pagingLinks: string[] = [];
+  /** Where paging.next links point (this fake's own origin unless a test says otherwise). */
+  pagingOrigin?: string;
   /** Every secret this fake issued or was given (codes, tokens, proofs), for leak checks. */
   readonly secrets = new Set<string>();
   latencyMs: number;
@@ -503,7 +524,9 @@ export class FakeMeta {
       paging: { cursors: { before: btoa(String(offset)), after } },
     };
     if (offset + size < user.pages.length) {
-      const next = new URL(`${this.url}/${this.options.graphVersion}/${user.appScopedId}/accounts`);
+      const next = new URL(
+        `${this.pagingOrigin ?? this.url}/${this.options.graphVersion}/${user.appScopedId}/accounts`,
+      );
       next.searchParams.set("access_token", token);
       next.searchParams.set("fields", formatFields(fields));
       next.searchParams.set("limit", String(limit));
@@ -546,6 +569,15 @@ export class FakeMeta {
     const fields = (q.get("subscribed_fields") ?? "").split(",").filter(Boolean);
     if (!fields.length) {
       return graphError(400, 100, "(#100) The parameter subscribed_fields is required", "OAuthException");
+    }
+    const unknown = fields.find((field) => !PAGE_FIELDS.has(field));
+    if (unknown) {
+      return graphError(
+        400,
+        100,
+        `(#100) Param subscribed_fields must be one of {${[...PAGE_FIELDS].join(", ")}} - got "${unknown}"`,
+        "OAuthException",
+      );
     }
     this.subscriptions.set(pageId, fields);
     return Response.json({ success: true });

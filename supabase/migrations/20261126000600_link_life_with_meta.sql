@@ -10,10 +10,13 @@
 -- * disconnect is prepare_disconnect (what the function needs for Meta) then disconnect_doctor_instagram
 --   (the delete, audited with Meta's outcome); doctors no longer delete rows directly, so no disconnect
 --   can skip Meta;
--- * forget_facebook_user (deauthorize, data deletion) removes that user's links, pending connections and
---   the unused states of the doctors concerned, audited with actor `meta`;
+-- * forget_facebook_user (deauthorize, data deletion) removes what that user had granted when Meta issued
+--   the request (links, pending connections, the open states of the doctors concerned), audited with
+--   actor `meta`; a replayed or late request cannot touch a newer grant;
 -- * data deletion requests are recorded (confirmation code, status, times; no personal data) and a
---   replay of the same signed_request answers the same request.
+--   replay of the same signed_request answers the same request;
+-- * open_pending_connection names the Page a doctor is leaving, so finish unsubscribes it while the
+--   doctor still holds it (no other doctor can link it in between).
 
 -- ---------------------------------------------------------------------------------------------------
 -- Columns.
@@ -177,10 +180,74 @@ $$;
 revoke all on function public.create_pending_connection(text, uuid, jsonb, text, text[]) from public, anon, authenticated;
 grant execute on function public.create_pending_connection(text, uuid, jsonb, text, text[]) to service_role;
 
--- As in 20261126000500 (which explains it), plus: the Facebook user and scopes are copied into the link,
--- and the previous
--- Page's encrypted token is returned (to the function only), so a doctor who moves to another Page gets
--- the old one unsubscribed.
+-- As in 20261126000500 (which explains it), plus: when the doctor would move to another Page, the
+-- 'ready' answer names the Page they are leaving (with its encrypted token), so finish unsubscribes it
+-- while the doctor still holds it: no other doctor can link (and subscribe) it in between.
+create or replace function public.open_pending_connection(
+  p_doctor_id uuid,
+  p_token_hash text,
+  p_page_id text default null,
+  p_correlation_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  pending private.pending_connections := private.lock_pending_connection(p_token_hash);
+  page jsonb;
+  current_link public.doctor_instagram;
+begin
+  if pending.doctor_id <> p_doctor_id then
+    delete from private.pending_connections where token_hash = p_token_hash;
+    perform set_config('app.actor_id', p_doctor_id::text, true);
+    perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
+    perform private.append_audit('instagram.link_refused', pending.doctor_id::text, jsonb_build_object(
+      'reason', 'session_mismatch',
+      'pending_doctor_id', pending.doctor_id,
+      'offered_page_ids', (select jsonb_agg(offered ->> 'page_id') from jsonb_array_elements(pending.pages) as offered)
+    ));
+    return jsonb_build_object('outcome', 'session_mismatch');
+  elsif pending.expires_at <= now() then
+    raise exception using errcode = 'PT400', message = 'This connection expired', detail = 'pending_expired';
+  end if;
+
+  if p_page_id is null and jsonb_array_length(pending.pages) > 1 then
+    return jsonb_build_object(
+      'outcome', 'choose',
+      'expires_at', pending.expires_at,
+      'pages', (
+        select jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+          'page_id', offered ->> 'page_id',
+          'page_name', offered ->> 'page_name',
+          'instagram_username', offered ->> 'instagram_username'
+        )) order by position)
+        from jsonb_array_elements(pending.pages) with ordinality as item(offered, position)
+      )
+    );
+  end if;
+
+  page := private.pending_page(pending, p_page_id);
+  if exists (
+    select 1 from public.doctor_instagram
+    where instagram_page_id = page ->> 'page_id' and doctor_id <> p_doctor_id
+  ) then
+    perform private.raise_page_already_linked(page);
+  end if;
+  select * into current_link from public.doctor_instagram where doctor_id = p_doctor_id;
+  return jsonb_strip_nulls(jsonb_build_object(
+    'outcome', 'ready',
+    'page', page,
+    'leaving', case when current_link.instagram_page_id <> page ->> 'page_id' then jsonb_build_object(
+      'page_id', current_link.instagram_page_id,
+      'access_token', current_link.instagram_access_token
+    ) end
+  ));
+end;
+$$;
+
+-- As in 20261126000500 (which explains it), plus: the Facebook user and scopes are copied into the link.
 create or replace function public.link_pending_connection(
   p_doctor_id uuid,
   p_token_hash text,
@@ -195,7 +262,7 @@ as $$
 declare
   pending private.pending_connections := private.lock_pending_connection(p_token_hash);
   page jsonb;
-  previous public.doctor_instagram;
+  previous_page_id text;
   linked public.doctor_instagram;
 begin
   if pending.doctor_id <> p_doctor_id then
@@ -218,7 +285,7 @@ begin
     perform private.raise_page_already_linked(page);
   end if;
 
-  select * into previous from public.doctor_instagram where doctor_id = p_doctor_id for update;
+  select instagram_page_id into previous_page_id from public.doctor_instagram where doctor_id = p_doctor_id;
 
   begin
     insert into public.doctor_instagram as current_link (
@@ -255,20 +322,30 @@ begin
     'facebook_user_id', linked.facebook_user_id,
     'granted_scopes', linked.granted_scopes,
     'connected_at', linked.connected_at,
-    'previous_page_id', previous.instagram_page_id,
-    'previous_access_token', case
-      when previous.instagram_page_id is distinct from linked.instagram_page_id then previous.instagram_access_token
-    end
+    'previous_page_id', previous_page_id
   );
 end;
+$$;
+
+-- Whether anyone holds the Page: a Page subscribed for a link that then failed is unsubscribed again
+-- only when nobody does.
+create function public.page_is_linked(p_page_id text)
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select exists (select 1 from public.doctor_instagram where instagram_page_id = p_page_id);
 $$;
 
 -- ---------------------------------------------------------------------------------------------------
 -- Disconnect: what the function needs for Meta, then the delete with Meta's outcome in the audit.
 
 -- The doctor's link as the function needs it to clean up at Meta: the Page and its (encrypted) token,
--- the Facebook user, and whether another doctor's link still uses that user's grant (then the grant
--- must not be revoked: one practice manager may have linked Pages for several doctors).
+-- the Facebook user, and whether another doctor still needs that user's grant, through a link or a
+-- connection waiting to be finished (then it must not be revoked: one practice manager may link
+-- Pages for several doctors).
 create function public.prepare_disconnect(p_doctor_id uuid)
 returns jsonb
 language plpgsql
@@ -287,60 +364,74 @@ begin
     'page_id', link.instagram_page_id,
     'access_token', link.instagram_access_token,
     'facebook_user_id', link.facebook_user_id,
-    'facebook_user_shared', link.facebook_user_id is not null and exists (
-      select 1 from public.doctor_instagram as other
-      where other.facebook_user_id = link.facebook_user_id and other.doctor_id <> p_doctor_id
+    'facebook_user_shared', link.facebook_user_id is not null and (
+      exists (
+        select 1 from public.doctor_instagram as other
+        where other.facebook_user_id = link.facebook_user_id and other.doctor_id <> p_doctor_id
+      ) or exists (
+        select 1 from private.pending_connections as waiting
+        where waiting.facebook_user_id = link.facebook_user_id and waiting.doctor_id <> p_doctor_id
+          and waiting.used_at is null and waiting.expires_at > now()
+      )
     )
   );
 end;
 $$;
 
--- Deletes the doctor's link to that Page (if it is still that Page) and audits it with what Meta said.
-create function public.disconnect_doctor_instagram(
-  p_doctor_id uuid,
-  p_page_id text,
-  p_meta jsonb,
-  p_correlation_id text default null
-)
-returns boolean
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  deleted int;
-begin
-  perform set_config('app.actor_id', p_doctor_id::text, true);
-  perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
-  perform set_config('app.audit_metadata', jsonb_build_object('meta', coalesce(p_meta, '{}'::jsonb))::text, true);
-  delete from public.doctor_instagram where doctor_id = p_doctor_id and instagram_page_id = p_page_id;
-  get diagnostics deleted = row_count;
-  perform set_config('app.audit_metadata', '', true);
-  return deleted > 0;
-end;
-$$;
-
--- ---------------------------------------------------------------------------------------------------
--- Meta's callbacks.
-
--- Everything of one Facebook user: their links, their pending connections, and the unused states of the
--- doctors concerned (a state holds no Facebook data, but a flow that would bring that user's data back
--- should not survive the request either). Each removal is audited with actor 'meta' and p_action.
-create function public.forget_facebook_user(p_facebook_user_id text, p_action text, p_correlation_id text default null)
+-- Deletes the doctor's link, whatever Page it holds by now, audited with what Meta said, and returns
+-- what was deleted (the Page and its encrypted token), or null when there was nothing left.
+create function public.disconnect_doctor_instagram(p_doctor_id uuid, p_meta jsonb, p_correlation_id text default null)
 returns jsonb
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
+  deleted public.doctor_instagram;
+begin
+  perform set_config('app.actor_id', p_doctor_id::text, true);
+  perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
+  perform set_config('app.audit_metadata', jsonb_build_object('meta', coalesce(p_meta, '{}'::jsonb))::text, true);
+  delete from public.doctor_instagram where doctor_id = p_doctor_id returning * into deleted;
+  perform set_config('app.audit_metadata', '', true);
+  return case when deleted.doctor_id is not null then
+    jsonb_build_object('page_id', deleted.instagram_page_id, 'access_token', deleted.instagram_access_token)
+  end;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Meta's callbacks.
+
+-- Everything of one Facebook user that existed when Meta issued the request (p_issued_at): their links,
+-- their pending connections, and the open states the doctors concerned had started by then (a state
+-- holds no Facebook data, but a flow that would bring that user's data back should not survive the
+-- request). Anything newer is a new grant and stays, so a replayed or late request is harmless. Each
+-- removal is audited with actor 'meta' and p_action.
+create function public.forget_facebook_user(
+  p_facebook_user_id text,
+  p_action text,
+  p_issued_at timestamptz,
+  p_correlation_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  issued_before timestamptz;
   doctors uuid[];
   links int;
-  pending int;
+  pending int := 0;
   states int;
   per_doctor record;
 begin
-  if p_facebook_user_id !~ '^[0-9]{1,32}$' or p_action not in ('instagram.deauthorized', 'instagram.deleted_by_meta') then
-    raise exception using errcode = '22023', message = 'a numeric Facebook user id and a Meta action are required';
+  -- issued_at counts whole seconds: everything before the end of that second was granted before.
+  issued_before := p_issued_at + interval '1 second';
+  if p_facebook_user_id !~ '^[0-9]{1,32}$' or p_issued_at is null
+     or p_action not in ('instagram.deauthorized', 'instagram.deleted_by_meta') then
+    raise exception using errcode = '22023', message = 'a numeric Facebook user id, the request time and a Meta action are required';
   end if;
   perform set_config('app.actor_id', '', true);
   perform set_config('app.actor_role', 'meta', true);
@@ -348,18 +439,21 @@ begin
   perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
 
   select array_agg(distinct doctor_id) into doctors from (
-    select doctor_id from public.doctor_instagram where facebook_user_id = p_facebook_user_id
+    select doctor_id from public.doctor_instagram
+    where facebook_user_id = p_facebook_user_id and updated_at < issued_before
     union all
-    select doctor_id from private.pending_connections where facebook_user_id = p_facebook_user_id
+    select doctor_id from private.pending_connections
+    where facebook_user_id = p_facebook_user_id and created_at < issued_before
   ) as concerned;
 
-  delete from public.doctor_instagram where facebook_user_id = p_facebook_user_id;
+  delete from public.doctor_instagram where facebook_user_id = p_facebook_user_id and updated_at < issued_before;
   get diagnostics links = row_count;
 
-  pending := 0;
   for per_doctor in
     with deleted as (
-      delete from private.pending_connections where facebook_user_id = p_facebook_user_id returning doctor_id
+      delete from private.pending_connections
+      where facebook_user_id = p_facebook_user_id and created_at < issued_before
+      returning doctor_id
     )
     select doctor_id, count(*)::int as n from deleted group by doctor_id
   loop
@@ -368,7 +462,8 @@ begin
       jsonb_build_object('pending_connections_deleted', per_doctor.n));
   end loop;
 
-  delete from private.oauth_states where doctor_id = any(coalesce(doctors, '{}')) and consumed_at is null;
+  delete from private.oauth_states
+  where doctor_id = any(coalesce(doctors, '{}')) and consumed_at is null and created_at < issued_before;
   get diagnostics states = row_count;
 
   perform set_config('app.actor_role', '', true);
@@ -399,6 +494,7 @@ create function public.request_data_deletion(
   p_facebook_user_id text,
   p_request_key text,
   p_confirmation_code text,
+  p_issued_at timestamptz,
   p_correlation_id text default null
 )
 returns jsonb
@@ -418,7 +514,7 @@ begin
     return jsonb_build_object('confirmation_code', request.confirmation_code, 'status', request.status, 'replay', true);
   end if;
 
-  perform public.forget_facebook_user(p_facebook_user_id, 'instagram.deleted_by_meta', p_correlation_id);
+  perform public.forget_facebook_user(p_facebook_user_id, 'instagram.deleted_by_meta', p_issued_at, p_correlation_id);
   update private.data_deletion_requests set status = 'completed', completed_at = now()
   where confirmation_code = request.confirmation_code
   returning * into request;
@@ -449,13 +545,15 @@ begin
 end;
 $$;
 
+revoke all on function public.page_is_linked(text) from public, anon, authenticated;
 revoke all on function public.prepare_disconnect(uuid) from public, anon, authenticated;
-revoke all on function public.disconnect_doctor_instagram(uuid, text, jsonb, text) from public, anon, authenticated;
-revoke all on function public.forget_facebook_user(text, text, text) from public, anon, authenticated;
-revoke all on function public.request_data_deletion(text, text, text, text) from public, anon, authenticated;
+revoke all on function public.disconnect_doctor_instagram(uuid, jsonb, text) from public, anon, authenticated;
+revoke all on function public.forget_facebook_user(text, text, timestamptz, text) from public, anon, authenticated;
+revoke all on function public.request_data_deletion(text, text, text, timestamptz, text) from public, anon, authenticated;
 revoke all on function public.data_deletion_status(text) from public, anon, authenticated;
+grant execute on function public.page_is_linked(text) to service_role;
 grant execute on function public.prepare_disconnect(uuid) to service_role;
-grant execute on function public.disconnect_doctor_instagram(uuid, text, jsonb, text) to service_role;
-grant execute on function public.forget_facebook_user(text, text, text) to service_role;
-grant execute on function public.request_data_deletion(text, text, text, text) to service_role;
+grant execute on function public.disconnect_doctor_instagram(uuid, jsonb, text) to service_role;
+grant execute on function public.forget_facebook_user(text, text, timestamptz, text) to service_role;
+grant execute on function public.request_data_deletion(text, text, text, timestamptz, text) to service_role;
 grant execute on function public.data_deletion_status(text) to service_role;

@@ -22,7 +22,18 @@ export type OfferedPage = Pick<PendingPage, "page_id" | "page_name" | "instagram
 export type OpenedPendingConnection =
   | { outcome: "session_mismatch" }
   | { outcome: "choose"; pages: OfferedPage[]; expires_at: string }
-  | { outcome: "ready"; page: PendingPage };
+  | {
+    outcome: "ready";
+    page: PendingPage;
+    /** The Page the doctor holds and would leave for this one (its token encrypted). */
+    leaving?: StoredPageToken;
+  };
+
+/** A Page id with its encrypted token, as the database keeps it. */
+export interface StoredPageToken {
+  page_id: string;
+  access_token: string;
+}
 
 export interface PendingConnectionRef {
   doctorId: string;
@@ -41,8 +52,6 @@ export interface LinkedAccount {
   granted_scopes: string[] | null;
   connected_at: string;
   previous_page_id: string | null;
-  /** The Page the doctor moved away from: its encrypted token, for unsubscribing it (never sent out). */
-  previous_access_token: string | null;
 }
 
 /** What the function needs to clean up at Meta before a disconnect. */
@@ -89,17 +98,21 @@ export interface Database {
   linkPendingConnection(ref: PendingConnectionRef & { pageId: string }): Promise<LinkedAccount>;
   /** Throws not_connected when the doctor has no link. */
   prepareDisconnect(doctorId: string): Promise<LinkToDisconnect>;
-  /** False when the link was already gone (or moved to another Page) meanwhile. */
-  disconnect(doctorId: string, pageId: string, meta: MetaOutcome, correlationId: string): Promise<boolean>;
+  /** Deletes the doctor's link, whatever Page it holds by now; what was deleted, or null if nothing. */
+  disconnect(doctorId: string, meta: MetaOutcome, correlationId: string): Promise<StoredPageToken | null>;
+  pageIsLinked(pageId: string): Promise<boolean>;
+  /** Removes what the Facebook user had granted when Meta issued the request (`issuedAt`). */
   forgetFacebookUser(
     facebookUserId: string,
     action: "instagram.deauthorized",
+    issuedAt: Date,
     correlationId: string,
   ): Promise<ForgottenUser>;
   requestDataDeletion(input: {
     facebookUserId: string;
     requestKey: string;
     confirmationCode: string;
+    issuedAt: Date;
     correlationId: string;
   }): Promise<DataDeletionRequest>;
   /** Throws deletion_request_unknown. */
@@ -155,17 +168,18 @@ export function createDatabase(config: Config): Database {
     openPendingConnection: (ref) => rpc("open_pending_connection", pendingArgs(ref)),
     linkPendingConnection: (ref) => rpc("link_pending_connection", pendingArgs(ref)),
     prepareDisconnect: (doctorId) => rpc("prepare_disconnect", { p_doctor_id: doctorId }),
-    disconnect: (doctorId, pageId, meta, correlationId) =>
+    disconnect: (doctorId, meta, correlationId) =>
       rpc("disconnect_doctor_instagram", {
         p_doctor_id: doctorId,
-        p_page_id: pageId,
         p_meta: meta,
         p_correlation_id: correlationId,
       }),
-    forgetFacebookUser: (facebookUserId, action, correlationId) =>
+    pageIsLinked: (pageId) => rpc("page_is_linked", { p_page_id: pageId }),
+    forgetFacebookUser: (facebookUserId, action, issuedAt, correlationId) =>
       rpc("forget_facebook_user", {
         p_facebook_user_id: facebookUserId,
         p_action: action,
+        p_issued_at: issuedAt.toISOString(),
         p_correlation_id: correlationId,
       }),
     requestDataDeletion: (input) =>
@@ -173,6 +187,7 @@ export function createDatabase(config: Config): Database {
         p_facebook_user_id: input.facebookUserId,
         p_request_key: input.requestKey,
         p_confirmation_code: input.confirmationCode,
+        p_issued_at: input.issuedAt.toISOString(),
         p_correlation_id: input.correlationId,
       }),
     dataDeletionStatus: (confirmationCode) =>

@@ -40,7 +40,7 @@ export const ERRORS = {
   ],
   permissions_missing: [
     422,
-    "Facebook did not grant every permission we need. Press Connect Instagram again and allow all of them when Facebook asks.",
+    "Facebook did not grant every permission we need. Press Connect Instagram again: Facebook will ask for the missing ones; allow all of them.",
   ],
   no_pages: [
     422,

@@ -10,6 +10,8 @@ const SECRET_KEY =
 const SECRET_QUERY =
   /([?&#](?:access_token|client_secret|code|code_verifier|fb_exchange_token|appsecret_proof|state|input_token|instagram_pending)=)[^&\s"')]+/gi;
 const BEARER = /(bearer\s+)[\w.~+/=-]+/gi;
+// Graph paths that name a Facebook user (the revoke call): personal data, not needed to operate.
+const USER_PATH = /\/\d{5,}\/permissions/g;
 
 export interface Logger {
   info(event: string, fields?: Fields): void;
@@ -35,7 +37,8 @@ export function createLogger(base: Fields): Logger {
 /** Removes secrets from anything about to be logged; exported for the tests that prove it. */
 export function scrub(value: unknown, depth = 0): unknown {
   if (typeof value === "string") {
-    return value.replace(SECRET_QUERY, "$1[redacted]").replace(BEARER, "$1[redacted]").slice(0, 1000);
+    return value.replace(SECRET_QUERY, "$1[redacted]").replace(BEARER, "$1[redacted]")
+      .replace(USER_PATH, "/[user]/permissions").slice(0, 1000);
   }
   if (value instanceof Error) {
     return scrub({ name: value.name, message: value.message, cause: value.cause }, depth);

@@ -30,11 +30,13 @@ export async function dataDeletion({ config, db, signedRequests }: CallbackDeps)
         facebookUserId: request.facebookUserId,
         requestKey: await requestKey(request.signature),
         confirmationCode: randomBase64Url(16),
+        issuedAt: request.issuedAt,
         correlationId: c.var.correlationId,
       });
       c.var.log.info("meta_data_deletion_requested", { status: recorded.status, replay: recorded.replay });
-      const url = new URL(`${config.redirectUri}/data-deletion`);
-      url.searchParams.set("code", recorded.confirmation_code);
+      const url = new URL(config.redirectUri);
+      url.pathname = `${url.pathname.replace(/\/+$/, "")}/data-deletion`;
+      url.search = new URLSearchParams({ code: recorded.confirmation_code }).toString();
       return c.json({ url: url.toString(), confirmation_code: recorded.confirmation_code });
     },
 

@@ -1,14 +1,14 @@
 // DELETE /instagram-connect: the doctor disconnects. At Meta: the Page is unsubscribed from the app's
 // webhooks (Page token) and the app's permissions are revoked for the Facebook user (app token) unless
-// another doctor's link uses the same user (a practice manager may have linked Pages for several
-// doctors). The doctor's intent wins: whatever Meta answers, the link is deleted, and the answer and
-// the audit entry say what happened at Meta.
+// another doctor's link or waiting connection uses the same user (a practice manager may link Pages for
+// several doctors). The doctor's intent wins: whatever Meta answers, the link is deleted, and the
+// answer and the audit entry say what happened at Meta.
 import type { Context } from "hono";
 import type { MetaOutcome } from "../_shared/database.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
-import { pageWebhooks } from "./page_webhooks.ts";
 import type { ConnectDeps } from "./deps.ts";
+import { pageWebhooks } from "./page_webhooks.ts";
 
 export function disconnect({ config, db, tokenKey }: ConnectDeps) {
   return async (c: Context<AppEnv>) => {
@@ -16,8 +16,9 @@ export function disconnect({ config, db, tokenKey }: ConnectDeps) {
     const link = await db.prepareDisconnect(doctorId);
 
     const meta = createMetaGraph(config, c.var.log);
+    const webhooks = pageWebhooks(config, tokenKey, meta, c.var.log);
     const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
-    const unsubscribed = await pageWebhooks(config, tokenKey, meta, c.var.log).unsubscribe(
+    const unsubscribed = await webhooks.unsubscribe(
       { doctorId, pageId: link.page_id, encryptedToken: link.access_token },
       deadline,
     );
@@ -27,11 +28,26 @@ export function disconnect({ config, db, tokenKey }: ConnectDeps) {
         c.var.log.warn("permissions_revoke_failed", { error });
         return false;
       });
+    } else {
+      c.var.log.info("permissions_revoke_skipped", {
+        reason: link.facebook_user_id ? "facebook_user_shared" : "facebook_user_unknown",
+      });
     }
 
     const outcome = { unsubscribed, revoked };
-    await db.disconnect(doctorId, link.page_id, outcome, c.var.correlationId);
-    c.var.log.info("instagram_disconnected", { doctor_id: doctorId, page_id: link.page_id, meta: outcome });
+    const deleted = await db.disconnect(doctorId, outcome, c.var.correlationId);
+    // The doctor finished a link to another Page meanwhile (another tab): that one is gone too.
+    if (deleted && deleted.page_id !== link.page_id) {
+      await webhooks.unsubscribe(
+        { doctorId, pageId: deleted.page_id, encryptedToken: deleted.access_token },
+        deadline,
+      );
+    }
+    c.var.log.info("instagram_disconnected", {
+      doctor_id: doctorId,
+      page_id: deleted?.page_id,
+      meta: outcome,
+    });
     return c.json({ disconnected: true, meta: outcome });
   };
 }

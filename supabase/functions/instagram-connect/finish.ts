@@ -2,8 +2,10 @@
 // connection. Only the doctor who started the flow may: anyone else gets 403, and the pending
 // connection is destroyed and the refusal audited (by open_pending_connection). Several usable Pages
 // and no page_id: the Pages to choose from (never a token), and the pending connection stays.
-// Otherwise the Page is subscribed to the app's webhooks first (a failure links nothing), then one
-// transaction consumes the pending connection and links the Page (409 if another doctor holds it).
+// Otherwise the Page is subscribed to the app's webhooks first (a failure links nothing), the Page the
+// doctor leaves (if any) is unsubscribed while they still hold it, so no other doctor can link it in
+// between, and one transaction consumes the pending connection and links the Page (409 if another
+// doctor holds it). If that transaction fails, Meta is put back as it was.
 import type { Context } from "hono";
 import * as z from "zod/mini";
 import { AppError } from "../_shared/errors.ts";
@@ -12,8 +14,8 @@ import { readJsonBody } from "../_shared/http/request_input.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { PENDING_TOKEN, pendingTokenHash } from "../_shared/oauth/pending_token.ts";
-import { pageWebhooks } from "./page_webhooks.ts";
 import type { ConnectDeps } from "./deps.ts";
+import { pageWebhooks, type StoredPage } from "./page_webhooks.ts";
 
 const FinishRequest = z.object({
   pending: z.string().check(z.regex(PENDING_TOKEN, "must be the token from the callback")),
@@ -42,23 +44,25 @@ export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
 
     const webhooks = pageWebhooks(config, tokenKey, createMetaGraph(config, c.var.log), c.var.log);
     const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
-    const page = { doctorId, pageId: opened.page.page_id, encryptedToken: opened.page.access_token };
+    const page = stored(doctorId, opened.page);
+    const leaving = opened.leaving && stored(doctorId, opened.leaving);
     await webhooks.subscribe(page, deadline);
+    const leftUnsubscribed = leaving ? await webhooks.unsubscribe(leaving, deadline) : undefined;
 
-    const link = await db.linkPendingConnection({ ...ref, pageId: page.pageId });
-    // A doctor who moved to another Page: the old one should stop sending us its messages.
-    const leftPage = link.previous_access_token && link.previous_page_id
-      ? await webhooks.unsubscribe(
-        { doctorId, pageId: link.previous_page_id, encryptedToken: link.previous_access_token },
-        deadline,
-      )
-      : undefined;
+    const link = await db.linkPendingConnection({ ...ref, pageId: page.pageId }).catch(async (error) => {
+      if (leftUnsubscribed) await webhooks.resubscribe(leaving!, deadline);
+      const heldByOthers = error instanceof AppError && error.code === "page_already_linked";
+      if (!heldByOthers && !(await db.pageIsLinked(page.pageId).catch(() => true))) {
+        await webhooks.unsubscribe(page, deadline);
+      }
+      throw error;
+    });
 
     c.var.log.info("instagram_linked", {
       doctor_id: doctorId,
       page_id: link.instagram_page_id,
       previous_page_id: link.previous_page_id,
-      previous_page_unsubscribed: leftPage,
+      previous_page_unsubscribed: leftUnsubscribed,
       subscribed_fields: config.webhookFields,
     });
     return c.json({
@@ -71,4 +75,8 @@ export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
       },
     });
   };
+}
+
+function stored(doctorId: string, page: { page_id: string; access_token: string }): StoredPage {
+  return { doctorId, pageId: page.page_id, encryptedToken: page.access_token };
 }

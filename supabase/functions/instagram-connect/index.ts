@@ -33,6 +33,7 @@ app.use(
 
 app.use("/", onlyMethods("GET", "POST", "DELETE"));
 app.on(["GET", "POST"], "/", limitBody, doctor, startConnect(deps));
+app.use("/finish", onlyMethods("POST"));
 app.post("/finish", limitBody, doctor, finishConnect(deps));
 app.delete("/", doctor, disconnect(deps));
 

@@ -19,6 +19,8 @@ export interface PageWebhooks {
   subscribe(page: StoredPage, deadline: AbortSignal): Promise<void>;
   /** True when Meta confirmed; false (logged) on any failure. */
   unsubscribe(page: StoredPage, deadline: AbortSignal): Promise<boolean>;
+  /** Best effort, to undo an unsubscribe whose link then failed. */
+  resubscribe(page: StoredPage, deadline: AbortSignal): Promise<void>;
 }
 
 const SPECIFIC_META_FAILURES = new Set(["meta_token_invalid", "permissions_missing", "meta_rate_limited"]);
@@ -41,6 +43,12 @@ export function pageWebhooks(
         if (error instanceof AppError && SPECIFIC_META_FAILURES.has(error.code)) throw error;
         throw new AppError("webhook_subscription_failed", { cause: error });
       }
+    },
+
+    async resubscribe(page, deadline) {
+      await this.subscribe(page, deadline).catch((error) =>
+        log.warn("page_resubscribe_failed", { page_id: page.pageId, error })
+      );
     },
 
     async unsubscribe(page, deadline) {

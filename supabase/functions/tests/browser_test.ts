@@ -170,6 +170,33 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
     );
 
     await t.step(
+      "a permission unticked on Facebook: explained, and the next Connect asks for it again",
+      async () => {
+        await page.click("#connect");
+        await page.waitForURL(`${dev.stack.meta.url}/**`);
+        await page.uncheck('input[name="grant"][value="instagram_manage_messages"]');
+        await page.click("#allow");
+        await page.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
+        await expectError(page, "permissions_missing");
+        assert.equal(await linkOf(sql, demo.id), undefined);
+
+        await page.click("#connect");
+        await page.waitForURL(`${dev.stack.meta.url}/**`);
+        assert.equal(new URL(page.url()).searchParams.get("auth_type"), "rerequest");
+        await page.click("#allow");
+        await page.locator("#picker").waitFor();
+        await page.check(`input[name="page"][value="${DEMO_PAGES.sunrise.id}"]`);
+        await page.click("#picker-confirm");
+        await page.locator("#linked-username").waitFor();
+        assert.equal((await linkOf(sql, demo.id)).instagram_page_id, DEMO_PAGES.sunrise.id);
+
+        await page.click("#disconnect");
+        await page.click("#confirm-yes");
+        await page.locator("#status", { hasText: "No Instagram account connected." }).waitFor();
+      },
+    );
+
+    await t.step(
       "an error code the dashboard does not know, even a hostile one, gets the generic sentence",
       async () => {
         for (const code of ["constructor", "__proto__", "<img src=x onerror=alert(1)>"]) {

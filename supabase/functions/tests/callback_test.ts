@@ -417,6 +417,34 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       },
     );
 
+    await t.step(
+      "a paging link to another origin is not followed (it would carry the token), and said",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { userId, pages } = meta.newUser(3);
+        meta.accountsPageSize = 2;
+        meta.pagingOrigin = "http://127.0.0.2:9";
+        try {
+          meta.resetCounts();
+          const { result } = await fullFlow(stack, doctor.token, userId);
+          assert.equal(result.status, 200);
+          assert.equal(meta.calls.list_pages, 1, "only the first answer");
+          const [pending] = await pendingOf(sql, doctor.id);
+          assert.deepEqual(
+            pending.pages.map((page: { page_id: string }) => page.page_id),
+            pages.slice(0, 2).map((p) => p.id),
+          );
+          assert.match(
+            stack.functions["instagram-callback"].output(),
+            /"event":"paging_link_ignored","[^}]*"reason":"origin"/,
+          );
+        } finally {
+          meta.accountsPageSize = 25;
+          meta.pagingOrigin = undefined;
+        }
+      },
+    );
+
     await t.step("only Pages with an Instagram account are offered", async () => {
       const doctor = await newDoctor(stack, sql);
       const plain = meta.newPage(false);

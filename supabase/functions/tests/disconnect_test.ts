@@ -1,7 +1,7 @@
 // DELETE /instagram-connect: the Page unsubscribed, the Facebook user's grant revoked unless another
 // doctor's link needs it, the row deleted whatever Meta says, and the audit entry saying what Meta did.
 import assert from "node:assert/strict";
-import { auditOf, link, linkOf, newDoctor, stackTest, withStack } from "./_support.ts";
+import { auditOf, finish, fullFlow, link, linkOf, newDoctor, stackTest, withStack } from "./_support.ts";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack } from "../../../scripts/lib/local_stack.ts";
 
 const FAST_FAILURES = { INSTAGRAM_META_TIMEOUT_MS: "400", INSTAGRAM_CALLBACK_DEADLINE_MS: "3000" };
@@ -107,6 +107,50 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         const secondOut = await disconnect(stack, second.token);
         assert.deepEqual(secondOut.body.meta, { unsubscribed: true, revoked: true });
         assert.ok(meta.revocations.includes(appScopedId));
+      },
+    );
+
+    await t.step("another doctor's connection still waiting to be finished keeps the grant too", async () => {
+      const first = await newDoctor(stack, sql);
+      const second = await newDoctor(stack, sql);
+      const { userId, pages, appScopedId } = meta.newUser(2);
+      assert.equal((await link(stack, first.token, userId, pages[0].id)).finished.status, 200);
+      const waiting = await fullFlow(stack, second.token, userId); // the manager is halfway for doctor 2
+      const out = await disconnect(stack, first.token);
+      assert.deepEqual(out.body.meta, { unsubscribed: true, revoked: "skipped" });
+      assert.ok(!meta.revocations.includes(appScopedId));
+      const finished = await finish(stack, second.token, {
+        pending: waiting.result.body.pending,
+        page_id: pages[1].id,
+      });
+      assert.equal(finished.status, 200, "doctor 2 can still finish with the grant intact");
+    });
+
+    await t.step(
+      "a finish moving the doctor to another Page while a disconnect runs: both Pages end clean",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const first = meta.newUser(1);
+        const second = meta.newUser(1);
+        assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
+        const waiting = await fullFlow(stack, doctor.token, second.userId);
+        meta.inject("unsubscribe", { delayMs: 700 }); // the disconnect's unsubscribe of Page 1 is slow
+        const disconnecting = disconnect(stack, doctor.token);
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        const moved = await finish(stack, doctor.token, { pending: waiting.result.body.pending });
+        assert.equal(moved.status, 200, "the other tab finished meanwhile");
+        const out = await disconnecting;
+        assert.equal(out.status, 200);
+        assert.equal(await linkOf(sql, doctor.id), undefined, "the doctor ends disconnected");
+        assert.equal(meta.subscriptions.has(first.pages[0].id), false);
+        assert.equal(
+          meta.subscriptions.has(second.pages[0].id),
+          false,
+          "the Page linked meanwhile is unsubscribed too",
+        );
+        const last = (await auditOf(sql, doctor.id)).at(-1)!;
+        assert.equal(last.action, "instagram.disconnected");
+        assert.equal(last.metadata.page_id, second.pages[0].id);
       },
     );
 

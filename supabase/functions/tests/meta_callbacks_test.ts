@@ -81,11 +81,16 @@ Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t)
 
     await t.step("data deletion: everything of that user, a confirmation code and a status URL", async () => {
       const { a, b, user, bystander } = await scene();
-      const value = await sign({
-        algorithm: "HMAC-SHA256",
-        issued_at: now() - 60,
-        user_id: user.appScopedId,
-      });
+      const late = await sign({ algorithm: "HMAC-SHA256", issued_at: now() - 60, user_id: user.appScopedId });
+      const lateAnswer = await post(stack, "data-deletion", form(late));
+      assert.equal(lateAnswer.status, 200);
+      await lateAnswer.body?.cancel();
+      assert.ok(
+        await linkOf(sql, a.id),
+        "a request issued before the grant (late, or replayed) leaves it alone",
+      );
+
+      const value = await sign({ algorithm: "HMAC-SHA256", issued_at: now(), user_id: user.appScopedId });
       const response = await post(stack, "data-deletion", form(value));
       assert.equal(response.status, 200);
       const body = await response.json();
@@ -119,6 +124,54 @@ Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t)
                                  where confirmation_code = ${body.confirmation_code}`;
       assert.equal(requests.length, 1);
     });
+
+    await t.step(
+      "another spelling of the same signature (padding, spare bits) is refused, not a new request",
+      async () => {
+        const { user } = await scene();
+        const value = await sign({ algorithm: "HMAC-SHA256", issued_at: now(), user_id: user.appScopedId });
+        const [signature, body] = value.split(".");
+        const first = await post(stack, "data-deletion", form(value));
+        assert.equal(first.status, 200);
+        const answer = await first.json();
+        // 32 bytes in base64url: 43 characters, the last carrying 2 spare bits; both variants decode alike.
+        const last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".indexOf(
+          signature.at(-1)!,
+        );
+        const spareBits = signature.slice(0, -1) +
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1];
+        for (const spelling of [`${signature}=`, `${signature}==`, spareBits]) {
+          const again = await post(stack, "data-deletion", form(`${spelling}.${body}`));
+          assert.equal(again.status, 400, spelling);
+          await again.body?.cancel();
+        }
+        const replay = await post(stack, "data-deletion", form(value));
+        assert.deepEqual(await replay.json(), answer, "the genuine replay still answers the same request");
+      },
+    );
+
+    await t.step(
+      "a deauthorize replayed after the doctor reconnected leaves the new link alone",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const user = meta.newUser(1);
+        assert.equal((await link(stack, doctor.token, user.userId)).finished.status, 200);
+        const value = await sign({ algorithm: "HMAC-SHA256", issued_at: now(), user_id: user.appScopedId });
+        assert.equal((await post(stack, "deauthorize", form(value))).status, 200);
+        assert.equal(await linkOf(sql, doctor.id), undefined);
+
+        await new Promise((resolve) => setTimeout(resolve, 1_100)); // issued_at has a resolution of a second
+        assert.equal(
+          (await link(stack, doctor.token, user.userId)).finished.status,
+          200,
+          "the user grants again",
+        );
+        const replay = await post(stack, "deauthorize", form(value));
+        assert.equal(replay.status, 200);
+        await replay.body?.cancel();
+        assert.ok(await linkOf(sql, doctor.id), "the newer grant is not touched by the old request");
+      },
+    );
 
     await t.step("status URL: unknown code 404, malformed 400, and only GET and POST", async () => {
       const base = `${stack.functionUrl("instagram-callback")}/data-deletion`;

@@ -1,5 +1,7 @@
 -- Shape and constraints of doctor_instagram.
 begin;
+-- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
+set local client_min_messages to warning;
 create extension if not exists pgtap;
 select plan(14);
 

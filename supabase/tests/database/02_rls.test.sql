@@ -1,5 +1,7 @@
 -- Row level security and grants: what anon and authenticated doctors can see and do.
 begin;
+-- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
+set local client_min_messages to warning;
 create extension if not exists pgtap;
 select plan(17);
 

@@ -1,6 +1,8 @@
 -- The one-time OAuth state: who may record and claim it, each way a claim is refused, one attempt
 -- per state, and at most 10 open states per doctor.
 begin;
+-- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
+set local client_min_messages to warning;
 create extension if not exists pgtap;
 select plan(25);
 

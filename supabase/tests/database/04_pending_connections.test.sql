@@ -2,6 +2,8 @@
 -- and stores; the per-doctor limit; and every answer of open_pending_connection, including the refusal
 -- of another doctor's session with its audit entry.
 begin;
+-- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
+set local client_min_messages to warning;
 create extension if not exists pgtap;
 select plan(29);
 

@@ -2,27 +2,32 @@
 -- deauthorize and data deletion (only that Facebook user's rows, each removal audited with actor meta),
 -- the data deletion requests (no client role reaches them; a replay is the same request).
 begin;
+-- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
+set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(27);
+select plan(31);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000a101'),
   ('00000000-0000-4000-8000-00000000a102'),
   ('00000000-0000-4000-8000-00000000a103'),
   ('00000000-0000-4000-8000-00000000a104');
--- Doctors 1 and 2 linked Pages through the same Facebook user (a practice manager); doctor 3 through another.
+-- Doctors 1 and 2 linked Pages through the same Facebook user (a practice manager); doctor 3 through
+-- another. Everything here is an hour old, so a request issued now covers it.
 insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, facebook_user_id, granted_scopes) values
   ('00000000-0000-4000-8000-00000000a101', '8101', 'v1.tok.one', 'one', '5550001', array['pages_show_list']),
   ('00000000-0000-4000-8000-00000000a102', '8102', 'v1.tok.two', 'two', '5550001', array['pages_show_list']),
   ('00000000-0000-4000-8000-00000000a103', '8103', 'v1.tok.three', 'three', '5550003', array['pages_show_list']);
 -- Doctor 4 has a pending connection from user 5550001, and open and claimed states.
-insert into private.pending_connections (token_hash, doctor_id, pages, expires_at, facebook_user_id)
+update public.doctor_instagram set updated_at = now() - interval '1 hour';
+insert into private.pending_connections (token_hash, doctor_id, pages, created_at, expires_at, facebook_user_id)
 values (repeat('4', 64), '00000000-0000-4000-8000-00000000a104',
-        '[{"page_id": "8104", "instagram_account_id": "1", "access_token": "v1.x.y"}]', now() + interval '10 minutes', '5550001');
-insert into private.oauth_states (nonce_hash, doctor_id, expires_at, consumed_at) values
-  (repeat('a', 64), '00000000-0000-4000-8000-00000000a104', now() + interval '10 minutes', null),
-  (repeat('b', 64), '00000000-0000-4000-8000-00000000a104', now() + interval '10 minutes', now()),
-  (repeat('c', 64), '00000000-0000-4000-8000-00000000a103', now() + interval '10 minutes', null);
+        '[{"page_id": "8104", "instagram_account_id": "1", "access_token": "v1.x.y"}]',
+        now() - interval '1 minute', now() + interval '9 minutes', '5550001');
+insert into private.oauth_states (nonce_hash, doctor_id, created_at, expires_at, consumed_at) values
+  (repeat('a', 64), '00000000-0000-4000-8000-00000000a104', now() - interval '1 minute', now() + interval '9 minutes', null),
+  (repeat('b', 64), '00000000-0000-4000-8000-00000000a104', now() - interval '1 minute', now() + interval '9 minutes', now()),
+  (repeat('c', 64), '00000000-0000-4000-8000-00000000a103', now() - interval '1 minute', now() + interval '9 minutes', null);
 
 -- Privileges ------------------------------------------------------------------------------------
 select ok(
@@ -33,9 +38,10 @@ select ok(
      and prosecdef and proconfig = array['search_path=""'])
    from pg_proc
    where oid in ('public.prepare_disconnect(uuid)'::regprocedure,
-                 'public.disconnect_doctor_instagram(uuid, text, jsonb, text)'::regprocedure,
-                 'public.forget_facebook_user(text, text, text)'::regprocedure,
-                 'public.request_data_deletion(text, text, text, text)'::regprocedure,
+                 'public.disconnect_doctor_instagram(uuid, jsonb, text)'::regprocedure,
+                 'public.page_is_linked(text)'::regprocedure,
+                 'public.forget_facebook_user(text, text, timestamptz, text)'::regprocedure,
+                 'public.request_data_deletion(text, text, text, timestamptz, text)'::regprocedure,
                  'public.data_deletion_status(text)'::regprocedure)),
   'only service_role may run the disconnect and Meta callback functions; each is SECURITY DEFINER with an empty search_path'
 );
@@ -63,18 +69,31 @@ select is(
   public.prepare_disconnect('00000000-0000-4000-8000-00000000a103') ->> 'facebook_user_shared',
   'false', 'doctor 3''s Facebook user is theirs alone'
 );
+reset role;
+insert into private.pending_connections (token_hash, doctor_id, pages, expires_at, facebook_user_id)
+values (repeat('9', 64), '00000000-0000-4000-8000-00000000a104', '[]', now() + interval '5 minutes', '5550003');
+set local role service_role;
+select is(
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000a103') ->> 'facebook_user_shared',
+  'true', 'another doctor''s connection waiting to be finished also needs the grant'
+);
+reset role;
+delete from private.pending_connections where token_hash = repeat('9', 64);
+set local role service_role;
 
 -- disconnect_doctor_instagram --------------------------------------------------------------------
 select is(
-  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101', '9999',
-    '{"unsubscribed": true, "revoked": "skipped"}', 'corr-disc-0'),
-  false, 'a Page the doctor no longer holds: nothing deleted'
+  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101',
+    '{"unsubscribed": false, "revoked": "skipped"}', 'corr-disc-1'),
+  '{"page_id": "8101", "access_token": "v1.tok.one"}'::jsonb,
+  'the doctor''s link is deleted, and what was deleted is returned'
 );
 select is(
-  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101', '8101',
-    '{"unsubscribed": false, "revoked": "skipped"}', 'corr-disc-1'),
-  true, 'the doctor''s link is deleted'
+  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101', '{}', 'corr-disc-2'),
+  null, 'nothing left: null'
 );
+select is(public.page_is_linked('8101'), false, 'the Page is free again');
+select is(public.page_is_linked('8102'), true, 'another doctor''s Page is held');
 reset role;
 select results_eq(
   $$select actor_id::text, action, metadata from private.audit_log where correlation_id = 'corr-disc-1'$$,
@@ -89,11 +108,16 @@ select is(
 -- forget_facebook_user (deauthorize) -------------------------------------------------------------
 set local role service_role;
 select throws_ok(
-  $$select public.forget_facebook_user('5550001', 'instagram.disconnected')$$,
+  $$select public.forget_facebook_user('5550001', 'instagram.disconnected', now())$$,
   '22023', null, 'only the two Meta actions are accepted'
 );
 select is(
-  public.forget_facebook_user('5550001', 'instagram.deauthorized', 'corr-deauth-1'),
+  public.forget_facebook_user('5550001', 'instagram.deauthorized', now() - interval '2 hours', 'corr-deauth-0'),
+  '{"links_deleted": 0, "pending_connections_deleted": 0, "states_deleted": 0}'::jsonb,
+  'a request older than the grants touches nothing (a late or replayed request)'
+);
+select is(
+  public.forget_facebook_user('5550001', 'instagram.deauthorized', now(), 'corr-deauth-1'),
   '{"links_deleted": 1, "pending_connections_deleted": 1, "states_deleted": 1}'::jsonb,
   'deauthorize deletes that user''s link, pending connection and the unused state of the doctors concerned'
 );
@@ -134,19 +158,19 @@ select is(
 );
 set local role service_role;
 select is(
-  public.forget_facebook_user('5550001', 'instagram.deauthorized', 'corr-deauth-2'),
+  public.forget_facebook_user('5550001', 'instagram.deauthorized', now(), 'corr-deauth-2'),
   '{"links_deleted": 0, "pending_connections_deleted": 0, "states_deleted": 0}'::jsonb,
   'a second deauthorize finds nothing and changes nothing'
 );
 
 -- Data deletion requests ------------------------------------------------------------------------
 select is(
-  public.request_data_deletion('5550003', repeat('e', 64), 'CONFIRM-abcdefghijkl', 'corr-del-1'),
+  public.request_data_deletion('5550003', repeat('e', 64), 'CONFIRM-abcdefghijkl', now(), 'corr-del-1'),
   '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "replay": false}'::jsonb,
   'a data deletion request is recorded and carried out'
 );
 select is(
-  public.request_data_deletion('5550003', repeat('e', 64), 'ANOTHER-abcdefghijk', 'corr-del-2'),
+  public.request_data_deletion('5550003', repeat('e', 64), 'ANOTHER-abcdefghijk', now(), 'corr-del-2'),
   '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "replay": true}'::jsonb,
   'the same request again answers the first confirmation code'
 );

@@ -140,10 +140,21 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
   }
 
   /** Follows Meta's `paging.next`, only back to the Graph API (it carries the token) and with the proof. */
-  async function nextPage(next: string | undefined, token: string): Promise<URL | undefined> {
+  async function nextPage(
+    next: string | undefined,
+    token: string,
+    requests: number,
+  ): Promise<URL | undefined> {
     if (!next) return undefined;
-    const url = new URL(next);
-    return url.origin === new URL(base).origin ? await withToken(url, token) : undefined;
+    const url = URL.canParse(next) ? new URL(next) : undefined;
+    if (url?.origin !== new URL(base).origin || requests >= MAX_PAGING_REQUESTS) {
+      // Not followed: the answer so far is all there is. Said, because it can look like a missing Page.
+      log.warn("paging_link_ignored", {
+        reason: url ? (requests >= MAX_PAGING_REQUESTS ? "limit" : "origin") : "malformed",
+      });
+      return undefined;
+    }
+    return await withToken(url, token);
   }
 
   async function* followPaging<T extends { data: unknown[]; paging?: { next?: string } }>(
@@ -155,7 +166,7 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
     let answer = first;
     for (let requests = 0; answer; requests++) {
       yield* answer.data as T["data"][number][];
-      const url = requests < MAX_PAGING_REQUESTS ? await nextPage(answer.paging?.next, token) : undefined;
+      const url = await nextPage(answer.paging?.next, token, requests);
       answer = url ? await call("read_user", { url }, schema, deadline) : undefined;
     }
   }

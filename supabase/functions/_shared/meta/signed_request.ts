@@ -4,7 +4,7 @@
 // the signature matches (compared in constant time by subtle.verify), the algorithm is HMAC-SHA256,
 // issued_at is neither in the future nor older than a day, and user_id is an app-scoped id.
 import * as z from "zod/mini";
-import { decodeBase64Url } from "../crypto/base64url.ts";
+import { decodeBase64Url, encodeBase64Url } from "../crypto/base64url.ts";
 import { AppError } from "../errors.ts";
 import { META_ID } from "../ids.ts";
 
@@ -23,7 +23,7 @@ const Payload = z.object({
 export interface SignedRequest {
   facebookUserId: string;
   issuedAt: Date;
-  /** The signature part, base64url: identifies this very request (for replays). */
+  /** The signature part, canonical base64url: identifies this very request (for replays). */
   signature: string;
 }
 
@@ -53,7 +53,11 @@ export async function createSignedRequestVerifier(
       if (parts.length !== 2) return refuse("malformed");
       const [signature, payload] = parts;
       const signatureBytes = decode(signature);
-      if (signatureBytes?.length !== 32) return refuse("malformed");
+      // Only the canonical form (unpadded base64url that re-encodes to itself): any other spelling of
+      // the same bytes would otherwise pass for another request.
+      if (signatureBytes?.length !== 32 || encodeBase64Url(signatureBytes) !== signature) {
+        return refuse("malformed");
+      }
       if (!(await crypto.subtle.verify("HMAC", key, signatureBytes, new TextEncoder().encode(payload)))) {
         return refuse("bad_signature");
       }
