@@ -1,35 +1,67 @@
-// `deno task dev`: the whole project on this machine, on embedded defaults.
+// `deno task dev`: the whole project on this machine.
 //   http://127.0.0.1:54321/functions/v1/instagram-connect   (same paths as `supabase functions serve`)
 //   http://127.0.0.1:54321/functions/v1/instagram-callback
 //   http://127.0.0.1:54321/rest/v1/...                      (PostgREST-compatible gateway)
 //   http://127.0.0.1:54321/demo/                            (demo dashboard, local only)
 //   the Meta sandbox on its own port (a fake consent page with demo Pages)
-// A fresh database `instagram_connect_dev` is made at each start. Ctrl-C stops everything.
-// With a .env that sets INSTAGRAM_APP_ID and SUPABASE_URL, only the two functions run, on those
-// settings, talking to the real Meta and the real Supabase project.
+// A fresh database for this checkout is made at each start. Ctrl-C stops everything.
+// Function secrets live where the Supabase CLI keeps them, supabase/functions/.env (`functions serve`
+// and `secrets set --env-file` read it). Until that file names a real Meta app (and SUPABASE_URL and a
+// secret key are set, in the file or the environment), everything runs locally on embedded defaults;
+// then only the two functions run, on those settings, against the real Meta and Supabase project.
 import { createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
 import { proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
+import { formatLogLine } from "./lib/log_lines.ts";
 
+const ROOT = new URL("../", import.meta.url);
 const PORT = Number(Deno.env.get("DEV_PORT") ?? 54321);
 const ORIGIN = `http://127.0.0.1:${PORT}`;
-const DATABASE = "instagram_connect_dev";
+const SECRETS_FILE = Deno.env.get("DEV_SECRETS_FILE") ?? "supabase/functions/.env";
+// One database per checkout, so two checkouts on one machine do not drop each other's.
+const DATABASE = Deno.env.get("DEV_DATABASE") ??
+  `instagram_connect_dev_${(await hash(ROOT.pathname)).slice(0, 8)}`;
+const REQUIRED = [
+  "INSTAGRAM_APP_ID",
+  "INSTAGRAM_APP_SECRET",
+  "INSTAGRAM_REDIRECT_URI",
+  "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
+  "SUPABASE_URL",
+];
+const printLine = (fn: string, line: string) => line.trim() && console.log(formatLogLine(fn, line));
 
-const dotEnv = await readDotEnv(new URL("../.env", import.meta.url));
-if (dotEnv.INSTAGRAM_APP_ID && dotEnv.SUPABASE_URL) await runAgainstRealServices(dotEnv);
-else await runLocalStack();
+const secrets = await readDotEnv(new URL(SECRETS_FILE, ROOT));
+const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...secrets.values };
+const notReal = REQUIRED.filter((name) => !isReal(settings[name]));
+if (!isReal(settings.SUPABASE_SECRET_KEYS) && !isReal(settings.SUPABASE_SERVICE_ROLE_KEY)) {
+  notReal.push("SUPABASE_SECRET_KEYS");
+}
+if (notReal.length === 0) await runAgainstRealServices(settings);
+else await runLocalStack(whyLocal());
 
-async function runLocalStack() {
+function whyLocal(): string {
+  const rootEnv = exists(new URL(".env", ROOT))
+    ? `\n  (.env at the project root is not read: the Supabase CLI keeps function secrets in ${SECRETS_FILE}.)`
+    : "";
+  if (!secrets.found) {
+    return `there is no ${SECRETS_FILE} (cp .env.example ${SECRETS_FILE}, then fill it in).${rootEnv}`;
+  }
+  return `${SECRETS_FILE} names no real values yet for ${notReal.join(", ")} ` +
+    `(empty or placeholders; SUPABASE_* may also come from the environment).${rootEnv}`;
+}
+
+async function runLocalStack(why: string) {
   await ensurePostgres();
   await dropDatabase(DATABASE);
   const databaseUrl = await createDatabase(DATABASE);
   await migrate(databaseUrl);
-  const dev = await startDevStack({ databaseUrl, port: PORT });
+  const dev = await startDevStack({ databaseUrl, port: PORT, onFunctionLine: printLine });
   const { stack } = dev;
 
   console.log(`
-Instagram connect – local stack (embedded defaults, nothing leaves this machine)
+Instagram connect: local stack on embedded defaults (nothing leaves this machine), because
+  ${why}
 
   Demo dashboard      ${dev.dashboardUrl}
   instagram-connect   ${stack.functionUrl("instagram-connect")}
@@ -41,7 +73,7 @@ Instagram connect – local stack (embedded defaults, nothing leaves this machin
   Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
   Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
-  Press Ctrl-C to stop.
+  Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.
 `);
   await untilInterrupted(() => dev.stop());
 }
@@ -49,31 +81,34 @@ Instagram connect – local stack (embedded defaults, nothing leaves this machin
 async function runAgainstRealServices(env: Record<string, string>) {
   const functions: FunctionProcess[] = [];
   for (const name of ["instagram-connect", "instagram-callback"]) {
-    functions.push(await startFunction(name, env));
+    const started = await startFunction(name, env, (line) => printLine(name, line)).catch((error) => {
+      // The function printed what is wrong with its configuration, one line per variable.
+      console.error(
+        `\n${name} did not start on ${SECRETS_FILE}:\n${
+          (error as Error).message.split("\n").slice(1).join("\n")
+        }`,
+      );
+      return undefined;
+    });
+    if (!started) {
+      await Promise.all(functions.map((fn) => fn.stop()));
+      Deno.exit(1);
+    }
+    functions.push(started);
   }
   const router = Deno.serve({ hostname: "127.0.0.1", port: PORT, onListen: () => {} }, async (request) => {
     const url = new URL(request.url);
     return await proxyToFunction(request, url, functions) ?? new Response("Not found", { status: 404 });
   });
   console.log(`
-Instagram connect – functions on .env (real Meta app, Supabase project ${env.SUPABASE_URL})
+Instagram connect: the two functions on ${SECRETS_FILE} (a real Meta app, Supabase project ${env.SUPABASE_URL})
 
   instagram-connect   ${ORIGIN}/functions/v1/instagram-connect
-  instagram-callback  ${ORIGIN}/functions/v1/instagram-callback  (INSTAGRAM_REDIRECT_URI must point here)
+  instagram-callback  ${ORIGIN}/functions/v1/instagram-callback  (INSTAGRAM_REDIRECT_URI must lead here)
 
-  Function logs follow. Press Ctrl-C to stop.
+  Function log lines follow. Ctrl-C stops.
 `);
-  const printed = new Map<string, number>();
-  const timer = setInterval(() => {
-    for (const fn of functions) {
-      const output = fn.output();
-      const from = printed.get(fn.name) ?? 0;
-      if (output.length > from) Deno.stdout.writeSync(new TextEncoder().encode(output.slice(from)));
-      printed.set(fn.name, output.length);
-    }
-  }, 250);
   await untilInterrupted(async () => {
-    clearInterval(timer);
     await Promise.all(functions.map((fn) => fn.stop()));
     await router.shutdown();
   });
@@ -81,7 +116,11 @@ Instagram connect – functions on .env (real Meta app, Supabase project ${env.S
 
 function untilInterrupted(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
+    let stopping = false;
+    // A terminal's Ctrl-C reaches both `deno task` and this process: stop once.
     const onSignal = async () => {
+      if (stopping) return;
+      stopping = true;
       console.log("\nstopping…");
       await stop();
       resolve();
@@ -92,17 +131,40 @@ function untilInterrupted(stop: () => Promise<void>): Promise<void> {
   });
 }
 
-async function readDotEnv(url: URL): Promise<Record<string, string>> {
-  let text = "";
+/** A value someone actually filled in: not empty, not a `<placeholder>`, not an elided `sb_secret_...`. */
+function isReal(value: string | undefined): boolean {
+  return !!value && !/[<>]|\.\.\./.test(value);
+}
+
+async function readDotEnv(url: URL): Promise<{ found: boolean; values: Record<string, string> }> {
+  let text: string;
   try {
     text = await Deno.readTextFile(url);
   } catch {
-    return {};
+    return { found: false, values: {} };
   }
-  const env: Record<string, string> = {};
+  const values: Record<string, string> = {};
   for (const line of text.split("\n")) {
     const match = line.match(/^\s*([A-Z0-9_]+)\s*=\s*(.*?)\s*$/);
-    if (match && match[2] !== "") env[match[1]] = match[2].replace(/^(['"])(.*)\1$/, "$2");
+    if (match) values[match[1]] = match[2].replace(/^(['"])(.*)\1$/, "$2");
   }
-  return env;
+  return { found: true, values };
+}
+
+function pick(env: Record<string, string>, pattern: RegExp): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => pattern.test(name)));
+}
+
+function exists(url: URL): boolean {
+  try {
+    Deno.statSync(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function hash(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

@@ -2,7 +2,7 @@
 // already linked to the other doctor) and the demo dashboard at /demo/. `deno task dev` runs it on
 // port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
 import postgres from "postgres";
-import { LOCAL_PUBLISHABLE_KEY, type LocalStack, startLocalStack } from "./local_stack.ts";
+import { LOCAL_PUBLISHABLE_KEY, type LocalStack, type StackOptions, startLocalStack } from "./local_stack.ts";
 import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/crypto/page_token.ts";
 import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
@@ -55,11 +55,14 @@ export interface DevStack {
 }
 
 /** Starts on an already migrated database, seeds the demo doctors and Dr. Other's link. */
-export async function startDevStack(options: { databaseUrl: string; port?: number }): Promise<DevStack> {
+export async function startDevStack(
+  options: { databaseUrl: string; port?: number; onFunctionLine?: StackOptions["onFunctionLine"] },
+): Promise<DevStack> {
   const dashboard = await Deno.readTextFile(new URL("../demo/dashboard.html", import.meta.url));
   const stack: LocalStack = await startLocalStack({
     databaseUrl: options.databaseUrl,
     port: options.port,
+    onFunctionLine: options.onFunctionLine,
     env: (origin) => ({
       INSTAGRAM_FRONTEND_REDIRECT_URI: `${origin}/demo/`,
       INSTAGRAM_ALLOWED_ORIGINS: origin,

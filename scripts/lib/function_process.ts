@@ -13,7 +13,12 @@ export interface FunctionProcess {
   stop(): Promise<void>;
 }
 
-export async function startFunction(name: string, env: Record<string, string>): Promise<FunctionProcess> {
+/** `onLine`: each whole line the function prints, as it prints it (the local stack shows them). */
+export async function startFunction(
+  name: string,
+  env: Record<string, string>,
+  onLine?: (line: string) => void,
+): Promise<FunctionProcess> {
   const started = performance.now();
   const child = serveCommand(name, env).spawn();
 
@@ -22,8 +27,14 @@ export async function startFunction(name: string, env: Record<string, string>): 
   let resolvePort: (port: string) => void;
   const port = new Promise<string>((resolve) => (resolvePort = resolve));
   const drain = async (stream: ReadableStream<Uint8Array>) => {
+    let partial = "";
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       output += chunk;
+      if (onLine) {
+        const lines = (partial + chunk).split("\n");
+        partial = lines.pop()!;
+        for (const line of lines) onLine(line);
+      }
       // Searched only until found: the output grows with every request's log line.
       const match = listening ? null : output.match(LISTENING);
       if (match) {

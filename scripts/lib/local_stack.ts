@@ -21,6 +21,8 @@ export interface StackOptions {
   env?: Record<string, string> | ((origin: string) => Record<string, string>);
   /** Serve extra paths on the same origin (the dev dashboard). */
   extraRoutes?: (request: Request, url: URL) => Response | undefined | Promise<Response | undefined>;
+  /** Each line a function prints (`deno task dev` shows them). */
+  onFunctionLine?: (name: FunctionName, line: string) => void;
 }
 
 export interface LocalStack {
@@ -87,7 +89,11 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   };
 
   const start = async (name: FunctionName, extra: Record<string, string> = {}) => {
-    functions[name] = await startFunction(name, { ...env, ...extra });
+    functions[name] = await startFunction(
+      name,
+      { ...env, ...extra },
+      options.onFunctionLine && ((line) => options.onFunctionLine!(name, line)),
+    );
   };
   await Promise.all(FUNCTION_NAMES.map((name) => start(name)));
 

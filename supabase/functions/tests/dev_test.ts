@@ -1,0 +1,102 @@
+// `deno task dev` as a newcomer meets it: `cp .env.example supabase/functions/.env` must not crash
+// anything (dev stays local and says why), and a file with real values but a bad one must stop with one
+// line per problem, no value and no stack trace.
+import assert from "node:assert/strict";
+import { databaseUrl, stackTest } from "./_support.ts";
+
+const ROOT = new URL("../../../", import.meta.url);
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Runs scripts/dev.ts until `until` matches its output (then Ctrl-C) or it exits by itself. */
+async function runDev(secretsFile: string, env: Record<string, string>, until: RegExp) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/dev.ts"],
+    cwd: ROOT,
+    env: {
+      DEV_SECRETS_FILE: secretsFile,
+      DEV_PORT: String(freePort()),
+      DEV_DATABASE: `instagram_connect_devtest_${Deno.pid}`,
+      DATABASE_URL: new URL("/postgres", databaseUrl).toString(),
+      NO_COLOR: "1",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  let interrupted = false;
+  const read = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      output += chunk;
+      if (!interrupted && until.test(output)) {
+        interrupted = true;
+        child.kill("SIGINT");
+      }
+    }
+  };
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  await Promise.all([read(child.stdout), read(child.stderr)]);
+  const { code } = await child.status;
+  clearTimeout(timer);
+  return { code, output, interrupted };
+}
+
+Deno.test(
+  "cp .env.example supabase/functions/.env, then deno task dev: the local stack, and why",
+  stackTest,
+  async () => {
+    const secrets = await Deno.makeTempFile();
+    await Deno.copyFile(new URL(".env.example", ROOT), secrets);
+    try {
+      const { code, output, interrupted } = await runDev(secrets, {}, /Ctrl-C stops/);
+      assert.ok(interrupted, output);
+      assert.equal(code, 0, output);
+      assert.match(output, /local stack on embedded defaults/);
+      assert.match(
+        output,
+        /names no real values yet for INSTAGRAM_APP_ID, INSTAGRAM_APP_SECRET, INSTAGRAM_REDIRECT_URI, INSTAGRAM_TOKEN_ENCRYPTION_KEY, SUPABASE_URL, SUPABASE_SECRET_KEYS/,
+      );
+      assert.doesNotMatch(output, /Uncaught|error:|\n\s+at /, "no crash, no stack trace");
+    } finally {
+      await Deno.remove(secrets);
+    }
+  },
+);
+
+Deno.test(
+  "a filled-in secrets file with one bad value: one line per problem, exit 1, no value",
+  stackTest,
+  async () => {
+    const secrets = await Deno.makeTempFile();
+    await Deno.writeTextFile(
+      secrets,
+      [
+        "INSTAGRAM_APP_ID=1234567890123",
+        "INSTAGRAM_APP_SECRET=0123456789abcdef0123456789abcdef",
+        "INSTAGRAM_REDIRECT_URI=https://project.supabase.co/functions/v1/instagram-callback",
+        "INSTAGRAM_TOKEN_ENCRYPTION_KEY=c2hvcnQta2V5",
+      ].join("\n"),
+    );
+    try {
+      const { code, output } = await runDev(secrets, {
+        SUPABASE_URL: "https://project.supabase.co",
+        SUPABASE_SECRET_KEYS: '{"default":"sb_secret_abcdefghijklmnop"}',
+      }, /$^/);
+      assert.equal(code, 1, output);
+      assert.match(
+        output,
+        /instagram-connect: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64/,
+      );
+      assert.doesNotMatch(output, /c2hvcnQta2V5|0123456789abcdef0123456789abcdef|sb_secret_abcdefghijklmnop/);
+      assert.doesNotMatch(output, /Uncaught|\n\s+at /, "no stack trace");
+    } finally {
+      await Deno.remove(secrets);
+    }
+  },
+);
