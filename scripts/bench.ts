@@ -1,111 +1,99 @@
-// `deno task bench [flows=500] [concurrency=16] [latency_ms=25]`
-// The real functions against the fake Meta (a fixed added latency per Graph call) and the real
-// database, through the same local API origin as the tests. Prints latency percentiles, throughput,
-// calls per callback, the overhead ratio, cold starts and module graph sizes; the last line holds
-// the figures as key=value.
-// A second, shorter run at concurrency 1 separates the functions' own overhead from what 16 flows
-// at once cost on this machine, where everything (functions, database, fake Meta, gateway and the
-// load generator) shares the same cores.
+// `deno task bench [flows=400] [concurrency=16] [latency_ms=25]`
+// The whole link flow (connect, callback, finish) of the real functions, against its floor measured in
+// the same run: scripts/bench/floor_function.ts does the same Meta calls and database round trips,
+// through the same router, gateway and fake Meta (+latency_ms per Graph call), with none of our logic.
+// overhead_ratio = real flow p50 / floor flow p50, at concurrency 1 and at `concurrency`; the two
+// alternate in rounds so that drift of the machine falls on both. Then CPU per flow of the function
+// processes, cold start against a hello-world `deno serve` started the same way, and the code loaded
+// per function. Prints a table; the last line holds the figures as key=value.
 import postgres from "postgres";
 import { createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
-import { FUNCTION_NAMES, type LocalStack, startLocalStack } from "./lib/local_stack.ts";
-import { startFunction } from "./lib/function_process.ts";
+import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
+import { FUNCTION_NAMES, type LocalStack, startLocalStack } from "./lib/local_stack.ts";
 
-const [flows, concurrency, latencyMs] = [Deno.args[0] ?? 500, Deno.args[1] ?? 16, Deno.args[2] ?? 25].map(
+const [flows, concurrency, latencyMs] = [Deno.args[0] ?? 400, Deno.args[1] ?? 16, Deno.args[2] ?? 25].map(
   Number,
 );
+const ROUNDS = 2;
 const WARMUP_FLOWS = 20;
-const UNLOADED_FLOWS = 100;
+const COLD_STARTS = 5;
+const FLOOR = { name: "bench-floor", entry: "scripts/bench/floor_function.ts" };
+const HELLO = { name: "hello", entry: "scripts/bench/hello_function.ts" };
+const ROOT = new URL("../", import.meta.url);
+
+type Side = "real" | "floor";
+interface Measured {
+  flowMs: number[];
+  failures: number;
+  seconds: number;
+  metaCalls: number;
+  dbCalls: number;
+  cpuMs: number;
+}
 
 await ensurePostgres();
 const name = `instagram_connect_bench_${Deno.pid}`;
 const databaseUrl = await createDatabase(name);
 try {
   await migrate(databaseUrl);
-  const stack = await startLocalStack({ databaseUrl, metaLatencyMs: latencyMs });
+  const stack = await startLocalStack({ databaseUrl, metaLatencyMs: latencyMs, extraFunctions: [FLOOR] });
+  const bundles = await bundleAll();
   try {
-    const loaded = await measure(stack, flows, concurrency);
-    const unloaded = await measure(stack, UNLOADED_FLOWS, 1);
-    const coldStarts = await Promise.all(FUNCTION_NAMES.map((fn) => coldStart(fn, stack.env)));
-    const graphs = await Promise.all(FUNCTION_NAMES.map(moduleGraph));
-
-    const figures = {
-      flows,
-      concurrency,
-      meta_latency_ms: latencyMs,
-      failures: loaded.failures + unloaded.failures,
-      connect_p50_ms: loaded.connectP50,
-      connect_p99_ms: loaded.connectP99,
-      callback_p50_ms: loaded.callbackP50,
-      callback_p99_ms: loaded.callbackP99,
-      flows_per_s: loaded.flowsPerSecond,
-      meta_calls_per_callback: loaded.metaPerCallback,
-      db_calls_per_callback: loaded.dbPerCallback,
-      overhead_ratio: loaded.overheadRatio,
-      c1_connect_p99_ms: unloaded.connectP99,
-      c1_callback_p50_ms: unloaded.callbackP50,
-      c1_overhead_ratio: unloaded.overheadRatio,
-      cold_start_connect_ms: round(coldStarts[0]),
-      cold_start_callback_ms: round(coldStarts[1]),
-      graph_connect_kb: graphs[0].kb,
-      graph_connect_modules: graphs[0].modules,
-      graph_connect_npm_packages: graphs[0].packages,
-      graph_connect_bundle_kb: graphs[0].bundleKb,
-      graph_callback_kb: graphs[1].kb,
-      graph_callback_modules: graphs[1].modules,
-      graph_callback_npm_packages: graphs[1].packages,
-      graph_callback_bundle_kb: graphs[1].bundleKb,
-    };
-    console.log(
-      `\n${flows} connect + callback flows, concurrency ${concurrency}, +${latencyMs} ms per Meta call\n`,
-    );
-    console.log(
-      `  connect    p50 ${loaded.connectP50} ms   p99 ${loaded.connectP99} ms   (target p99 < 15 ms)`,
-    );
-    console.log(`  callback   p50 ${loaded.callbackP50} ms   p99 ${loaded.callbackP99} ms`);
-    console.log(`  throughput ${loaded.flowsPerSecond} flows/s, ${figures.failures} failed`);
-    console.log(
-      `  per callback: ${loaded.metaPerCallback} Meta calls, ${loaded.dbPerCallback} database calls`,
-    );
-    console.log(
-      `  overhead ratio ${loaded.overheadRatio} (callback p50 / (Meta calls x ${latencyMs} ms); target <= 1.10)`,
-    );
-    console.log(
-      `  at concurrency 1 (${UNLOADED_FLOWS} flows): connect p99 ${unloaded.connectP99} ms, callback p50 ${unloaded.callbackP50} ms, overhead ratio ${unloaded.overheadRatio}`,
-    );
-    console.log(
-      `  cold start connect ${figures.cold_start_connect_ms} ms, callback ${figures.cold_start_callback_ms} ms (target < 200 ms)`,
-    );
-    for (const [index, fn] of FUNCTION_NAMES.entries()) {
-      const graph = graphs[index];
-      console.log(
-        `  module graph ${fn}: our code ${graph.kb} KB in ${graph.modules} modules + ${graph.packages} npm packages; ${graph.bundleKb} KB loaded in all (bundled)`,
-      );
-    }
-    console.log(`\n${Object.entries(figures).map(([key, value]) => `${key}=${value}`).join(" ")}`);
+    const results: Record<number, Record<Side, Measured>> = {};
+    for (const c of [1, concurrency]) results[c] = await compare(stack, c === 1 ? flows / 4 : flows, c);
+    assertSameIo(results);
+    const cold = await coldStarts(bundles, stack.env);
+    report(results, cold, bundles, await describeMachine(databaseUrl));
   } finally {
     await stack.stop();
+    await Deno.remove(bundles.dir, { recursive: true });
   }
 } finally {
   await dropDatabase(name);
 }
 
-/** `count` measured flows (after the warm-up ones) from new doctors and new Meta users, in a Worker. */
-async function measure(stack: LocalStack, count: number, concurrency: number) {
+/** `count` flows of each side at concurrency `c`, in ROUNDS alternating rounds. */
+async function compare(stack: LocalStack, count: number, c: number): Promise<Record<Side, Measured>> {
+  const empty = (): Measured => ({ flowMs: [], failures: 0, seconds: 0, metaCalls: 0, dbCalls: 0, cpuMs: 0 });
+  const pooled: Record<Side, Measured> = { real: empty(), floor: empty() };
+  for (let round = 0; round < ROUNDS; round++) {
+    const order: Side[] = round % 2 ? ["real", "floor"] : ["floor", "real"];
+    for (const side of order) {
+      const run = await measure(stack, side, Math.ceil(count / ROUNDS), c);
+      const into = pooled[side];
+      into.flowMs.push(...run.flowMs);
+      into.failures += run.failures;
+      into.seconds += run.seconds;
+      into.metaCalls += run.metaCalls;
+      into.dbCalls += run.dbCalls;
+      into.cpuMs += run.cpuMs;
+    }
+  }
+  return pooled;
+}
+
+/** `count` measured flows (after warm-up ones), each from a new doctor and a new Meta user, in a Worker. */
+async function measure(stack: LocalStack, side: Side, count: number, c: number): Promise<Measured> {
   const doctorIds = Array.from({ length: WARMUP_FLOWS + count }, () => crypto.randomUUID());
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   await sql`insert into auth.users ${sql(doctorIds.map((id) => ({ id })))}`;
   await sql.end();
   const plan: LoadPlan = {
-    connectUrl: stack.functionUrl("instagram-connect"),
+    connectUrl: `${stack.url}/functions/v1/${side === "real" ? "instagram-connect" : FLOOR.name}`,
     flows: await Promise.all(doctorIds.map(async (id) => ({
       token: await stack.jwt.sign({ sub: id }),
       metaUser: stack.meta.newUser(1).userId,
     }))),
     warmup: WARMUP_FLOWS,
-    concurrency,
+    concurrency: c,
   };
+  const processes: FunctionProcess[] = side === "real"
+    ? Object.values(stack.functions)
+    : stack.extraFunctions.filter((fn) => fn.name === FLOOR.name);
+  const cpu = async () => (await Promise.all(processes.map((fn) => fn.cpuMs()))).reduce((a, b) => a + b, 0);
+  const metaCalls = () =>
+    Object.entries(stack.meta.calls).reduce((sum, [step, n]) => step === "dialog" ? sum : sum + n, 0);
 
   const load = new Worker(new URL("./lib/load_generator.ts", import.meta.url), { type: "module" });
   const messages = new ReadableStream<LoadMessage>({
@@ -113,86 +101,203 @@ async function measure(stack: LocalStack, count: number, concurrency: number) {
   }).getReader();
   load.postMessage(plan);
   await messages.read(); // warmed up
-  stack.meta.resetCounts();
-  const rpcBefore = stack.dbCalls.rpc ?? 0;
+  const before = { meta: metaCalls(), db: stack.dbCalls.rpc ?? 0, cpu: await cpu() };
   load.postMessage("go");
   const { value: done } = await messages.read();
   load.terminate();
   if (done?.kind !== "done") throw new Error("the load generator stopped early");
-
-  const { code_exchange, token_exchange, list_pages } = stack.meta.calls;
-  const metaPerCallback = (code_exchange + token_exchange + list_pages) / count;
-  // Each flow's connect makes 1 RPC (create_oauth_state) and its finish 2 (open, link); the rest
-  // belong to the callback.
-  const dbPerCallback = ((stack.dbCalls.rpc ?? 0) - rpcBefore - 3 * count) / count;
-  const callbackP50 = percentile(done.callbackMs, 50);
   return {
+    flowMs: done.flowMs,
     failures: done.failures,
-    connectP50: round(percentile(done.connectMs, 50)),
-    connectP99: round(percentile(done.connectMs, 99)),
-    callbackP50: round(callbackP50),
-    callbackP99: round(percentile(done.callbackMs, 99)),
-    flowsPerSecond: round(count / done.seconds),
-    metaPerCallback: round(metaPerCallback),
-    dbPerCallback: round(dbPerCallback),
-    overheadRatio: round(callbackP50 / (metaPerCallback * latencyMs), 3),
+    seconds: done.seconds,
+    metaCalls: metaCalls() - before.meta,
+    dbCalls: (stack.dbCalls.rpc ?? 0) - before.db,
+    cpuMs: (await cpu()) - before.cpu,
   };
 }
 
-/** New process to first answered request (median of 3). */
-async function coldStart(name: string, env: Record<string, string>): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const started = performance.now();
-    const fn = await startFunction(name, env);
-    const response = await fetch(`${fn.url}/${name}`);
-    await response.body?.cancel();
-    samples.push(performance.now() - started);
-    await fn.stop();
+/** The floor is a floor only if it does the same I/O: same calls per flow, and every flow completed. */
+function assertSameIo(results: Record<number, Record<Side, Measured>>) {
+  for (const [c, { real, floor }] of Object.entries(results)) {
+    const per = (m: Measured, value: number) => value / m.flowMs.length;
+    const problems = [
+      real.failures + floor.failures ? `${real.failures} real and ${floor.failures} floor flows failed` : "",
+      per(real, real.metaCalls) !== per(floor, floor.metaCalls)
+        ? "the floor's Meta calls per flow differ"
+        : "",
+      per(real, real.dbCalls) !== per(floor, floor.dbCalls)
+        ? "the floor's database calls per flow differ"
+        : "",
+    ].filter(Boolean);
+    if (problems.length) throw new Error(`concurrency ${c}: ${problems.join("; ")}`);
   }
-  return percentile(samples, 50);
 }
 
-/** Our modules (count, KB), the npm packages they import, and everything loaded, bundled into one file. */
-async function moduleGraph(
-  name: string,
-): Promise<{ kb: number; modules: number; packages: number; bundleKb: number }> {
-  const entry = `supabase/functions/${name}/index.ts`;
-  const deno = async (...args: string[]) => {
-    const output = await new Deno.Command(Deno.execPath(), { args, cwd: new URL("../", import.meta.url) })
-      .output();
-    if (!output.success) {
-      throw new Error(`deno ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
+interface Bundles {
+  dir: string;
+  /** Minified bundle per function (and the hello world), as a deploy ships the code. */
+  files: Record<string, string>;
+  kb: Record<string, number>;
+}
+
+async function bundleAll(): Promise<Bundles> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-bundles-" });
+  const files: Record<string, string> = {};
+  const kb: Record<string, number> = {};
+  for (
+    const [fn, entry] of [...FUNCTION_NAMES.map((fn) => [fn, `supabase/functions/${fn}/index.ts`]), [
+      HELLO.name,
+      HELLO.entry,
+    ]]
+  ) {
+    files[fn] = `${dir}/${fn}.js`;
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--quiet", "--minify", entry, "-o", files[fn]],
+      cwd: ROOT,
+    }).output();
+    if (!output.success) throw new Error(`deno bundle ${entry}: ${new TextDecoder().decode(output.stderr)}`);
+    kb[fn] = Math.round((await Deno.stat(files[fn])).size / 1024);
+  }
+  return { dir, files, kb };
+}
+
+/**
+ * Spawn to first answered request, median of COLD_STARTS, the three functions taking turns: from source
+ * (what `deno serve` and `supabase functions serve` run) and from the bundle (what a deploy runs).
+ */
+async function coldStarts(bundles: Bundles, env: Record<string, string>) {
+  const entries = {
+    source: {
+      [HELLO.name]: HELLO.entry,
+      ...Object.fromEntries(FUNCTION_NAMES.map((fn) => [fn, `supabase/functions/${fn}/index.ts`])),
+    },
+    bundled: bundles.files,
+  };
+  const samples: Record<string, Record<string, number[]>> = { source: {}, bundled: {} };
+  for (let i = 0; i < COLD_STARTS; i++) {
+    for (const [form, byName] of Object.entries(entries)) {
+      for (const [fn, entry] of Object.entries(byName)) {
+        const started = performance.now();
+        const process = await startFunction(fn, env, { entry });
+        const response = await fetch(`${process.url}/${fn}`);
+        await response.body?.cancel();
+        (samples[form][fn] ??= []).push(performance.now() - started);
+        await process.stop();
+      }
     }
-    return new TextDecoder().decode(output.stdout);
-  };
-  const modules: { kind: string; size?: number; specifier: string }[] =
-    JSON.parse(await deno("info", "--json", entry)).modules;
-  const own = modules.filter((module) => module.kind === "esm");
-  const packages = new Set(
-    modules.filter((module) => module.kind === "npm").map((module) =>
-      module.specifier.match(/^npm:\/?((?:@[^/]+\/)?[^@/]+)/)?.[1]
-    ),
-  );
-  const bundle = await Deno.makeTempFile({ suffix: ".js" });
-  try {
-    await deno("bundle", "--quiet", entry, "-o", bundle);
-    return {
-      kb: Math.round(own.reduce((sum, module) => sum + (module.size ?? 0), 0) / 1024),
-      modules: own.length,
-      packages: packages.size,
-      bundleKb: Math.round((await Deno.stat(bundle)).size / 1024),
-    };
-  } finally {
-    await Deno.remove(bundle);
   }
+  const median = (form: string, fn: string) => percentile(samples[form][fn], 50);
+  return Object.fromEntries(
+    Object.keys(entries).map((form) => [
+      form,
+      Object.fromEntries([HELLO.name, ...FUNCTION_NAMES].map((fn) => [fn, median(form, fn)])),
+    ]),
+  ) as Record<"source" | "bundled", Record<string, number>>;
 }
 
-function percentile(values: number[], p: number): number {
+async function describeMachine(url: string): Promise<string> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const model = cpuinfo.match(/model name\s*:\s*(.+)/)?.[1]?.trim() ?? Deno.build.arch;
+  const sql = postgres(url, { max: 1 });
+  const [{ server_version }] = await sql`show server_version`;
+  await sql.end();
+  const gib = Math.round(Deno.systemMemoryInfo().total / 2 ** 30);
+  return `${model}, ${navigator.hardwareConcurrency} cores, ${gib} GiB; Deno ${Deno.version.deno}; PostgreSQL ${server_version}`;
+}
+
+function report(
+  results: Record<number, Record<Side, Measured>>,
+  cold: Record<"source" | "bundled", Record<string, number>>,
+  bundles: Bundles,
+  machine: string,
+) {
+  const perFlow = (m: Measured, value: number) => round(value / m.flowMs.length, 2);
+  const real = results[concurrency].real;
+  const ratio = (c: number) => round(p(results[c].real, 50) / p(results[c].floor, 50), 3);
+  const coldRatio = (form: "source" | "bundled") =>
+    round(Math.max(...FUNCTION_NAMES.map((fn) => cold[form][fn])) / cold[form][HELLO.name], 2);
+  const failures = Object.values(results).flatMap((r) => [r.real.failures, r.floor.failures]).reduce((a, b) =>
+    a + b
+  );
+  console.log(`\n${machine}`);
+  console.log(
+    `flow = connect + callback + finish; +${latencyMs} ms per Graph call; ${
+      perFlow(real, real.metaCalls)
+    } Graph calls and ${perFlow(real, real.dbCalls)} database calls per flow (the floor makes the same)\n`,
+  );
+  console.log("               flows  real p50  floor p50  overhead  real p99  floor p99  flows/s");
+  for (const c of Object.keys(results).map(Number)) {
+    const { real, floor } = results[c];
+    console.log(
+      `  concurrency ${String(c).padEnd(2)} ${pad(real.flowMs.length, 5)} ${pad(p(real, 50), 6)} ms ${
+        pad(p(floor, 50), 6)
+      } ms  ${pad(ratio(c), 8)} ${pad(p(real, 99), 6)} ms ${pad(p(floor, 99), 6)} ms ${
+        pad(round(real.flowMs.length / real.seconds), 8)
+      }`,
+    );
+  }
+  console.log(
+    `  (overhead = real p50 / floor p50; targets <= 1.05 at concurrency 1, <= 1.10 at ${concurrency}); ${failures} flows failed`,
+  );
+  console.log(
+    `\nCPU per flow, function processes (concurrency ${concurrency}): real ${
+      perFlow(real, real.cpuMs)
+    } ms, floor ${perFlow(results[concurrency].floor, results[concurrency].floor.cpuMs)} ms`,
+  );
+  for (const form of ["bundled", "source"] as const) {
+    console.log(
+      `cold start, ${form.padEnd(7)} (spawn to first answer, median of ${COLD_STARTS}): hello ${
+        round(cold[form][HELLO.name])
+      } ms, ${FUNCTION_NAMES.map((fn) => `${fn} ${round(cold[form][fn])} ms`).join(", ")}; ratio ${
+        coldRatio(form)
+      } (target <= 1.5)`,
+    );
+  }
+  console.log(
+    `loaded code (minified bundle): ${FUNCTION_NAMES.map((fn) => `${fn} ${bundles.kb[fn]} KB`).join(", ")}`,
+  );
+
+  const figures = {
+    flows,
+    concurrency,
+    meta_latency_ms: latencyMs,
+    failures,
+    overhead_ratio_c1: ratio(1),
+    [`overhead_ratio_c${concurrency}`]: ratio(concurrency),
+    flow_p50_ms_c1: round(p(results[1].real, 50)),
+    floor_p50_ms_c1: round(p(results[1].floor, 50)),
+    [`flow_p50_ms_c${concurrency}`]: round(p(real, 50)),
+    [`floor_p50_ms_c${concurrency}`]: round(p(results[concurrency].floor, 50)),
+    [`flow_p99_ms_c${concurrency}`]: round(p(real, 99)),
+    flows_per_s: round(real.flowMs.length / real.seconds),
+    cold_start_ratio: coldRatio("bundled"),
+    cold_start_ratio_source: coldRatio("source"),
+    cold_start_hello_ms: round(cold.bundled[HELLO.name]),
+    cold_start_connect_ms: round(cold.bundled["instagram-connect"]),
+    cold_start_callback_ms: round(cold.bundled["instagram-callback"]),
+    cpu_ms_per_flow: perFlow(real, real.cpuMs),
+    floor_cpu_ms_per_flow: perFlow(results[concurrency].floor, results[concurrency].floor.cpuMs),
+    meta_calls_per_flow: perFlow(real, real.metaCalls),
+    db_calls_per_flow: perFlow(real, real.dbCalls),
+    loaded_kb_connect: bundles.kb["instagram-connect"],
+    loaded_kb_callback: bundles.kb["instagram-callback"],
+  };
+  console.log(`\n${Object.entries(figures).map(([key, value]) => `${key}=${value}`).join(" ")}`);
+}
+
+function p(measured: Measured, percentileRank: number): number {
+  return round(percentile(measured.flowMs, percentileRank));
+}
+
+function percentile(values: number[], rank: number): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((rank / 100) * sorted.length) - 1)] ?? NaN;
 }
 
 function round(value: number, digits = 1): number {
   return Number(value.toFixed(digits));
+}
+
+function pad(value: number, width: number): string {
+  return String(value).padStart(width);
 }

@@ -81,15 +81,17 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
 async function runAgainstRealServices(env: Record<string, string>) {
   const functions: FunctionProcess[] = [];
   for (const name of ["instagram-connect", "instagram-callback"]) {
-    const started = await startFunction(name, env, (line) => printLine(name, line)).catch((error) => {
-      // The function printed what is wrong with its configuration, one line per variable.
-      console.error(
-        `\n${name} did not start on ${SECRETS_FILE}:\n${
-          (error as Error).message.split("\n").slice(1).join("\n")
-        }`,
-      );
-      return undefined;
-    });
+    const started = await startFunction(name, env, { onLine: (line) => printLine(name, line) }).catch(
+      (error) => {
+        // The function printed what is wrong with its configuration, one line per variable.
+        console.error(
+          `\n${name} did not start on ${SECRETS_FILE}:\n${
+            (error as Error).message.split("\n").slice(1).join("\n")
+          }`,
+        );
+        return undefined;
+      },
+    );
     if (!started) {
       await Promise.all(functions.map((fn) => fn.stop()));
       Deno.exit(1);

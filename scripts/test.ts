@@ -62,9 +62,9 @@ async function main(): Promise<number> {
 Supabase CLI ${cliVersion}: db push applied and recorded ${applied} migrations
 ${checks.lines.join("\n")}
 pgTAP: ${sqlPassed} passed, ${sqlFailed} failed (assertions in ${sqlFiles.length} files)
-deno test: ${
-      testsPassed + stepsPassed
-    } passed, ${denoFailed} failed (${testsPassed} tests and their ${stepsPassed} steps, each counted once)
+deno test: ${testsPassed + stepsPassed} passed, ${denoFailed} failed (${
+      plural(testsPassed, "test")
+    } and their ${plural(stepsPassed, "step")}, each counted once)
 ${passed} passed, ${failed} failed (the 2 Supabase checks, the pgTAP assertions, the Deno tests and steps)`);
     return failed === 0 && pgtap.success && deno.success && passed > 0 ? 0 : 1;
   } finally {
@@ -186,4 +186,8 @@ try {
 } catch (error) {
   console.error(`\ndeno task test: ${(error as Error).message}`);
   Deno.exit(1);
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }

@@ -6,21 +6,30 @@ const LISTENING = /Listening on https?:\/\/[^:]+:(\d+)/;
 export interface FunctionProcess {
   name: string;
   url: string;
+  pid: number;
   /** Everything the process printed so far (stdout and stderr). */
   output(): string;
   /** Milliseconds from spawn to listening. */
   startupMs: number;
+  /** CPU time (user + system) the process has used so far, in milliseconds (Linux). */
+  cpuMs(): Promise<number>;
   stop(): Promise<void>;
 }
 
-/** `onLine`: each whole line the function prints, as it prints it (the local stack shows them). */
+export interface StartOptions {
+  /** Each whole line the function prints, as it prints it (the local stack shows them). */
+  onLine?: (line: string) => void;
+  /** What to serve, relative to the repository (default: the function's index.ts). */
+  entry?: string;
+}
+
 export async function startFunction(
   name: string,
   env: Record<string, string>,
-  onLine?: (line: string) => void,
+  { onLine, entry }: StartOptions = {},
 ): Promise<FunctionProcess> {
   const started = performance.now();
-  const child = serveCommand(name, env).spawn();
+  const child = serveCommand(entry ?? entryOf(name), env).spawn();
 
   let output = "";
   let listening = false;
@@ -53,8 +62,10 @@ export async function startFunction(
   return {
     name,
     url: `http://127.0.0.1:${listeningPort}`,
+    pid: child.pid,
     output: () => output,
     startupMs: performance.now() - started,
+    cpuMs: () => processCpuMs(child.pid),
     async stop() {
       try {
         child.kill("SIGTERM");
@@ -70,13 +81,17 @@ export async function bootFailure(
   name: string,
   env: Record<string, string>,
 ): Promise<{ code: number; output: string }> {
-  const result = await serveCommand(name, env, AbortSignal.timeout(30_000)).output();
+  const result = await serveCommand(entryOf(name), env, AbortSignal.timeout(30_000)).output();
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: result.code, output: decode(result.stdout) + decode(result.stderr) };
 }
 
+function entryOf(name: string): string {
+  return `supabase/functions/${name}/index.ts`;
+}
+
 /** `deno serve` on a free loopback port, with only the given variables (plus where Deno keeps its cache). */
-function serveCommand(name: string, env: Record<string, string>, signal?: AbortSignal): Deno.Command {
+function serveCommand(entry: string, env: Record<string, string>, signal?: AbortSignal): Deno.Command {
   const denoDir = Deno.env.get("DENO_DIR");
   return new Deno.Command(Deno.execPath(), {
     args: [
@@ -87,7 +102,7 @@ function serveCommand(name: string, env: Record<string, string>, signal?: AbortS
       "127.0.0.1",
       "--port",
       "0",
-      `supabase/functions/${name}/index.ts`,
+      entry,
     ],
     cwd: ROOT,
     env: {
@@ -102,4 +117,14 @@ function serveCommand(name: string, env: Record<string, string>, signal?: AbortS
     stderr: "piped",
     signal,
   });
+}
+
+// /proc/<pid>/stat: utime and stime are the 14th and 15th fields, in clock ticks; the name (2nd) is in
+// parentheses and may hold spaces, so fields are counted after its closing one.
+const TICKS_PER_SECOND = 100; // USER_HZ: fixed at 100 in Linux's user-space ABI
+
+async function processCpuMs(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
 }

@@ -23,6 +23,8 @@ export interface StackOptions {
   extraRoutes?: (request: Request, url: URL) => Response | undefined | Promise<Response | undefined>;
   /** Each line a function prints (`deno task dev` shows them). */
   onFunctionLine?: (name: FunctionName, line: string) => void;
+  /** More functions behind the same router, with the same variables (the benchmark's floor). */
+  extraFunctions?: { name: string; entry: string }[];
 }
 
 export interface LocalStack {
@@ -31,6 +33,7 @@ export interface LocalStack {
   jwt: JwtIssuer;
   gateway: RestGateway;
   functions: Record<FunctionName, FunctionProcess>;
+  extraFunctions: FunctionProcess[];
   env: Record<string, string>;
   dbCalls: Record<string, number>;
   functionUrl(name: FunctionName): string;
@@ -55,11 +58,12 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   });
 
   const functions = {} as Record<FunctionName, FunctionProcess>;
+  const extraFunctions: FunctionProcess[] = [];
   const router = Deno.serve(
     { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
     async (request) => {
       const url = new URL(request.url);
-      const proxied = await proxyToFunction(request, url, Object.values(functions));
+      const proxied = await proxyToFunction(request, url, [...Object.values(functions), ...extraFunctions]);
       if (proxied) return proxied;
       if (url.pathname.startsWith("/rest/v1/")) {
         return await gateway.handle(
@@ -89,13 +93,15 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   };
 
   const start = async (name: FunctionName, extra: Record<string, string> = {}) => {
-    functions[name] = await startFunction(
-      name,
-      { ...env, ...extra },
-      options.onFunctionLine && ((line) => options.onFunctionLine!(name, line)),
-    );
+    const onLine = options.onFunctionLine && ((line: string) => options.onFunctionLine!(name, line));
+    functions[name] = await startFunction(name, { ...env, ...extra }, { onLine });
   };
-  await Promise.all(FUNCTION_NAMES.map((name) => start(name)));
+  await Promise.all([
+    ...FUNCTION_NAMES.map((name) => start(name)),
+    ...(options.extraFunctions ?? []).map(async ({ name, entry }) => {
+      extraFunctions.push(await startFunction(name, env, { entry }));
+    }),
+  ]);
 
   return {
     url: origin,
@@ -103,6 +109,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     jwt,
     gateway,
     functions,
+    extraFunctions,
     env,
     dbCalls,
     functionUrl: (name) => `${origin}/functions/v1/${name}`,
@@ -111,7 +118,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       await start(name, extra);
     },
     async stop() {
-      await Promise.all(Object.values(functions).map((fn) => fn.stop()));
+      await Promise.all([...Object.values(functions), ...extraFunctions].map((fn) => fn.stop()));
       await router.shutdown();
       await meta.close();
       await gateway.close();

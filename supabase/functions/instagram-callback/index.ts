@@ -5,7 +5,9 @@
 //   POST /instagram-callback/deauthorize        Meta's Deauthorize callback
 //   POST /instagram-callback/data-deletion      Meta's Data Deletion Request callback
 //   GET  /instagram-callback/data-deletion?code the status of a data deletion request
-import { Hono } from "hono";
+// hono/quick: the LinearRouter registers routes at once instead of compiling them on the first request.
+// Few doctors link an account, so most requests meet a new instance: its first answer is what counts.
+import { Hono } from "hono/quick";
 import { loadConfigOrExit } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";

@@ -2,7 +2,9 @@
 //   GET|POST /instagram-connect          start: Meta's login dialog URL (JSON, or 302 for navigations)
 //   POST     /instagram-connect/finish   confirm a pending connection from the doctor's own session
 //   DELETE   /instagram-connect          disconnect: unsubscribe the Page, revoke the grant, delete
-import { Hono } from "hono";
+// hono/quick: the LinearRouter registers routes at once instead of compiling them on the first request.
+// Few doctors link an account, so most requests meet a new instance: its first answer is what counts.
+import { Hono } from "hono/quick";
 import { cors } from "hono/cors";
 import { loadConfigOrExit } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";

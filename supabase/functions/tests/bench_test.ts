@@ -1,0 +1,45 @@
+// `deno task bench` must keep working and keep measuring what it says: a short run completes every
+// flow, its floor makes the same Meta and database calls as the real flow (the benchmark refuses to
+// report otherwise), and the last line carries every figure the README and the issue name. The figures'
+// values are not asserted: speed goals live in the benchmark, not in timed tests.
+import assert from "node:assert/strict";
+import { databaseUrl, stackTest } from "./_support.ts";
+
+const ROOT = new URL("../../../", import.meta.url);
+const REQUIRED = [
+  "overhead_ratio_c1",
+  "overhead_ratio_c4",
+  "cold_start_ratio",
+  "cpu_ms_per_flow",
+  "meta_calls_per_flow",
+  "db_calls_per_flow",
+  "loaded_kb_connect",
+  "loaded_kb_callback",
+];
+
+Deno.test(
+  "deno task bench: a short run reports every figure, with the floor doing the same I/O",
+  stackTest,
+  async () => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/bench.ts", "8", "4", "2"],
+      cwd: ROOT,
+      env: { DATABASE_URL: new URL("/postgres", databaseUrl).toString(), NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const output = new TextDecoder().decode(stdout);
+    assert.equal(code, 0, output + new TextDecoder().decode(stderr));
+
+    const last = output.trim().split("\n").at(-1)!;
+    const figures = Object.fromEntries(last.split(" ").map((pair) => pair.split("=")));
+    for (const key of REQUIRED) assert.ok(Number.isFinite(Number(figures[key])), `${key} in: ${last}`);
+    assert.equal(figures.failures, "0");
+    // Per flow: code exchange, long-lived exchange, one read of user and Pages, the Page's subscription;
+    // create_oauth_state, claim_oauth_state, create_pending_connection, open_ and link_pending_connection.
+    assert.equal(figures.meta_calls_per_flow, "4");
+    assert.equal(figures.db_calls_per_flow, "5");
+    assert.ok(Number(figures.cpu_ms_per_flow) > 0, "the function processes' CPU time was read");
+    assert.match(output, /concurrency 1 .*\n.*concurrency 4 /);
+  },
+);
