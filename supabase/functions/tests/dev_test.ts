@@ -13,14 +13,24 @@ function freePort(): number {
   return port;
 }
 
-/** Runs scripts/dev.ts until `until` matches its output (then Ctrl-C) or it exits by itself. */
-async function runDev(secretsFile: string, env: Record<string, string>, until: RegExp) {
+/**
+ * Runs scripts/dev.ts until `until` matches its output (then Ctrl-C) or it exits by itself. Once the
+ * banner is printed, `whenReady` runs with the dev origin (and may make requests).
+ */
+async function runDev(
+  secretsFile: string,
+  env: Record<string, string>,
+  until: RegExp,
+  whenReady?: (origin: string) => Promise<void>,
+) {
+  const port = freePort();
+  let ready: Promise<void> | undefined;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/dev.ts"],
     cwd: ROOT,
     env: {
       DEV_SECRETS_FILE: secretsFile,
-      DEV_PORT: String(freePort()),
+      DEV_PORT: String(port),
       DEV_DATABASE: `instagram_connect_devtest_${Deno.pid}`,
       DATABASE_URL: new URL("/postgres", databaseUrl).toString(),
       NO_COLOR: "1",
@@ -34,6 +44,7 @@ async function runDev(secretsFile: string, env: Record<string, string>, until: R
   const read = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       output += chunk;
+      if (whenReady && !ready && /Ctrl-C stops/.test(output)) ready = whenReady(`http://127.0.0.1:${port}`);
       if (!interrupted && until.test(output)) {
         interrupted = true;
         child.kill("SIGINT");
@@ -44,6 +55,7 @@ async function runDev(secretsFile: string, env: Record<string, string>, until: R
   await Promise.all([read(child.stdout), read(child.stderr)]);
   const { code } = await child.status;
   clearTimeout(timer);
+  await ready;
   return { code, output, interrupted };
 }
 
@@ -54,8 +66,24 @@ Deno.test(
     const secrets = await Deno.makeTempFile();
     await Deno.copyFile(new URL(".env.example", ROOT), secrets);
     try {
-      const { code, output, interrupted } = await runDev(secrets, {}, /Ctrl-C stops/);
+      let correlationId = "";
+      const { code, output, interrupted } = await runDev(
+        secrets,
+        {},
+        /instagram-connect\s+info\s+request .*status=401/,
+        async (origin) => {
+          const answer = await fetch(`${origin}/functions/v1/instagram-connect`);
+          correlationId = (await answer.json()).correlation_id;
+        },
+      );
       assert.ok(interrupted, output);
+      // Each function's log lines, one per line, readable, ending with the answer's correlation id.
+      const requestLine = output.split("\n").find((line) => / request method=GET/.test(line)) ?? "";
+      assert.match(
+        requestLine,
+        /^\d\d:\d\d:\d\d\.\d{3} instagram-connect\s+info\s+request method=GET path=\/instagram-connect status=401 error_code=unauthorized ms=\d+\s+\[[0-9a-f]{8}\]$/,
+      );
+      assert.ok(correlationId && requestLine.endsWith(`[${correlationId.slice(0, 8)}]`), requestLine);
       assert.equal(code, 0, output);
       assert.match(output, /local stack on embedded defaults/);
       assert.match(
