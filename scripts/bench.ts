@@ -1,4 +1,4 @@
-// `deno task bench [flows=400] [concurrency=16] [latency_ms=25]`
+// `deno task bench [flows=400] [concurrency=16] [latency_ms=25] [--pglite]`
 // The whole link flow (connect, callback, finish) of the real functions, against its floor measured in
 // the same run: scripts/bench/floor_function.ts does the same Meta calls and database round trips,
 // through the same router, gateway and fake Meta (+latency_ms per Graph call), with none of our logic.
@@ -7,14 +7,13 @@
 // processes, cold start against a hello-world `deno serve` started the same way, and the code loaded
 // per function. Prints a table; the last line holds the figures as key=value.
 import postgres from "postgres";
-import { createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
+import { chooseHost, migrate } from "./lib/database.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
 import { FUNCTION_NAMES, type LocalStack, startLocalStack } from "./lib/local_stack.ts";
 
-const [flows, concurrency, latencyMs] = [Deno.args[0] ?? 400, Deno.args[1] ?? 16, Deno.args[2] ?? 25].map(
-  Number,
-);
+const numbers = Deno.args.filter((arg) => arg !== "--pglite");
+const [flows, concurrency, latencyMs] = [numbers[0] ?? 400, numbers[1] ?? 16, numbers[2] ?? 25].map(Number);
 const ROUNDS = 2;
 const WARMUP_FLOWS = 20;
 const COLD_STARTS = 5;
@@ -32,9 +31,9 @@ interface Measured {
   cpuMs: number;
 }
 
-await ensurePostgres();
+const { host } = await chooseHost({ pglite: Deno.args.includes("--pglite") });
 const name = `instagram_connect_bench_${Deno.pid}`;
-const databaseUrl = await createDatabase(name);
+const databaseUrl = await host.createDatabase(name);
 try {
   await migrate(databaseUrl);
   const stack = await startLocalStack({ databaseUrl, metaLatencyMs: latencyMs, extraFunctions: [FLOOR] });
@@ -44,13 +43,14 @@ try {
     for (const c of [1, concurrency]) results[c] = await compare(stack, c === 1 ? flows / 4 : flows, c);
     assertSameIo(results);
     const cold = await coldStarts(bundles, stack.env);
-    report(results, cold, bundles, await describeMachine(databaseUrl));
+    report(results, cold, bundles, await describeMachine(host.version));
   } finally {
     await stack.stop();
     await Deno.remove(bundles.dir, { recursive: true });
   }
 } finally {
-  await dropDatabase(name);
+  await host.dropDatabase(name);
+  await host.close();
 }
 
 /** `count` flows of each side at concurrency `c`, in ROUNDS alternating rounds. */
@@ -195,14 +195,11 @@ async function coldStarts(bundles: Bundles, env: Record<string, string>) {
   ) as Record<"source" | "bundled", Record<string, number>>;
 }
 
-async function describeMachine(url: string): Promise<string> {
+async function describeMachine(database: string): Promise<string> {
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
   const model = cpuinfo.match(/model name\s*:\s*(.+)/)?.[1]?.trim() ?? Deno.build.arch;
-  const sql = postgres(url, { max: 1 });
-  const [{ server_version }] = await sql`show server_version`;
-  await sql.end();
   const gib = Math.round(Deno.systemMemoryInfo().total / 2 ** 30);
-  return `${model}, ${navigator.hardwareConcurrency} cores, ${gib} GiB; Deno ${Deno.version.deno}; PostgreSQL ${server_version}`;
+  return `${model}, ${navigator.hardwareConcurrency} cores, ${gib} GiB; Deno ${Deno.version.deno}; ${database}`;
 }
 
 function report(

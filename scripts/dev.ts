@@ -1,15 +1,16 @@
-// `deno task dev`: the whole project on this machine.
+// `deno task dev [--pglite]`: the whole project on this machine.
 //   http://127.0.0.1:54321/functions/v1/instagram-connect   (same paths as `supabase functions serve`)
 //   http://127.0.0.1:54321/functions/v1/instagram-callback
 //   http://127.0.0.1:54321/rest/v1/...                      (PostgREST-compatible gateway)
 //   http://127.0.0.1:54321/demo/                            (demo dashboard, local only)
 //   the Meta sandbox on its own port (a fake consent page with demo Pages)
-// A fresh database for this checkout is made at each start. Ctrl-C stops everything.
+// A fresh database for this checkout is made at each start: on DATABASE_URL, else the local PostgreSQL
+// server, else (or with --pglite) an embedded PGlite in this process, in memory. Ctrl-C stops everything.
 // Function secrets live where the Supabase CLI keeps them, supabase/functions/.env (`functions serve`
 // and `secrets set --env-file` read it). Until that file names a real Meta app (and SUPABASE_URL and a
 // secret key are set, in the file or the environment), everything runs locally on embedded defaults;
 // then only the two functions run, on those settings, against the real Meta and Supabase project.
-import { createDatabase, dropDatabase, ensurePostgres, migrate } from "./lib/database.ts";
+import { chooseHost, migrate } from "./lib/database.ts";
 import { proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
@@ -52,9 +53,10 @@ function whyLocal(): string {
 }
 
 async function runLocalStack(why: string) {
-  await ensurePostgres();
-  await dropDatabase(DATABASE);
-  const databaseUrl = await createDatabase(DATABASE);
+  const database = await chooseHost({ pglite: Deno.args.includes("--pglite") });
+  const { host } = database;
+  await host.dropDatabase(DATABASE);
+  const databaseUrl = await host.createDatabase(DATABASE);
   await migrate(databaseUrl);
   const dev = await startDevStack({ databaseUrl, port: PORT, onFunctionLine: printLine });
   const { stack } = dev;
@@ -69,13 +71,19 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
   REST gateway        ${stack.url}/rest/v1/
   Meta sandbox        ${stack.meta.url}/${stack.env.INSTAGRAM_GRAPH_VERSION}/dialog/oauth
   Database            ${databaseUrl}
+                      ${host.version}${
+    host.oneSession ? ", in this process, in memory" : ""
+  }, because ${database.why}
 
   Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
   Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.
 `);
-  await untilInterrupted(() => dev.stop());
+  await untilInterrupted(async () => {
+    await dev.stop();
+    await host.close();
+  });
 }
 
 async function runAgainstRealServices(env: Record<string, string>) {

@@ -1,49 +1,137 @@
-// `deno task test`: the whole suite on a fresh throw-away database.
-//   1. PostgreSQL: DATABASE_URL, or the local server (started if it is down and we may).
-//   2. What the suite needs: pgTAP, pg_prove, plpgsql_check and Chromium (apt-get when missing and we
-//      are root, else the exact command), and the Supabase CLI (pinned in deno.json, run with npx).
-//   3. A new database with the Supabase shim; the migrations applied by `supabase db push`, as
-//      production applies them; then `supabase db advisors` and `supabase db lint` must find nothing.
-//   4. pg_prove on supabase/tests/database, then `deno test` on supabase/functions/tests (or only on
-//      the test files named as arguments: `deno task test supabase/functions/tests/finish_test.ts`).
-//   5. The database is dropped; the exit code is non-zero if anything failed.
+// `deno task test [--pglite] [test files...]`: the whole suite on fresh throw-away databases.
+//   1. Where: the PostgreSQL server (DATABASE_URL, or the local one, started if it is down and we may)
+//      and, beside it, an embedded PGlite (PostgreSQL 18 in WebAssembly). Without a server, or with
+//      --pglite, everything runs on PGlite.
+//   2. What the suite needs: pgTAP and plpgsql_check for the server, Chromium for the browser test
+//      (apt-get when missing and we are root, else the exact command), and the Supabase CLI (pinned in
+//      deno.json, run with npx).
+//   3. On each database: the Supabase shim, the migrations applied by `supabase db push` as production
+//      applies them, and the pgTAP files. On the first: `supabase db advisors` and (on a server, which
+//      has plpgsql_check) `supabase db lint` must find nothing, then `deno test` on
+//      supabase/functions/tests (or only on the test files named as arguments).
+//   4. The databases are dropped; the exit code is non-zero if anything failed.
 import postgres from "postgres";
-import { adminUrl, applyShim, createDatabase, dropDatabase, ensurePostgres } from "./lib/database.ts";
+import {
+  adminUrl,
+  applyShim,
+  type DatabaseHost,
+  pgliteHost,
+  redactPassword,
+  serverAvailable,
+  serverHost,
+} from "./lib/database.ts";
 import { ALLOWED_INFO_LINTS, runAdvisors, runLint } from "./lib/database_checks.ts";
+import { describeTapFile, runPgtapFiles } from "./lib/pgtap_runner.ts";
 import { ensureSupabaseCli, supabase } from "./lib/supabase_cli.ts";
 
 const ROOT = new URL("../", import.meta.url);
+const PGLITE_ONLY = Deno.args.includes("--pglite");
+const TEST_FILES = Deno.args.filter((arg) => arg !== "--pglite");
+
+interface Tally {
+  passed: number;
+  failed: number;
+  lines: string[];
+}
 
 async function main(): Promise<number> {
-  await ensurePostgres();
-  const chromium = await ensureSystemPackages();
-  const cliVersion = await ensureSupabaseCli();
-
-  const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
-  const databaseUrl = await createDatabase(name);
+  const hosts: DatabaseHost[] = [];
   try {
-    await applyShim(databaseUrl);
-    const push = await supabase("db", "push", `--remote=${databaseUrl}`, "--yes");
-    if (!push.success) throw new Error(`supabase db push failed:\n${push.stdout}${push.stderr}`);
-    const applied = await recordedMigrations(databaseUrl);
-    const checks = await databaseChecks(databaseUrl);
+    let why = "";
+    if (!PGLITE_ONLY && await serverAvailable()) {
+      hosts.push(await serverHost());
+    } else {
+      why = PGLITE_ONLY
+        ? "--pglite was given"
+        : `no PostgreSQL server answers at ${redactPassword(adminUrl())} (set DATABASE_URL for another one)`;
+    }
+    const chromium = await ensureSystemPackages(hosts.length > 0);
+    const cliVersion = await ensureSupabaseCli();
+    console.log("starting the embedded PGlite");
+    hosts.push(await pgliteHost());
+    const [primary, ...others] = hosts;
+    if (why) console.log(`Everything runs on ${primary.version}: ${why}.`);
 
-    const sqlFiles = [...Deno.readDirSync(new URL("supabase/tests/database/", ROOT))]
-      .map((entry) => entry.name).filter((file) => file.endsWith(".test.sql")).sort()
-      .map((file) => `supabase/tests/database/${file}`);
-    const pgtap = await run("pg_prove", ["--dbname", databaseUrl, "--verbose", ...sqlFiles], {});
-    const sqlPassed = (pgtap.output.match(/^ok \d+/gm) ?? []).length;
-    const sqlFailed = failures(pgtap.success, (pgtap.output.match(/^not ok \d+/gm) ?? []).length);
+    const tallies: Tally[] = [];
+    const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
+    const primaryUrl = await prepare(primary, name, cliVersion, tallies);
+    tallies.push(await databaseChecks(primary, primaryUrl));
+    tallies.push(await pgtap(primary, primaryUrl));
+    for (const host of others) {
+      const url = await prepare(host, name, cliVersion, tallies);
+      tallies.push(await pgtap(host, url));
+    }
+    tallies.push(await denoTests(primary, primaryUrl, chromium));
 
+    const passed = tallies.reduce((sum, tally) => sum + tally.passed, 0);
+    const failed = tallies.reduce((sum, tally) => sum + tally.failed, 0);
+    console.log(`\n${tallies.flatMap((tally) => tally.lines).join("\n")}`);
+    console.log(
+      `${passed} passed, ${failed} failed (the Supabase checks, the pgTAP assertions on ${
+        hosts.map((host) => host.label).join(" and ")
+      }, the Deno tests and steps)`,
+    );
+    return failed === 0 && passed > 0 ? 0 : 1;
+  } finally {
+    for (const host of hosts) await host.close();
+  }
+}
+
+/** A new database on `host` with the shim and the migrations, applied by `supabase db push`. */
+async function prepare(host: DatabaseHost, name: string, cliVersion: string, tallies: Tally[]) {
+  const url = await host.createDatabase(name);
+  await applyShim(url);
+  const push = await supabase("db", "push", `--remote=${url}`, "--yes");
+  if (!push.success) {
+    throw new Error(`supabase db push on ${host.version} failed:\n${push.stdout}${push.stderr}`);
+  }
+  tallies.push({
+    passed: 0,
+    failed: 0,
+    lines: [
+      `Supabase CLI ${cliVersion}: db push applied and recorded ${await recordedMigrations(
+        url,
+      )} migrations on ${host.version}`,
+    ],
+  });
+  return url;
+}
+
+/** The pgTAP files, each assertion counted; a file that errs or misses its plan counts as one failure. */
+async function pgtap(host: DatabaseHost, url: string): Promise<Tally> {
+  const files = [...Deno.readDirSync(new URL("supabase/tests/database/", ROOT))]
+    .map((entry) => entry.name).filter((file) => file.endsWith(".test.sql")).sort()
+    .map((file) => new URL(`supabase/tests/database/${file}`, ROOT));
+  console.log(`\npgTAP on ${host.version}`);
+  const results = await runPgtapFiles(url, files);
+  for (const result of results) console.log(describeTapFile(result));
+  const passed = results.reduce((sum, result) => sum + result.passed, 0);
+  const failed = results.reduce(
+    (sum, result) => sum + result.failed + result.skipped + (result.problem || !result.passed ? 1 : 0),
+    0,
+  );
+  return {
+    passed,
+    failed,
+    lines: [`pgTAP ${host.label}: ${passed} passed, ${failed} failed (assertions in ${files.length} files)`],
+  };
+}
+
+/** `deno test`, with the database's URL and engine; tests that race requests say so in TEST_RACE_LOG. */
+async function denoTests(host: DatabaseHost, url: string, chromium: string): Promise<Tally> {
+  const raceLog = await Deno.makeTempFile({ prefix: "races-" });
+  try {
     // --unstable-no-legacy-abort: request.signal aborts only when a client gives up, which is what the
     // fake Meta listens for (and Deno then prints no warning about the legacy behaviour).
     const deno = await run(Deno.execPath(), [
       "test",
       "--allow-all",
       "--unstable-no-legacy-abort",
-      ...(Deno.args.length ? Deno.args : ["supabase/functions/tests/"]),
+      ...(TEST_FILES.length ? TEST_FILES : ["supabase/functions/tests/"]),
     ], {
-      TEST_DATABASE_URL: databaseUrl,
+      TEST_DATABASE_URL: url,
+      TEST_DATABASE_ENGINE: host.oneSession ? "pglite" : "server",
+      TEST_RACE_LOG: raceLog,
       CHROMIUM_PATH: chromium,
       NO_COLOR: "1",
     });
@@ -54,41 +142,54 @@ async function main(): Promise<number> {
     const [testsPassed, stepsPassed, testsFailed, stepsFailed] = [1, 2, 3, 4].map((i) =>
       Number(summary?.[i] ?? 0)
     );
-    const denoFailed = failures(deno.success, testsFailed + stepsFailed);
-
-    const passed = checks.passed + sqlPassed + testsPassed + stepsPassed;
-    const failed = checks.failed + sqlFailed + denoFailed;
-    console.log(`
-Supabase CLI ${cliVersion}: db push applied and recorded ${applied} migrations
-${checks.lines.join("\n")}
-pgTAP: ${sqlPassed} passed, ${sqlFailed} failed (assertions in ${sqlFiles.length} files)
-deno test: ${testsPassed + stepsPassed} passed, ${denoFailed} failed (${
-      plural(testsPassed, "test")
-    } and their ${plural(stepsPassed, "step")}, each counted once)
-${passed} passed, ${failed} failed (the 2 Supabase checks, the pgTAP assertions, the Deno tests and steps)`);
-    return failed === 0 && pgtap.success && deno.success && passed > 0 ? 0 : 1;
+    const races = [...new Set((await Deno.readTextFile(raceLog)).split("\n").filter(Boolean))];
+    const lines = [
+      `deno test on ${host.label}: ${testsPassed + stepsPassed} passed, ${
+        failures(deno.success, testsFailed + stepsFailed)
+      } failed (${plural(testsPassed, "test")} and their ${plural(stepsPassed, "step")}, each counted once)`,
+    ];
+    if (host.oneSession && races.length) {
+      lines.push(
+        `  ${
+          plural(races.length, "test")
+        } raced requests at the database; PGlite serves one session, so their ` +
+          "transactions ran one after the other (no real concurrency) and their outcomes were asserted:",
+        ...races.map((race) => `    ${race}`),
+      );
+    }
+    return {
+      passed: testsPassed + stepsPassed,
+      failed: failures(deno.success, testsFailed + stepsFailed),
+      lines,
+    };
   } finally {
-    await dropDatabase(name);
+    await Deno.remove(raceLog);
   }
 }
 
-/** Supabase's advisors and plpgsql_check: each is one check that passes only with nothing to report. */
-async function databaseChecks(databaseUrl: string) {
+/**
+ * Supabase's advisors and plpgsql_check: each is one check that passes only with nothing to report.
+ * PGlite has no plpgsql_check: there the lint is not run, and says so (it is not counted).
+ */
+async function databaseChecks(host: DatabaseHost, databaseUrl: string): Promise<Tally> {
   const advisors = await runAdvisors(databaseUrl);
-  const lint = await runLint(databaseUrl);
+  const lint = host.oneSession ? undefined : await runLint(databaseUrl);
   const allowed = Object.entries(advisors.allowed).map(([lint, count]) =>
     `${count} INFO ${lint} (allowed: ${ALLOWED_INFO_LINTS[lint]})`
   );
   const lines = [
-    `supabase db advisors: ${advisors.failing.length} findings${
+    `supabase db advisors on ${host.label}: ${advisors.failing.length} findings${
       allowed.length ? `; ${allowed.join("; ")}` : ""
     }`,
     ...advisors.failing.map((finding) => `  ${finding.level} ${finding.name}: ${finding.detail}`),
-    `supabase db lint (plpgsql_check, public and private): ${lint.length} errors or warnings`,
-    ...lint.map((issue) => `  ${issue.level} in ${issue.function}: ${issue.message}`),
+    lint
+      ? `supabase db lint (plpgsql_check, public and private): ${lint.length} errors or warnings`
+      : "supabase db lint: not run, PGlite has no plpgsql_check (not counted; it runs wherever a server is)",
+    ...(lint ?? []).map((issue) => `  ${issue.level} in ${issue.function}: ${issue.message}`),
   ];
-  const failed = (advisors.failing.length ? 1 : 0) + (lint.some((issue) => issue.level === "error") ? 1 : 0);
-  return { lines, passed: 2 - failed, failed };
+  const failed = (advisors.failing.length ? 1 : 0) +
+    ((lint ?? []).some((issue) => issue.level === "error") ? 1 : 0);
+  return { lines, passed: (lint ? 2 : 1) - failed, failed };
 }
 
 /** The migrations `supabase db push` recorded, as it records them on a hosted project. */
@@ -122,31 +223,30 @@ async function run(command: string, args: string[], env: Record<string, string>)
 }
 
 /**
- * pgTAP, pg_prove and plpgsql_check for the server's major version, and the browser test's Chromium
- * (CHROMIUM_PATH, or Debian's package), installed in one apt-get run when missing and we may.
+ * pgTAP and plpgsql_check for the server's major version (when there is a server), and the browser
+ * test's Chromium (CHROMIUM_PATH, or Debian's package), installed in one apt-get run when missing and
+ * we may. PGlite brings its own pgTAP (an npm package).
  */
-async function ensureSystemPackages(): Promise<string> {
-  const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
-  const available = new Set(
-    (await sql`select name from pg_available_extensions where name in ('pgtap', 'plpgsql_check')`).map((
-      row,
-    ) => row.name),
-  );
-  const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
-  await sql.end();
-
+async function ensureSystemPackages(server: boolean): Promise<string> {
+  const missing: string[] = [];
+  if (server) {
+    const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+    const available = new Set(
+      (await sql`select name from pg_available_extensions where name in ('pgtap', 'plpgsql_check')`).map((
+        row,
+      ) => row.name),
+    );
+    const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
+    await sql.end();
+    if (!available.has("pgtap")) missing.push(`postgresql-${version}-pgtap`);
+    if (!available.has("plpgsql_check")) missing.push(`postgresql-${version}-plpgsql-check`);
+  }
   const chromium = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
   if (Deno.env.has("CHROMIUM_PATH") && !(await isFile(chromium))) {
     throw new Error(`CHROMIUM_PATH is set to ${chromium}, which does not exist.`);
   }
-  const missing = [
-    ...(available.has("pgtap") && await hasCommand("pg_prove")
-      ? []
-      : [`postgresql-${version}-pgtap`, "libtap-parser-sourcehandler-pgtap-perl"]),
-    ...(available.has("plpgsql_check") ? [] : [`postgresql-${version}-plpgsql-check`]),
-    ...(await isFile(chromium) ? [] : ["chromium"]),
-  ];
-  if (missing.length) await aptInstall(missing, "pgTAP, pg_prove, plpgsql_check and Chromium for the suite");
+  if (!(await isFile(chromium))) missing.push("chromium");
+  if (missing.length) await aptInstall(missing, "pgTAP, plpgsql_check and Chromium for the suite");
   return chromium;
 }
 

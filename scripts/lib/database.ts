@@ -1,7 +1,9 @@
-// Throw-away PostgreSQL databases with the Supabase shim and the migrations. The test command applies
-// the migrations with the Supabase CLI (`supabase db push`); the local stack and the benchmark apply
-// them here, in the CLI's order (by file name, i.e. by version prefix), without needing Node.js.
+// Throw-away PostgreSQL databases with the Supabase shim and the migrations, on a PostgreSQL server or,
+// where there is none, on an embedded PGlite. The test command applies the migrations with the
+// Supabase CLI (`supabase db push`); the local stack and the benchmark apply them here, in the CLI's
+// order (by file name, i.e. by version prefix), without needing Node.js.
 import postgres from "postgres";
+import { type EmbeddedPostgres, startPglite } from "./pglite_server.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 export const DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -42,11 +44,103 @@ export async function dropDatabase(name: string): Promise<void> {
   }
 }
 
-/** What a Supabase database has and plain PostgreSQL lacks (scripts/sql/supabase_shim.sql). */
+/** Where throw-away databases are made: a PostgreSQL server, or PGlite in this process. */
+export interface DatabaseHost {
+  /** For summaries: "PostgreSQL 15" or "PostgreSQL 18 (PGlite)". */
+  label: string;
+  /** "PostgreSQL 15.20" or "PostgreSQL 18.6 (PGlite 0.5.14)". */
+  version: string;
+  /** PGlite: one session that every connection shares, so transactions run one after another. */
+  oneSession: boolean;
+  createDatabase(name: string): Promise<string>;
+  dropDatabase(name: string): Promise<void>;
+  /** Drops what is left and, for PGlite, stops it. */
+  close(): Promise<void>;
+}
+
+/** The server at DATABASE_URL or the local one (started if it is down and we may), as a host. */
+export async function serverHost(): Promise<DatabaseHost> {
+  await ensurePostgres();
+  const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  const [{ server_version }] = await sql`show server_version`;
+  await sql.end();
+  const version = `PostgreSQL ${String(server_version).split(" ")[0]}`;
+  return {
+    label: version.replace(/\.\d+$/, ""),
+    version,
+    oneSession: false,
+    createDatabase,
+    dropDatabase,
+    close: () => Promise.resolve(),
+  };
+}
+
+/** PGlite in this process: each database is a fresh in-memory instance on its own loopback port. */
+export async function pgliteHost(): Promise<DatabaseHost> {
+  const instances = new Map<string, EmbeddedPostgres>();
+  const first = await startPglite();
+  const version = first.version;
+  let spare: EmbeddedPostgres | undefined = first;
+  return {
+    label: `${version.replace(/^(PostgreSQL \d+).*$/, "$1")} (PGlite)`,
+    version,
+    oneSession: true,
+    async createDatabase(name) {
+      const instance = spare ?? await startPglite();
+      spare = undefined;
+      instances.set(name, instance);
+      return instance.url;
+    },
+    async dropDatabase(name) {
+      await instances.get(name)?.stop();
+      instances.delete(name);
+    },
+    async close() {
+      await Promise.all(
+        [...instances.values(), ...(spare ? [spare] : [])].map((instance) => instance.stop()),
+      );
+      instances.clear();
+    },
+  };
+}
+
+/**
+ * The database `deno task dev` and `deno task bench` run on, and why: PGlite when asked (`--pglite`),
+ * else DATABASE_URL (which must answer), else the local server if it answers or can be started, else
+ * PGlite.
+ */
+export async function chooseHost(options: { pglite: boolean }): Promise<{ host: DatabaseHost; why: string }> {
+  if (options.pglite) return { host: await pgliteHost(), why: "--pglite was given" };
+  if (Deno.env.get("DATABASE_URL")) {
+    return { host: await serverHost(), why: `DATABASE_URL is set (${redactPassword(adminUrl())})` };
+  }
+  if (await canConnect(adminUrl()) || (await startLocalCluster() && await canConnect(adminUrl(), 20))) {
+    return { host: await serverHost(), why: `a PostgreSQL server answers at ${redactPassword(adminUrl())}` };
+  }
+  return {
+    host: await pgliteHost(),
+    why: `no PostgreSQL server answers at ${
+      redactPassword(adminUrl())
+    } (set DATABASE_URL for another one, or start it)`,
+  };
+}
+
+/** Whether a server answers at DATABASE_URL or the default address (starting the local cluster if down). */
+export async function serverAvailable(): Promise<boolean> {
+  if (await canConnect(adminUrl())) return true;
+  return !Deno.env.get("DATABASE_URL") && (await startLocalCluster()) && (await canConnect(adminUrl(), 20));
+}
+
+/**
+ * What a Supabase database has and plain PostgreSQL lacks (scripts/sql/supabase_shim.sql). The shim
+ * sets the database's search_path for new sessions; the session that ran it gets it too, since on
+ * PGlite that session is the only one there will be.
+ */
 export async function applyShim(databaseUrl: string): Promise<void> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_shim.sql", ROOT)));
+    await sql.unsafe(`set search_path to "$user", public, extensions`);
   } finally {
     await sql.end();
   }

@@ -12,6 +12,29 @@ if (!databaseUrl) {
   );
 }
 
+/** "pglite" when the suite runs on the embedded PGlite (one session: transactions never overlap). */
+export const databaseEngine = Deno.env.get("TEST_DATABASE_ENGINE") === "pglite" ? "pglite" : "server";
+
+/**
+ * Marks a test (or step) that races requests at the database. On a server they really overlap; on
+ * PGlite they run one after the other, and `deno task test` lists these tests to say so.
+ */
+export function racesRequests(t: Deno.TestContext): void {
+  const log = Deno.env.get("TEST_RACE_LOG");
+  const name = [t.parent?.name, t.name].filter(Boolean).join(" > ");
+  if (log) Deno.writeTextFileSync(log, `${name}\n`, { append: true });
+}
+
+/**
+ * For a script a test runs (`deno task dev`, `deno task bench`): the suite's server (it makes its own
+ * database there), or, on PGlite, a PGlite of its own (`--pglite`; one PGlite holds one database).
+ */
+export function scriptDatabase(): { args: string[]; env: Record<string, string> } {
+  return databaseEngine === "pglite"
+    ? { args: ["--pglite"], env: {} }
+    : { args: [], env: { DATABASE_URL: new URL("/postgres", databaseUrl).toString() } };
+}
+
 /** Shared-resource tests: the stack lives across steps, so Deno's per-test leak checks are off. */
 export const stackTest = { sanitizeOps: false, sanitizeResources: false };
 

@@ -3,7 +3,7 @@
 // report otherwise), and the last line carries every figure the README and the issue name. The figures'
 // values are not asserted: speed goals live in the benchmark, not in timed tests.
 import assert from "node:assert/strict";
-import { databaseUrl, stackTest } from "./_support.ts";
+import { scriptDatabase, stackTest } from "./_support.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
 const REQUIRED = [
@@ -22,9 +22,18 @@ Deno.test(
   stackTest,
   async () => {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/bench.ts", "8", "4", "2"],
+      args: [
+        "run",
+        "--allow-all",
+        "--unstable-no-legacy-abort",
+        "scripts/bench.ts",
+        "8",
+        "4",
+        "2",
+        ...scriptDatabase().args,
+      ],
       cwd: ROOT,
-      env: { DATABASE_URL: new URL("/postgres", databaseUrl).toString(), NO_COLOR: "1" },
+      env: { ...scriptDatabase().env, NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",
     }).output();

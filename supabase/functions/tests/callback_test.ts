@@ -15,6 +15,7 @@ import {
   metaCallCount,
   newDoctor,
   pendingOf,
+  racesRequests,
   stackTest,
   startConnect,
   withStack,
@@ -90,7 +91,8 @@ Deno.test("instagram-callback", stackTest, async (t) => {
 
     await t.step(
       "10 parallel requests for one callback URL: 1 code exchange, 1 pending connection",
-      async () => {
+      async (t) => {
+        racesRequests(t);
         const doctor = await newDoctor(stack, sql);
         const { url } = await startConnect(stack, doctor.token);
         const redirect = await meta.approve(url, meta.newUser(1).userId);
@@ -103,7 +105,8 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       },
     );
 
-    await t.step("one state approved 10 times (10 codes) in parallel: 3 Meta calls in all", async () => {
+    await t.step("one state approved 10 times (10 codes) in parallel: 3 Meta calls in all", async (t) => {
+      racesRequests(t);
       const doctor = await newDoctor(stack, sql);
       const { url } = await startConnect(stack, doctor.token);
       const { userId } = meta.newUser(1);
@@ -489,7 +492,8 @@ Deno.test("instagram-callback", stackTest, async (t) => {
       );
     });
 
-    await t.step("10 callbacks of one doctor at once with 5 places left: exactly 5 more", async () => {
+    await t.step("10 callbacks of one doctor at once with 5 places left: exactly 5 more", async (t) => {
+      racesRequests(t);
       const doctor = await newDoctor(stack, sql);
       await sql`insert into private.pending_connections (token_hash, doctor_id, pages, expires_at, facebook_user_id)
                 select encode(sha256(convert_to(${doctor.id} || n, 'utf8')), 'hex'), ${doctor.id}, '[]',

@@ -6,7 +6,7 @@ import { createJwtIssuer } from "../../../scripts/lib/jwt_issuer.ts";
 import { LOCAL_PUBLISHABLE_KEY } from "../../../scripts/lib/local_stack.ts";
 import { pkceChallenge } from "../_shared/oauth/pkce.ts";
 import { createOAuthStates } from "../_shared/oauth/state.ts";
-import { newDoctor, stackTest, startConnect, withStack } from "./_support.ts";
+import { newDoctor, racesRequests, stackTest, startConnect, withStack } from "./_support.ts";
 
 Deno.test("instagram-connect", stackTest, async (t) => {
   await withStack(
@@ -165,7 +165,8 @@ Deno.test("instagram-connect", stackTest, async (t) => {
         assert.equal((await response.json()).error.code, "unauthorized");
       });
 
-      await t.step("at most 10 open states per doctor, even when requested at once: then 429", async () => {
+      await t.step("at most 10 open states per doctor, even when requested at once: then 429", async (t) => {
+        racesRequests(t);
         const doctor = await newDoctor(stack, sql);
         const responses = await Promise.all(
           Array.from(

@@ -2,7 +2,8 @@
 // anything (dev stays local and says why), and a file with real values but a bad one must stop with one
 // line per problem, no value and no stack trace.
 import assert from "node:assert/strict";
-import { databaseUrl, stackTest } from "./_support.ts";
+import postgres from "postgres";
+import { scriptDatabase, stackTest } from "./_support.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
 
@@ -15,24 +16,26 @@ function freePort(): number {
 
 /**
  * Runs scripts/dev.ts until `until` matches its output (then Ctrl-C) or it exits by itself. Once the
- * banner is printed, `whenReady` runs with the dev origin (and may make requests).
+ * banner is printed, `whenReady` runs with the dev origin (and may make requests). The database is the
+ * suite's (or PGlite when `database` says `--pglite`).
  */
 async function runDev(
   secretsFile: string,
   env: Record<string, string>,
   until: RegExp,
-  whenReady?: (origin: string) => Promise<void>,
+  whenReady?: (origin: string, banner: string) => Promise<void>,
+  database = scriptDatabase(),
 ) {
   const port = freePort();
   let ready: Promise<void> | undefined;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/dev.ts"],
+    args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/dev.ts", ...database.args],
     cwd: ROOT,
     env: {
       DEV_SECRETS_FILE: secretsFile,
       DEV_PORT: String(port),
       DEV_DATABASE: `instagram_connect_devtest_${Deno.pid}`,
-      DATABASE_URL: new URL("/postgres", databaseUrl).toString(),
+      ...database.env,
       NO_COLOR: "1",
       ...env,
     },
@@ -44,7 +47,9 @@ async function runDev(
   const read = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       output += chunk;
-      if (whenReady && !ready && /Ctrl-C stops/.test(output)) ready = whenReady(`http://127.0.0.1:${port}`);
+      if (whenReady && !ready && /Ctrl-C stops/.test(output)) {
+        ready = whenReady(`http://127.0.0.1:${port}`, output);
+      }
       if (!interrupted && until.test(output)) {
         interrupted = true;
         child.kill("SIGINT");
@@ -56,7 +61,7 @@ async function runDev(
   const { code } = await child.status;
   clearTimeout(timer);
   await ready;
-  return { code, output, interrupted };
+  return { code, output, interrupted, port };
 }
 
 Deno.test(
@@ -126,5 +131,37 @@ Deno.test(
     } finally {
       await Deno.remove(secrets);
     }
+  },
+);
+
+Deno.test(
+  "deno task dev --pglite: the stack on an embedded PGlite, said so; Ctrl-C leaves nothing running",
+  stackTest,
+  async () => {
+    let demoDoctors = 0;
+    const { code, output, interrupted, port } = await runDev(
+      "/nonexistent/.env",
+      { DATABASE_URL: "" },
+      /instagram-connect\s+info\s+request .*status=401/,
+      async (origin, banner) => {
+        // The printed database answers like any PostgreSQL, and holds the demo doctors.
+        const sql = postgres(banner.match(/postgres:\/\/\S+/)![0], { max: 1, onnotice: () => {} });
+        demoDoctors = (await sql`select count(*)::int as n from auth.users`)[0].n;
+        await sql.end();
+        await (await fetch(`${origin}/functions/v1/instagram-connect`)).body?.cancel();
+      },
+      { args: ["--pglite"], env: {} },
+    );
+    assert.ok(interrupted, output);
+    assert.equal(code, 0, output);
+    assert.equal(demoDoctors, 2);
+    assert.match(output, /Database {12}postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres\n/);
+    assert.match(
+      output,
+      /PostgreSQL \d+\.\d+ \(PGlite [\d.]+\), in this process, in memory, because --pglite was given/,
+    );
+    // Nothing left: the dev port and PGlite's port take a new listener again.
+    const pglitePort = Number(output.match(/127\.0\.0\.1:(\d+)\/postgres/)![1]);
+    for (const freed of [port, pglitePort]) Deno.listen({ hostname: "127.0.0.1", port: freed }).close();
   },
 );

@@ -12,6 +12,7 @@ import {
   linkOf,
   newDoctor,
   pendingOf,
+  racesRequests,
   stackTest,
   withStack,
 } from "./_support.ts";
@@ -177,7 +178,8 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
 
     await t.step(
       "10 finishes racing for one pending connection: one link, the rest pending_used",
-      async () => {
+      async (t) => {
+        racesRequests(t);
         const doctor = await newDoctor(stack, sql);
         const pending = await pendingFor(doctor, meta.newUser(1).userId);
         const results = await Promise.all(
@@ -280,7 +282,8 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
       },
     );
 
-    await t.step("two doctors racing for one Page: exactly one row and one 409", async () => {
+    await t.step("two doctors racing for one Page: exactly one row and one 409", async (t) => {
+      racesRequests(t);
       const page = meta.newPage(true);
       const doctors = await Promise.all([newDoctor(stack, sql), newDoctor(stack, sql)]);
       const pendings = await Promise.all(

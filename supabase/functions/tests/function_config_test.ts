@@ -46,7 +46,7 @@ for (const fn of ["instagram-connect", "instagram-callback"]) {
   });
 }
 
-Deno.test("every import map target comes from npm (the only registry CI and this project rely on)", async () => {
+Deno.test("every import map target comes from npm (the only registry CI and this project rely on), pinned", async () => {
   for (
     const path of [
       "deno.json",
@@ -55,10 +55,11 @@ Deno.test("every import map target comes from npm (the only registry CI and this
     ]
   ) {
     for (const [key, target] of Object.entries((await readJson(path)).imports as Record<string, string>)) {
+      // A major (^N), or an exact version where a package's siblings require exactly that one (PGlite's).
       assert.match(
         target,
-        /^npm:\/?@?[\w./-]+@\^\d+/,
-        `${path}: "${key}" -> ${target} is not a pinned-major npm specifier`,
+        /^npm:\/?@?[\w./-]+@(\^\d+|\d+\.\d+\.\d+)(\/|$)/,
+        `${path}: "${key}" -> ${target} is neither a pinned major nor an exact npm version`,
       );
     }
   }

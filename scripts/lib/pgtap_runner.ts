@@ -1,0 +1,68 @@
+// Runs pgTAP test files as `pg_prove` does, with nothing but a database connection: each file is sent as
+// it is (simple query protocol, one statement after another, as psql would), and every row it returns is
+// a TAP line. A file passes when every assertion it planned ran and none failed; an SQL error, a missing
+// or wrong plan, or a skipped assertion is never counted as passed. Needs no Perl and no psql, so it runs
+// the same against a server and against PGlite.
+import postgres from "postgres";
+
+export interface TapFile {
+  file: string;
+  passed: number;
+  failed: number;
+  skipped: number;
+  /** What made the file fail beyond its assertions: an SQL error, a plan not met. */
+  problem?: string;
+  lines: string[];
+}
+
+export async function runPgtapFiles(databaseUrl: string, files: URL[]): Promise<TapFile[]> {
+  const results: TapFile[] = [];
+  for (const file of files) {
+    // One connection per file, as pg_prove has: nothing a file leaves behind reaches the next.
+    const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    const name = file.pathname.split("/").pop()!;
+    try {
+      const answer = await sql.unsafe(await Deno.readTextFile(file)).simple();
+      results.push(tally(name, tapLines(answer)));
+    } catch (error) {
+      results.push({ ...tally(name, []), problem: `SQL error: ${(error as Error).message}` });
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  }
+  return results;
+}
+
+/** Every text a file's statements returned, split into lines: a multi-statement answer is a list of results. */
+function tapLines(answer: unknown): string[] {
+  const results = Array.isArray(answer) && answer.every(Array.isArray) ? answer : [answer];
+  return (results as Record<string, unknown>[][]).flatMap((rows) =>
+    rows.flatMap((row) => Object.values(row).filter((value) => typeof value === "string") as string[])
+  ).flatMap((text) => text.split("\n"));
+}
+
+function tally(file: string, lines: string[]): TapFile {
+  const planned = Number(lines.find((line) => /^1\.\.\d+$/.test(line))?.slice(3) ?? NaN);
+  const skipped = lines.filter((line) => /^ok \d+.*# skip/i.test(line)).length;
+  const passed = lines.filter((line) => /^ok \d+/.test(line)).length - skipped;
+  const failed = lines.filter((line) => /^not ok \d+/.test(line)).length;
+  const ran = passed + failed + skipped;
+  const problem = Number.isNaN(planned)
+    ? (lines.length ? "no plan" : undefined)
+    : ran !== planned
+    ? `planned ${planned} assertions, ran ${ran}`
+    : undefined;
+  return { file, passed, failed, skipped, problem, lines };
+}
+
+/** One line per file; the whole TAP output of a file that did not pass. */
+export function describeTapFile(result: TapFile): string {
+  const ok = !result.failed && !result.skipped && !result.problem && result.passed > 0;
+  const counts = `${result.passed} passed, ${result.failed} failed${
+    result.skipped ? `, ${result.skipped} skipped` : ""
+  }`;
+  const head = `  ${result.file.padEnd(34, ".")} ${ok ? "ok" : "FAILED"} (${counts}${
+    result.problem ? `; ${result.problem}` : ""
+  })`;
+  return ok ? head : [head, ...result.lines.map((line) => `    ${line}`)].join("\n");
+}
