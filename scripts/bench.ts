@@ -31,7 +31,10 @@ interface Measured {
   cpuMs: number;
 }
 
-const { host } = await chooseHost({ pglite: Deno.args.includes("--pglite") });
+const { host } = await chooseHost({ pglite: Deno.args.includes("--pglite") }).catch((error) => {
+  console.error(`deno task bench: ${error.message}`);
+  Deno.exit(1);
+});
 const name = `instagram_connect_bench_${Deno.pid}`;
 const databaseUrl = await host.createDatabase(name);
 try {

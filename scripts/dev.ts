@@ -38,8 +38,14 @@ const notReal = REQUIRED.filter((name) => !isReal(settings[name]));
 if (!isReal(settings.SUPABASE_SECRET_KEYS) && !isReal(settings.SUPABASE_SERVICE_ROLE_KEY)) {
   notReal.push("SUPABASE_SECRET_KEYS");
 }
-if (notReal.length === 0) await runAgainstRealServices(settings);
-else await runLocalStack(whyLocal());
+try {
+  if (notReal.length === 0) await runAgainstRealServices(settings);
+  else await runLocalStack(whyLocal());
+} catch (error) {
+  // What is missing or wrong on this machine (a database, a port): said plainly, without a stack trace.
+  console.error(`deno task dev: ${(error as Error).message}`);
+  Deno.exit(1);
+}
 
 function whyLocal(): string {
   const rootEnv = exists(new URL(".env", ROOT))

@@ -17,9 +17,11 @@ export async function ensurePostgres(url = adminUrl()): Promise<void> {
   if (await canConnect(url)) return;
   if (!Deno.env.get("DATABASE_URL") && (await startLocalCluster()) && (await canConnect(url, 20))) return;
   throw new Error(
-    `PostgreSQL is not reachable at ${redactPassword(url)}.\n` +
-      "  Start it (Debian: pg_ctlcluster --skip-systemctl-redirect 15 main start) or set DATABASE_URL\n" +
-      "  to a server where this user may create databases (trust or password auth).",
+    `PostgreSQL is not reachable at ${redactPassword(url)}${
+      Deno.env.get("DATABASE_URL") ? " (DATABASE_URL)" : ""
+    }.\n` +
+      "  Start it (Debian: pg_ctlcluster --skip-systemctl-redirect 15 main start), set DATABASE_URL to a\n" +
+      "  server where this user may create databases, or pass --pglite to run on the embedded PGlite.",
   );
 }
 
