@@ -1,35 +1,44 @@
-// `deno task bench [flows=400] [concurrency=16] [latency_ms=25] [--pglite]`
+// `deno task bench [flows=400] [latency_ms=25] [--pglite]`
 // The whole link flow (connect, callback, finish) of the real functions, against its floor measured in
-// the same run: scripts/bench/floor_function.ts does the same Meta calls and database round trips,
-// through the same router, gateway and fake Meta (+latency_ms per Graph call), with none of our logic.
-// overhead_ratio = real flow p50 / floor flow p50, at concurrency 1 and at `concurrency`; the two
-// alternate in rounds so that drift of the machine falls on both. Then CPU per flow of the function
-// processes, cold start against a hello-world `deno serve` started the same way, and the code loaded
-// per function. Prints a table; the last line holds the figures as key=value.
+// the same run: scripts/bench/floor_function.ts makes the same Meta calls and database round trips,
+// through the same router, gateway and fake Meta (+latency_ms per Graph call), in two processes as the
+// real functions are, with none of our logic. overhead_ratio = real flow p50 / floor flow p50, at
+// concurrency 1 (flows / 4 of each) and 16 (flows of each); the two alternate in rounds so that drift
+// of the machine falls on both. Then CPU per flow of the function processes, cold start (to the first
+// real answer) against a hello-world `deno serve` started the same way, and the code loaded per
+// function. Prints a table; the last line holds the figures as key=value.
 import postgres from "postgres";
 import { chooseHost, migrate } from "./lib/database.ts";
+import { signedRequest } from "./lib/fake_meta.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
 import { FUNCTION_NAMES, type LocalStack, startLocalStack } from "./lib/local_stack.ts";
 
 const numbers = Deno.args.filter((arg) => arg !== "--pglite");
-const [flows, concurrency, latencyMs] = [numbers[0] ?? 400, numbers[1] ?? 16, numbers[2] ?? 25].map(Number);
+const [flows, latencyMs] = [numbers[0] ?? 400, numbers[1] ?? 25].map(Number);
+const CONCURRENCY = [1, 16] as const;
 const ROUNDS = 2;
 const WARMUP_FLOWS = 20;
 const COLD_STARTS = 5;
-const FLOOR = { name: "bench-floor", entry: "scripts/bench/floor_function.ts" };
+const FLOOR = [
+  { name: "bench-floor", entry: "scripts/bench/floor_function.ts" },
+  { name: "bench-floor-callback", entry: "scripts/bench/floor_function.ts" },
+];
 const HELLO = { name: "hello", entry: "scripts/bench/hello_function.ts" };
 const ROOT = new URL("../", import.meta.url);
 
 type Side = "real" | "floor";
+type Counts = Record<string, number>;
 interface Measured {
   flowMs: number[];
   failures: number;
   seconds: number;
-  metaCalls: number;
-  dbCalls: number;
+  /** Graph calls by step, and database calls by function ("rpc claim_oauth_state"). */
+  metaCalls: Counts;
+  dbCalls: Counts;
   cpuMs: number;
 }
+type Form = "source" | "bundled";
 
 const { host } = await chooseHost({ pglite: Deno.args.includes("--pglite") }).catch((error) => {
   console.error(`deno task bench: ${error.message}`);
@@ -37,28 +46,37 @@ const { host } = await chooseHost({ pglite: Deno.args.includes("--pglite") }).ca
 });
 const name = `instagram_connect_bench_${Deno.pid}`;
 const databaseUrl = await host.createDatabase(name);
+const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
 try {
   await migrate(databaseUrl);
-  const stack = await startLocalStack({ databaseUrl, metaLatencyMs: latencyMs, extraFunctions: [FLOOR] });
+  const stack = await startLocalStack({ databaseUrl, metaLatencyMs: latencyMs, extraFunctions: FLOOR });
   const bundles = await bundleAll();
   try {
     const results: Record<number, Record<Side, Measured>> = {};
-    for (const c of [1, concurrency]) results[c] = await compare(stack, c === 1 ? flows / 4 : flows, c);
+    for (const c of CONCURRENCY) results[c] = await compare(stack, c === 1 ? Math.ceil(flows / 4) : flows, c);
     assertSameIo(results);
-    const cold = await coldStarts(bundles, stack.env);
+    const cold = await coldStarts(stack, bundles);
     report(results, cold, bundles, await describeMachine(host.version));
   } finally {
     await stack.stop();
     await Deno.remove(bundles.dir, { recursive: true });
   }
 } finally {
+  await sql.end();
   await host.dropDatabase(name);
   await host.close();
 }
 
 /** `count` flows of each side at concurrency `c`, in ROUNDS alternating rounds. */
 async function compare(stack: LocalStack, count: number, c: number): Promise<Record<Side, Measured>> {
-  const empty = (): Measured => ({ flowMs: [], failures: 0, seconds: 0, metaCalls: 0, dbCalls: 0, cpuMs: 0 });
+  const empty = (): Measured => ({
+    flowMs: [],
+    failures: 0,
+    seconds: 0,
+    metaCalls: {},
+    dbCalls: {},
+    cpuMs: 0,
+  });
   const pooled: Record<Side, Measured> = { real: empty(), floor: empty() };
   for (let round = 0; round < ROUNDS; round++) {
     const order: Side[] = round % 2 ? ["real", "floor"] : ["floor", "real"];
@@ -68,9 +86,11 @@ async function compare(stack: LocalStack, count: number, c: number): Promise<Rec
       into.flowMs.push(...run.flowMs);
       into.failures += run.failures;
       into.seconds += run.seconds;
-      into.metaCalls += run.metaCalls;
-      into.dbCalls += run.dbCalls;
       into.cpuMs += run.cpuMs;
+      for (const [key, n] of Object.entries(run.metaCalls)) {
+        into.metaCalls[key] = (into.metaCalls[key] ?? 0) + n;
+      }
+      for (const [key, n] of Object.entries(run.dbCalls)) into.dbCalls[key] = (into.dbCalls[key] ?? 0) + n;
     }
   }
   return pooled;
@@ -78,12 +98,9 @@ async function compare(stack: LocalStack, count: number, c: number): Promise<Rec
 
 /** `count` measured flows (after warm-up ones), each from a new doctor and a new Meta user, in a Worker. */
 async function measure(stack: LocalStack, side: Side, count: number, c: number): Promise<Measured> {
-  const doctorIds = Array.from({ length: WARMUP_FLOWS + count }, () => crypto.randomUUID());
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  await sql`insert into auth.users ${sql(doctorIds.map((id) => ({ id })))}`;
-  await sql.end();
+  const doctorIds = await newDoctors(WARMUP_FLOWS + count);
   const plan: LoadPlan = {
-    connectUrl: `${stack.url}/functions/v1/${side === "real" ? "instagram-connect" : FLOOR.name}`,
+    connectUrl: `${stack.url}/functions/v1/${side === "real" ? "instagram-connect" : FLOOR[0].name}`,
     flows: await Promise.all(doctorIds.map(async (id) => ({
       token: await stack.jwt.sign({ sub: id }),
       metaUser: stack.meta.newUser(1).userId,
@@ -93,10 +110,12 @@ async function measure(stack: LocalStack, side: Side, count: number, c: number):
   };
   const processes: FunctionProcess[] = side === "real"
     ? Object.values(stack.functions)
-    : stack.extraFunctions.filter((fn) => fn.name === FLOOR.name);
+    : stack.extraFunctions;
   const cpu = async () => (await Promise.all(processes.map((fn) => fn.cpuMs()))).reduce((a, b) => a + b, 0);
-  const metaCalls = () =>
-    Object.entries(stack.meta.calls).reduce((sum, [step, n]) => step === "dialog" ? sum : sum + n, 0);
+  const counts = () => ({
+    meta: Object.fromEntries(Object.entries(stack.meta.calls).filter(([step]) => step !== "dialog")),
+    db: Object.fromEntries(Object.entries(stack.dbCalls).filter(([key]) => key.startsWith("rpc "))),
+  });
 
   const load = new Worker(new URL("./lib/load_generator.ts", import.meta.url), { type: "module" });
   const messages = new ReadableStream<LoadMessage>({
@@ -104,32 +123,43 @@ async function measure(stack: LocalStack, side: Side, count: number, c: number):
   }).getReader();
   load.postMessage(plan);
   await messages.read(); // warmed up
-  const before = { meta: metaCalls(), db: stack.dbCalls.rpc ?? 0, cpu: await cpu() };
+  const before = { ...counts(), cpu: await cpu() };
   load.postMessage("go");
   const { value: done } = await messages.read();
   load.terminate();
   if (done?.kind !== "done") throw new Error("the load generator stopped early");
+  const after = { ...counts(), cpu: await cpu() };
   return {
     flowMs: done.flowMs,
     failures: done.failures,
     seconds: done.seconds,
-    metaCalls: metaCalls() - before.meta,
-    dbCalls: (stack.dbCalls.rpc ?? 0) - before.db,
-    cpuMs: (await cpu()) - before.cpu,
+    metaCalls: difference(after.meta, before.meta),
+    dbCalls: difference(after.db, before.db),
+    cpuMs: after.cpu - before.cpu,
   };
 }
 
-/** The floor is a floor only if it does the same I/O: same calls per flow, and every flow completed. */
+/**
+ * The floor is a floor only if it does the same I/O: every flow completed, and per flow the same Graph
+ * calls step by step and the same database functions, each as often.
+ */
 function assertSameIo(results: Record<number, Record<Side, Measured>>) {
   for (const [c, { real, floor }] of Object.entries(results)) {
-    const per = (m: Measured, value: number) => value / m.flowMs.length;
+    const perFlow = (m: Measured, counts: Counts) =>
+      JSON.stringify(
+        Object.entries(counts).filter(([, n]) => n > 0).sort().map(([key, n]) => [key, n / m.flowMs.length]),
+      );
     const problems = [
       real.failures + floor.failures ? `${real.failures} real and ${floor.failures} floor flows failed` : "",
-      per(real, real.metaCalls) !== per(floor, floor.metaCalls)
-        ? "the floor's Meta calls per flow differ"
+      perFlow(real, real.metaCalls) !== perFlow(floor, floor.metaCalls)
+        ? `Graph calls per flow differ: real ${perFlow(real, real.metaCalls)}, floor ${
+          perFlow(floor, floor.metaCalls)
+        }`
         : "",
-      per(real, real.dbCalls) !== per(floor, floor.dbCalls)
-        ? "the floor's database calls per flow differ"
+      perFlow(real, real.dbCalls) !== perFlow(floor, floor.dbCalls)
+        ? `database calls per flow differ: real ${perFlow(real, real.dbCalls)}, floor ${
+          perFlow(floor, floor.dbCalls)
+        }`
         : "",
     ].filter(Boolean);
     if (problems.length) throw new Error(`concurrency ${c}: ${problems.join("; ")}`);
@@ -138,64 +168,92 @@ function assertSameIo(results: Record<number, Record<Side, Measured>>) {
 
 interface Bundles {
   dir: string;
-  /** Minified bundle per function (and the hello world), as a deploy ships the code. */
+  /** Minified bundle per function (and the hello world). */
   files: Record<string, string>;
+  /** Size of the minified bundle, and of the same bundle unminified. */
   kb: Record<string, number>;
+  unminifiedKb: Record<string, number>;
 }
 
 async function bundleAll(): Promise<Bundles> {
   const dir = await Deno.makeTempDir({ prefix: "bench-bundles-" });
-  const files: Record<string, string> = {};
-  const kb: Record<string, number> = {};
-  for (
-    const [fn, entry] of [...FUNCTION_NAMES.map((fn) => [fn, `supabase/functions/${fn}/index.ts`]), [
-      HELLO.name,
-      HELLO.entry,
-    ]]
-  ) {
-    files[fn] = `${dir}/${fn}.js`;
+  const bundles: Bundles = { dir, files: {}, kb: {}, unminifiedKb: {} };
+  const bundle = async (entry: string, out: string, minify: boolean) => {
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--quiet", "--minify", entry, "-o", files[fn]],
+      args: ["bundle", "--quiet", ...(minify ? ["--minify"] : []), entry, "-o", out],
       cwd: ROOT,
     }).output();
     if (!output.success) throw new Error(`deno bundle ${entry}: ${new TextDecoder().decode(output.stderr)}`);
-    kb[fn] = Math.round((await Deno.stat(files[fn])).size / 1024);
+    return Math.round((await Deno.stat(out)).size / 1024);
+  };
+  for (const [fn, entry] of Object.entries(sourceEntries())) {
+    bundles.files[fn] = `${dir}/${fn}.js`;
+    bundles.kb[fn] = await bundle(entry, bundles.files[fn], true);
+    bundles.unminifiedKb[fn] = await bundle(entry, `${dir}/${fn}.unminified.js`, false);
   }
-  return { dir, files, kb };
+  return bundles;
+}
+
+function sourceEntries(): Record<string, string> {
+  return {
+    [HELLO.name]: HELLO.entry,
+    ...Object.fromEntries(FUNCTION_NAMES.map((fn) => [fn, `supabase/functions/${fn}/index.ts`])),
+  };
 }
 
 /**
- * Spawn to first answered request, median of COLD_STARTS, the three functions taking turns: from source
- * (what `deno serve` and `supabase functions serve` run) and from the bundle (what a deploy runs).
+ * Spawn to the first real answer, median of COLD_STARTS, the three taking turns: the hello world's
+ * greeting; connect starting a flow for a signed-in doctor (JWT verified, a state recorded: 200);
+ * the callback taking Meta's deauthorize for a user (signed_request verified, a database call: 200).
+ * Each from source (what `deno serve` and `supabase functions serve` start) and from the minified
+ * bundle (no module resolution at start: a lower bound).
  */
-async function coldStarts(bundles: Bundles, env: Record<string, string>) {
-  const entries = {
-    source: {
-      [HELLO.name]: HELLO.entry,
-      ...Object.fromEntries(FUNCTION_NAMES.map((fn) => [fn, `supabase/functions/${fn}/index.ts`])),
-    },
-    bundled: bundles.files,
+async function coldStarts(stack: LocalStack, bundles: Bundles): Promise<Record<Form, Counts>> {
+  const doctors = await newDoctors(COLD_STARTS * 2);
+  const firstRequest: Record<string, () => Promise<RequestInit & { path: string }>> = {
+    [HELLO.name]: () => Promise.resolve({ path: "/" }),
+    "instagram-connect": async () => ({
+      path: "/instagram-connect",
+      headers: { authorization: `Bearer ${await stack.jwt.sign({ sub: doctors.pop()! })}` },
+    }),
+    "instagram-callback": async () => ({
+      path: "/instagram-callback/deauthorize",
+      method: "POST",
+      body: new URLSearchParams({
+        signed_request: await signedRequest(stack.env.INSTAGRAM_APP_SECRET, {
+          algorithm: "HMAC-SHA256",
+          issued_at: Math.floor(Date.now() / 1000),
+          user_id: String(Math.floor(Math.random() * 1e15)),
+        }),
+      }),
+    }),
   };
-  const samples: Record<string, Record<string, number[]>> = { source: {}, bundled: {} };
+  const entries: Record<Form, Record<string, string>> = { source: sourceEntries(), bundled: bundles.files };
+  const samples: Record<Form, Record<string, number[]>> = { source: {}, bundled: {} };
   for (let i = 0; i < COLD_STARTS; i++) {
-    for (const [form, byName] of Object.entries(entries)) {
-      for (const [fn, entry] of Object.entries(byName)) {
+    for (const form of ["source", "bundled"] as const) {
+      for (const [fn, entry] of Object.entries(entries[form])) {
+        const { path, ...init } = await firstRequest[fn]();
         const started = performance.now();
-        const process = await startFunction(fn, env, { entry });
-        const response = await fetch(`${process.url}/${fn}`);
+        const process = await startFunction(fn, stack.env, { entry });
+        const response = await fetch(`${process.url}${path}`, init);
         await response.body?.cancel();
-        (samples[form][fn] ??= []).push(performance.now() - started);
+        const ms = performance.now() - started;
         await process.stop();
+        if (response.status !== 200) throw new Error(`cold start of ${fn} (${form}): ${response.status}`);
+        (samples[form][fn] ??= []).push(ms);
       }
     }
   }
-  const median = (form: string, fn: string) => percentile(samples[form][fn], 50);
-  return Object.fromEntries(
-    Object.keys(entries).map((form) => [
-      form,
-      Object.fromEntries([HELLO.name, ...FUNCTION_NAMES].map((fn) => [fn, median(form, fn)])),
-    ]),
-  ) as Record<"source" | "bundled", Record<string, number>>;
+  const medians = (form: Form) =>
+    Object.fromEntries(Object.entries(samples[form]).map(([fn, values]) => [fn, percentile(values, 50)]));
+  return { source: medians("source"), bundled: medians("bundled") };
+}
+
+async function newDoctors(count: number): Promise<string[]> {
+  const ids = Array.from({ length: count }, () => crypto.randomUUID());
+  await sql`insert into auth.users ${sql(ids.map((id) => ({ id })))}`;
+  return ids;
 }
 
 async function describeMachine(database: string): Promise<string> {
@@ -207,26 +265,28 @@ async function describeMachine(database: string): Promise<string> {
 
 function report(
   results: Record<number, Record<Side, Measured>>,
-  cold: Record<"source" | "bundled", Record<string, number>>,
+  cold: Record<Form, Counts>,
   bundles: Bundles,
   machine: string,
 ) {
+  const sum = (counts: Counts) => Object.values(counts).reduce((a, b) => a + b, 0);
   const perFlow = (m: Measured, value: number) => round(value / m.flowMs.length, 2);
-  const real = results[concurrency].real;
+  const [real16, floor16] = [results[16].real, results[16].floor];
   const ratio = (c: number) => round(p(results[c].real, 50) / p(results[c].floor, 50), 3);
-  const coldRatio = (form: "source" | "bundled") =>
+  const coldRatio = (form: Form) =>
     round(Math.max(...FUNCTION_NAMES.map((fn) => cold[form][fn])) / cold[form][HELLO.name], 2);
-  const failures = Object.values(results).flatMap((r) => [r.real.failures, r.floor.failures]).reduce((a, b) =>
-    a + b
-  );
+  const failures = Object.values(results).reduce((n, r) => n + r.real.failures + r.floor.failures, 0);
+
   console.log(`\n${machine}`);
   console.log(
     `flow = connect + callback + finish; +${latencyMs} ms per Graph call; ${
-      perFlow(real, real.metaCalls)
-    } Graph calls and ${perFlow(real, real.dbCalls)} database calls per flow (the floor makes the same)\n`,
+      perFlow(real16, sum(real16.metaCalls))
+    } Graph calls and ${
+      perFlow(real16, sum(real16.dbCalls))
+    } database calls per flow (the floor makes the same)\n`,
   );
   console.log("               flows  real p50  floor p50  overhead  real p99  floor p99  flows/s");
-  for (const c of Object.keys(results).map(Number)) {
+  for (const c of CONCURRENCY) {
     const { real, floor } = results[c];
     console.log(
       `  concurrency ${String(c).padEnd(2)} ${pad(real.flowMs.length, 5)} ${pad(p(real, 50), 6)} ms ${
@@ -237,16 +297,16 @@ function report(
     );
   }
   console.log(
-    `  (overhead = real p50 / floor p50; targets <= 1.05 at concurrency 1, <= 1.10 at ${concurrency}); ${failures} flows failed`,
+    `  (overhead = real p50 / floor p50; targets <= 1.05 at concurrency 1, <= 1.10 at 16); ${failures} flows failed`,
   );
   console.log(
-    `\nCPU per flow, function processes (concurrency ${concurrency}): real ${
-      perFlow(real, real.cpuMs)
-    } ms, floor ${perFlow(results[concurrency].floor, results[concurrency].floor.cpuMs)} ms`,
+    `\nCPU per flow, function processes (concurrency 16): real ${perFlow(real16, real16.cpuMs)} ms, floor ${
+      perFlow(floor16, floor16.cpuMs)
+    } ms`,
   );
-  for (const form of ["bundled", "source"] as const) {
+  for (const form of ["source", "bundled"] as const) {
     console.log(
-      `cold start, ${form.padEnd(7)} (spawn to first answer, median of ${COLD_STARTS}): hello ${
+      `cold start, ${form.padEnd(7)} (spawn to first real answer, median of ${COLD_STARTS}): hello ${
         round(cold[form][HELLO.name])
       } ms, ${FUNCTION_NAMES.map((fn) => `${fn} ${round(cold[form][fn])} ms`).join(", ")}; ratio ${
         coldRatio(form)
@@ -254,35 +314,42 @@ function report(
     );
   }
   console.log(
-    `loaded code (minified bundle): ${FUNCTION_NAMES.map((fn) => `${fn} ${bundles.kb[fn]} KB`).join(", ")}`,
+    `loaded code (one bundle, libraries included; minified / unminified): ${
+      FUNCTION_NAMES.map((fn) => `${fn} ${bundles.kb[fn]} / ${bundles.unminifiedKb[fn]} KB`).join(", ")
+    }`,
   );
 
   const figures = {
     flows,
-    concurrency,
     meta_latency_ms: latencyMs,
     failures,
     overhead_ratio_c1: ratio(1),
-    [`overhead_ratio_c${concurrency}`]: ratio(concurrency),
-    flow_p50_ms_c1: round(p(results[1].real, 50)),
-    floor_p50_ms_c1: round(p(results[1].floor, 50)),
-    [`flow_p50_ms_c${concurrency}`]: round(p(real, 50)),
-    [`floor_p50_ms_c${concurrency}`]: round(p(results[concurrency].floor, 50)),
-    [`flow_p99_ms_c${concurrency}`]: round(p(real, 99)),
-    flows_per_s: round(real.flowMs.length / real.seconds),
-    cold_start_ratio: coldRatio("bundled"),
-    cold_start_ratio_source: coldRatio("source"),
-    cold_start_hello_ms: round(cold.bundled[HELLO.name]),
-    cold_start_connect_ms: round(cold.bundled["instagram-connect"]),
-    cold_start_callback_ms: round(cold.bundled["instagram-callback"]),
-    cpu_ms_per_flow: perFlow(real, real.cpuMs),
-    floor_cpu_ms_per_flow: perFlow(results[concurrency].floor, results[concurrency].floor.cpuMs),
-    meta_calls_per_flow: perFlow(real, real.metaCalls),
-    db_calls_per_flow: perFlow(real, real.dbCalls),
+    overhead_ratio_c16: ratio(16),
+    flow_p50_ms_c1: p(results[1].real, 50),
+    floor_p50_ms_c1: p(results[1].floor, 50),
+    flow_p50_ms_c16: p(real16, 50),
+    floor_p50_ms_c16: p(floor16, 50),
+    flow_p99_ms_c16: p(real16, 99),
+    flows_per_s_c16: round(real16.flowMs.length / real16.seconds),
+    cold_start_ratio: coldRatio("source"),
+    cold_start_ratio_bundled: coldRatio("bundled"),
+    cold_start_hello_ms: round(cold.source[HELLO.name]),
+    cold_start_connect_ms: round(cold.source["instagram-connect"]),
+    cold_start_callback_ms: round(cold.source["instagram-callback"]),
+    cpu_ms_per_flow: perFlow(real16, real16.cpuMs),
+    floor_cpu_ms_per_flow: perFlow(floor16, floor16.cpuMs),
+    meta_calls_per_flow: perFlow(real16, sum(real16.metaCalls)),
+    db_calls_per_flow: perFlow(real16, sum(real16.dbCalls)),
     loaded_kb_connect: bundles.kb["instagram-connect"],
     loaded_kb_callback: bundles.kb["instagram-callback"],
+    unminified_kb_connect: bundles.unminifiedKb["instagram-connect"],
+    unminified_kb_callback: bundles.unminifiedKb["instagram-callback"],
   };
   console.log(`\n${Object.entries(figures).map(([key, value]) => `${key}=${value}`).join(" ")}`);
+}
+
+function difference(after: Counts, before: Counts): Counts {
+  return Object.fromEntries(Object.entries(after).map(([key, n]) => [key, n - (before[key] ?? 0)]));
 }
 
 function p(measured: Measured, percentileRank: number): number {

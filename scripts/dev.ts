@@ -10,7 +10,7 @@
 // and `secrets set --env-file` read it). Until that file names a real Meta app (and SUPABASE_URL and a
 // secret key are set, in the file or the environment), everything runs locally on embedded defaults;
 // then only the two functions run, on those settings, against the real Meta and Supabase project.
-import { chooseHost, migrate } from "./lib/database.ts";
+import { chooseHost, migrate, redactPassword } from "./lib/database.ts";
 import { proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
@@ -30,12 +30,19 @@ const REQUIRED = [
   "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
   "SUPABASE_URL",
 ];
-const printLine = (fn: string, line: string) => line.trim() && console.log(formatLogLine(fn, line));
+// `deno serve` announces each function's own port: the router's URLs in the banner are the ones to use.
+const printLine = (fn: string, line: string) =>
+  line.trim() && !line.startsWith("deno serve: Listening on") && console.log(formatLogLine(fn, line));
 
 const secrets = await readDotEnv(new URL(SECRETS_FILE, ROOT));
 const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...secrets.values };
 const notReal = REQUIRED.filter((name) => !isReal(settings[name]));
-if (!isReal(settings.SUPABASE_SECRET_KEYS) && !isReal(settings.SUPABASE_SERVICE_ROLE_KEY)) {
+// The names config.ts accepts for the secret key.
+if (
+  !["SUPABASE_SECRET_KEYS", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"].some((name) =>
+    isReal(settings[name])
+  )
+) {
   notReal.push("SUPABASE_SECRET_KEYS");
 }
 try {
@@ -76,7 +83,7 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
   instagram-callback  ${stack.functionUrl("instagram-callback")}
   REST gateway        ${stack.url}/rest/v1/
   Meta sandbox        ${stack.meta.url}/${stack.env.INSTAGRAM_GRAPH_VERSION}/dialog/oauth
-  Database            ${databaseUrl}
+  Database            ${redactPassword(databaseUrl)}
                       ${host.version}${
     host.oneSession ? ", in this process, in memory" : ""
   }, because ${database.why}
@@ -95,17 +102,11 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
 async function runAgainstRealServices(env: Record<string, string>) {
   const functions: FunctionProcess[] = [];
   for (const name of ["instagram-connect", "instagram-callback"]) {
-    const started = await startFunction(name, env, { onLine: (line) => printLine(name, line) }).catch(
-      (error) => {
-        // The function printed what is wrong with its configuration, one line per variable.
-        console.error(
-          `\n${name} did not start on ${SECRETS_FILE}:\n${
-            (error as Error).message.split("\n").slice(1).join("\n")
-          }`,
-        );
-        return undefined;
-      },
-    );
+    const started = await startFunction(name, env, { onLine: (line) => printLine(name, line) }).catch(() => {
+      // Its lines, one per variable at fault, were printed as it printed them.
+      console.error(`\n${name} did not start on ${SECRETS_FILE}: see the lines above.`);
+      return undefined;
+    });
     if (!started) {
       await Promise.all(functions.map((fn) => fn.stop()));
       Deno.exit(1);
@@ -160,9 +161,12 @@ async function readDotEnv(url: URL): Promise<{ found: boolean; values: Record<st
     return { found: false, values: {} };
   }
   const values: Record<string, string> = {};
+  // As dotenv files are written for the Supabase CLI: `export` allowed, quotes, ` #` comments after a value.
   for (const line of text.split("\n")) {
-    const match = line.match(/^\s*([A-Z0-9_]+)\s*=\s*(.*?)\s*$/);
-    if (match) values[match[1]] = match[2].replace(/^(['"])(.*)\1$/, "$2");
+    const match = line.match(/^\s*(?:export\s+)?([A-Z0-9_]+)\s*=\s*(.*?)\s*$/);
+    if (!match) continue;
+    const quoted = match[2].match(/^(['"])(.*)\1$/);
+    values[match[1]] = quoted ? quoted[2] : match[2].replace(/\s+#.*$/, "");
   }
   return { found: true, values };
 }

@@ -1,11 +1,12 @@
 // The benchmark's floor: the whole link flow's I/O with none of our logic. The same Meta calls in the
 // same order against the same fake Meta, the same database functions through the same gateway, served
-// by `deno serve` behind the same router as the real functions. What it leaves out is what the real
-// functions add: JWT verification, signed state, input validation, token encryption, audit context and
-// log lines. So `real flow p50 / floor p50` is the cost of that, on this machine, in this run.
-//   GET  /bench-floor           connect: records a state, answers Meta's dialog URL
-//   GET  /bench-floor/callback  Meta's redirect: claims it, 3 Graph calls, records a pending connection
-//   POST /bench-floor/finish    opens it, subscribes the Page (1 Graph call), links it
+// by `deno serve` behind the same router as the real functions, in two processes as they are (this
+// file runs as bench-floor and as bench-floor-callback). What it leaves out is what the real functions
+// add: JWT verification, signed state, input validation, token encryption, audit context and log
+// lines. So `real flow p50 / floor p50` is the cost of that, on this machine, in this run.
+//   GET  /bench-floor            connect: records a state, answers Meta's dialog URL
+//   GET  /bench-floor-callback   Meta's redirect: claims it, 3 Graph calls, records a pending connection
+//   POST /bench-floor/finish     opens it, subscribes the Page (1 Graph call), links it
 const env = (name: string) => Deno.env.get(name) ?? "";
 const SUPABASE_URL = env("SUPABASE_URL");
 const SECRET_KEY = JSON.parse(env("SUPABASE_SECRET_KEYS")).default;
@@ -13,7 +14,7 @@ const APP_ID = env("INSTAGRAM_APP_ID");
 const APP_SECRET = env("INSTAGRAM_APP_SECRET");
 const GRAPH = `${env("INSTAGRAM_GRAPH_BASE_URL")}/${env("INSTAGRAM_GRAPH_VERSION")}`;
 const DIALOG = `${env("INSTAGRAM_DIALOG_BASE_URL")}/${env("INSTAGRAM_GRAPH_VERSION")}/dialog/oauth`;
-const REDIRECT_URI = `${SUPABASE_URL}/functions/v1/bench-floor/callback`;
+const REDIRECT_URI = `${SUPABASE_URL}/functions/v1/bench-floor-callback`;
 const SCOPES =
   "pages_show_list,instagram_basic,instagram_manage_messages,pages_manage_metadata,business_management";
 const WEBHOOK_FIELDS = "messages,messaging_postbacks,messaging_seen,message_reactions";
@@ -35,7 +36,7 @@ export default {
   async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === "/bench-floor") return await connect(request);
-    if (url.pathname === "/bench-floor/callback") return await callback(url.searchParams);
+    if (url.pathname === "/bench-floor-callback") return await callback(url.searchParams);
     return await finish(request);
   },
 };

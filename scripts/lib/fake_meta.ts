@@ -15,10 +15,29 @@
 // asked again without auth_type=rerequest. Revoking invalidates all of that user's tokens. Errors use
 // Graph's body ({"error":{message,type,code,error_subcode,fbtrace_id}}); every Graph call waits
 // `latencyMs`; faults can be queued per step; calls are counted.
+import { encodeBase64Url } from "../../supabase/functions/_shared/crypto/base64url.ts";
 import { consentPage, decideDialog } from "./fake_meta_consent.ts";
 import { type FieldSelection, formatFields, parseFields } from "./fake_meta_fields.ts";
 
 export { decideDialog };
+
+/**
+ * A signed_request as Meta builds it for the Deauthorize and Data Deletion callbacks:
+ * base64url(HMAC-SHA256(payload part, app secret)) "." payload part.
+ */
+export async function signedRequest(secret: string, payload: Record<string, unknown>): Promise<string> {
+  const body = encodeBase64Url(new TextEncoder().encode(JSON.stringify(payload)));
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return `${
+    encodeBase64Url(new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body))))
+  }.${body}`;
+}
 
 export type Step =
   | "dialog"

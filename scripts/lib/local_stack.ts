@@ -35,6 +35,7 @@ export interface LocalStack {
   functions: Record<FunctionName, FunctionProcess>;
   extraFunctions: FunctionProcess[];
   env: Record<string, string>;
+  /** Queries through the gateway, by kind ("rpc") and by kind and name ("rpc claim_oauth_state"). */
   dbCalls: Record<string, number>;
   functionUrl(name: FunctionName): string;
   /** Restarts one function with changed variables (same stack otherwise). */
@@ -54,7 +55,9 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     secretKey: LOCAL_SECRET_KEY,
     publishableKey: LOCAL_PUBLISHABLE_KEY,
     jwks: jwt.jwks,
-    onQuery: (kind) => (dbCalls[kind] = (dbCalls[kind] ?? 0) + 1),
+    onQuery: (kind, target) => {
+      for (const key of [kind, `${kind} ${target}`]) dbCalls[key] = (dbCalls[key] ?? 0) + 1;
+    },
   });
 
   const functions = {} as Record<FunctionName, FunctionProcess>;

@@ -15,7 +15,8 @@ export interface GatewayOptions {
   publishableKey: string;
   jwks: { keys: JWK[] };
   /** Counts database round trips, for the benchmark. */
-  onQuery?: (kind: string) => void;
+  /** Each query: its kind (rpc, select, delete) and the function or table it names. */
+  onQuery?: (kind: string, target: string) => void;
 }
 
 export interface RestGateway {
@@ -87,9 +88,10 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
     role: string,
     claims: Claims,
     kind: string,
+    target: string,
     query: (db: postgres.ReservedSql) => postgres.PendingQuery<postgres.Row[]>,
   ) {
-    options.onQuery?.(kind);
+    options.onQuery?.(kind, target);
     const db = await sql.reserve();
     try {
       const settled = await Promise.allSettled([
@@ -143,6 +145,7 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
       role,
       claims,
       "rpc",
+      name,
       (tx) =>
         tx.unsafe(
           fn.returnsVoid ? `select ${call}` : `select to_jsonb(${call}) as result`,
@@ -175,11 +178,18 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
         role,
         claims,
         "select",
+        name,
         (tx) => tx.unsafe(`select ${list} from public."${name}"${where}`, values),
       );
       return Response.json(rows);
     }
-    await run(role, claims, "delete", (tx) => tx.unsafe(`delete from public."${name}"${where}`, values));
+    await run(
+      role,
+      claims,
+      "delete",
+      name,
+      (tx) => tx.unsafe(`delete from public."${name}"${where}`, values),
+    );
     return new Response(null, { status: 204 });
   }
 

@@ -16,12 +16,16 @@ const webUrl = z.string().check(z.refine(isWebUrl));
 const digits = (min: number, max: number) => z.string().check(z.regex(new RegExp(`^\\d{${min},${max}}$`)));
 const integer = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
-const names = (fallback: string[]) =>
+const names = (fallback: string[], { allowEmpty }: { allowEmpty: boolean }) =>
   z._default(
     z.pipe(
       z.string(),
       z.transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean)),
-    ).check(z.refine((list) => list.every((item) => /^[a-z_]{1,64}$/.test(item)))),
+    ).check(
+      z.refine((list) =>
+        (allowEmpty || list.length > 0) && list.every((item) => /^[a-z_]{1,64}$/.test(item))
+      ),
+    ),
     fallback,
   );
 const origins = z._default(
@@ -37,7 +41,11 @@ const VARIABLES = {
     z.string().check(z.regex(/^[0-9a-f]{32}$|^\S{16,}$/)),
     "must be the Meta app secret (App settings > Basic)",
   ],
-  INSTAGRAM_REDIRECT_URI: [webUrl, "must be an https URL (http only for localhost), the callback's address"],
+  // OAuth redirect URIs carry no fragment (RFC 6749 3.1.2); Meta compares them character for character.
+  INSTAGRAM_REDIRECT_URI: [
+    webUrl.check(z.refine((value) => !value.includes("#"))),
+    "must be an https URL (http only for localhost) without a #fragment, the callback's address",
+  ],
   INSTAGRAM_FRONTEND_REDIRECT_URI: [
     z.optional(webUrl.check(z.refine((value) => !value.includes("#")))),
     "must be an https URL (http only for localhost) without a #fragment: the callback puts the pending connection's token there",
@@ -58,12 +66,12 @@ const VARIABLES = {
       "instagram_manage_messages",
       "pages_manage_metadata",
       "business_management",
-    ]),
-    "must be a comma-separated list of Meta permission names",
+    ], { allowEmpty: false }),
+    "must be a comma-separated list of Meta permission names (at least one)",
   ],
   // From the Messenger Platform's "Webhook Events Reference" for Instagram; empty turns it off.
   INSTAGRAM_WEBHOOK_FIELDS: [
-    names(["messages", "messaging_postbacks", "messaging_seen", "message_reactions"]),
+    names(["messages", "messaging_postbacks", "messaging_seen", "message_reactions"], { allowEmpty: true }),
     "must be a comma-separated list of webhook field names (or empty for none)",
   ],
   INSTAGRAM_CONFIG_ID: [
@@ -208,9 +216,10 @@ export function loadConfig(env: Record<string, string> = Deno.env.toObject()): C
 
 /**
  * The function's configuration, or, when it is invalid, one line per problem on stderr and exit code 1:
- * a configuration mistake is not a crash, so no stack trace.
+ * a configuration mistake is not a crash, so no stack trace. Supabase's edge runtime ignores
+ * Deno.exit; there this returns undefined, and serveConfigured answers every request with a 503.
  */
-export function loadConfigOrExit(functionName: string): Config {
+export function loadConfigOrExit(functionName: string): Config | undefined {
   try {
     return loadConfig();
   } catch (error) {
@@ -218,6 +227,7 @@ export function loadConfigOrExit(functionName: string): Config {
     for (const problem of error.problems) console.error(`${functionName}: configuration: ${problem}`);
     console.error(`${functionName}: not started; fix the variables above (see .env.example).`);
     Deno.exit(1);
+    return undefined;
   }
 }
 

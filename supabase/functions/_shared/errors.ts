@@ -83,6 +83,10 @@ export const ERRORS = {
     503,
     "Our service is briefly unavailable and nothing was saved. Try again in a minute.",
   ],
+  not_configured: [
+    503,
+    "Connecting Instagram is not available at the moment. Try again later; if it lasts, contact support.",
+  ],
   not_found: [404, "Not found."],
   internal_error: [
     500,

@@ -8,11 +8,11 @@
 // hono/quick: the LinearRouter registers routes at once instead of compiling them on the first request.
 // Few doctors link an account, so most requests meet a new instance: its first answer is what counts.
 import { Hono } from "hono/quick";
-import { loadConfigOrExit } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";
 import { onlyMethods } from "../_shared/http/methods.ts";
 import { type AppEnv, requestContext } from "../_shared/http/request_context.ts";
+import { serveConfigured } from "../_shared/http/serve_configured.ts";
 import { failedAnswer } from "./answer.ts";
 import { dataDeletion } from "./data_deletion.ts";
 import { deauthorize } from "./deauthorize.ts";
@@ -20,25 +20,26 @@ import { callbackDeps } from "./deps.ts";
 import { oauthReturn } from "./oauth_return.ts";
 import { limitSignedRequestBody } from "./signed_request_body.ts";
 
-const config = loadConfigOrExit("instagram-callback");
-const deps = await callbackDeps(config);
-const deletion = await dataDeletion(deps);
+export default await serveConfigured("instagram-callback", async (config) => {
+  const deps = await callbackDeps(config);
+  const deletion = await dataDeletion(deps);
 
-const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-callback");
-app.use("*", requestContext("instagram-callback"));
+  const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-callback");
+  app.use("*", requestContext("instagram-callback"));
 
-app.use("/", onlyMethods("GET"));
-app.get("/", oauthReturn(deps));
-app.use("/deauthorize", onlyMethods("POST"));
-app.post("/deauthorize", limitSignedRequestBody, deauthorize(deps));
-app.use("/data-deletion", onlyMethods("GET", "POST"));
-app.post("/data-deletion", limitSignedRequestBody, deletion.request);
-app.get("/data-deletion", deletion.status);
+  app.use("/", onlyMethods("GET"));
+  app.get("/", oauthReturn(deps));
+  app.use("/deauthorize", onlyMethods("POST"));
+  app.post("/deauthorize", limitSignedRequestBody, deauthorize(deps));
+  app.use("/data-deletion", onlyMethods("GET", "POST"));
+  app.post("/data-deletion", limitSignedRequestBody, deletion.request);
+  app.get("/data-deletion", deletion.status);
 
-app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
-app.onError((error, c) => {
-  const failure = asAppError(c, error);
-  return c.var.answerByRedirect ? failedAnswer(c, config, failure) : jsonError(c, failure);
+  app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
+  app.onError((error, c) => {
+    const failure = asAppError(c, error);
+    return c.var.answerByRedirect ? failedAnswer(c, config, failure) : jsonError(c, failure);
+  });
+
+  return app;
 });
-
-export default { fetch: app.fetch };

@@ -6,40 +6,41 @@
 // Few doctors link an account, so most requests meet a new instance: its first answer is what counts.
 import { Hono } from "hono/quick";
 import { cors } from "hono/cors";
-import { loadConfigOrExit } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";
 import { requireDoctor } from "../_shared/http/doctor_auth.ts";
 import { asAppError, jsonError } from "../_shared/http/error_response.ts";
 import { onlyMethods } from "../_shared/http/methods.ts";
 import { limitBody } from "../_shared/http/request_input.ts";
 import { type AppEnv, requestContext } from "../_shared/http/request_context.ts";
+import { serveConfigured } from "../_shared/http/serve_configured.ts";
 import { connectDeps } from "./deps.ts";
 import { disconnect } from "./disconnect.ts";
 import { finishConnect } from "./finish.ts";
 import { startConnect } from "./start.ts";
 
-const config = loadConfigOrExit("instagram-connect");
-const deps = await connectDeps(config);
-const doctor = requireDoctor(config);
+export default await serveConfigured("instagram-connect", async (config) => {
+  const deps = await connectDeps(config);
+  const doctor = requireDoctor(config);
 
-const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-connect");
-app.use("*", requestContext("instagram-connect"));
-app.use(
-  "*",
-  cors({
-    origin: [...config.allowedOrigins],
-    exposeHeaders: ["x-correlation-id", "retry-after"],
-    maxAge: 600,
-  }),
-);
+  const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-connect");
+  app.use("*", requestContext("instagram-connect"));
+  app.use(
+    "*",
+    cors({
+      origin: [...config.allowedOrigins],
+      exposeHeaders: ["x-correlation-id", "retry-after"],
+      maxAge: 600,
+    }),
+  );
 
-app.use("/", onlyMethods("GET", "POST", "DELETE"));
-app.on(["GET", "POST"], "/", limitBody, doctor, startConnect(deps));
-app.use("/finish", onlyMethods("POST"));
-app.post("/finish", limitBody, doctor, finishConnect(deps));
-app.delete("/", doctor, disconnect(deps));
+  app.use("/", onlyMethods("GET", "POST", "DELETE"));
+  app.on(["GET", "POST"], "/", limitBody, doctor, startConnect(deps));
+  app.use("/finish", onlyMethods("POST"));
+  app.post("/finish", limitBody, doctor, finishConnect(deps));
+  app.delete("/", doctor, disconnect(deps));
 
-app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
-app.onError((error, c) => jsonError(c, asAppError(c, error)));
+  app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
+  app.onError((error, c) => jsonError(c, asAppError(c, error)));
 
-export default { fetch: app.fetch };
+  return app;
+});

@@ -3,7 +3,7 @@
 // `deno task test` created (TEST_DATABASE_URL) for seeding users and reading what was written.
 import postgres from "postgres";
 import { type LocalStack, startLocalStack } from "../../../scripts/lib/local_stack.ts";
-import { encodeBase64Url } from "../_shared/crypto/base64url.ts";
+export { signedRequest } from "../../../scripts/lib/fake_meta.ts";
 
 export const databaseUrl = Deno.env.get("TEST_DATABASE_URL") ?? "";
 if (!databaseUrl) {
@@ -145,20 +145,6 @@ export async function pendingOf(sql: postgres.Sql, doctorId: string) {
 export function metaCallCount(stack: LocalStack): number {
   const { code_exchange, token_exchange, list_pages } = stack.meta.calls;
   return code_exchange + token_exchange + list_pages;
-}
-
-/** A signed_request as Meta builds it: base64url(HMAC-SHA256(payload part, app secret)) "." payload part. */
-export async function signedRequest(secret: string, payload: Record<string, unknown>): Promise<string> {
-  const body = encodeBase64Url(new TextEncoder().encode(JSON.stringify(payload)));
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
-  return `${encodeBase64Url(signature)}.${body}`;
 }
 
 /** POST to one of instagram-callback's routes (Meta's callbacks send a form). */

@@ -62,6 +62,7 @@ Deno.test("every kind of bad value: one line naming the variable and what it mus
     ["INSTAGRAM_REDIRECT_URI", "not a url", /^INSTAGRAM_REDIRECT_URI must be an https URL/],
     ["INSTAGRAM_REDIRECT_URI", "http://example.com/cb", /^INSTAGRAM_REDIRECT_URI must be an https URL/],
     ["INSTAGRAM_REDIRECT_URI", "javascript:alert(1)", /^INSTAGRAM_REDIRECT_URI must be an https URL/],
+    ["INSTAGRAM_REDIRECT_URI", "https://project.supabase.co/functions/v1/cb#x", /without a #fragment/],
     ["INSTAGRAM_FRONTEND_REDIRECT_URI", "https://app.example.com/#/settings", /without a #fragment/],
     [
       "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
@@ -75,6 +76,7 @@ Deno.test("every kind of bad value: one line naming the variable and what it mus
     ],
     ["INSTAGRAM_GRAPH_VERSION", "24", /^INSTAGRAM_GRAPH_VERSION must be a Graph API version/],
     ["INSTAGRAM_SCOPES", "pages_show_list, DROP TABLE", /^INSTAGRAM_SCOPES must be a comma-separated list/],
+    ["INSTAGRAM_SCOPES", " , ,, ", /^INSTAGRAM_SCOPES must be .* \(at least one\)/],
     ["INSTAGRAM_WEBHOOK_FIELDS", "messages;feed", /^INSTAGRAM_WEBHOOK_FIELDS must be a comma-separated list/],
     ["INSTAGRAM_CONFIG_ID", "cfg-1", /^INSTAGRAM_CONFIG_ID must be the numeric/],
     ["INSTAGRAM_PKCE", "yes", /^INSTAGRAM_PKCE must be on or off/],
@@ -121,7 +123,7 @@ for (const name of ["instagram-connect", "instagram-callback"]) {
     const lines = output.trim().split("\n");
     assert.deepEqual(lines, [
       `${name}: configuration: INSTAGRAM_APP_ID is required`,
-      `${name}: configuration: INSTAGRAM_REDIRECT_URI must be an https URL (http only for localhost), the callback's address`,
+      `${name}: configuration: INSTAGRAM_REDIRECT_URI must be an https URL (http only for localhost) without a #fragment, the callback's address`,
       `${name}: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64 (openssl rand -base64 32)`,
       `${name}: configuration: INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds from 60 to 3600`,
       `${name}: not started; fix the variables above (see .env.example).`,
@@ -129,6 +131,37 @@ for (const name of ["instagram-connect", "instagram-callback"]) {
     for (const secret of [APP_SECRET, "c2hvcnQta2V5", SECRET_KEY, "<project-ref>"]) {
       assert.ok(!output.includes(secret), "no configured value is printed");
     }
+  });
+}
+
+for (const name of ["instagram-connect", "instagram-callback"]) {
+  Deno.test(`${name} where Deno.exit is ignored (Supabase's edge runtime): the same lines, then 503 answers, no crash`, async () => {
+    // As the edge runtime does: Deno.exit does nothing, so the module must not go on with no config.
+    const script = `
+      Deno.exit = () => undefined;
+      const { default: fn } = await import(${
+      JSON.stringify(new URL(`../${name}/index.ts`, import.meta.url).href)
+    });
+      const answer = await fn.fetch(new Request("http://localhost/${name}"));
+      console.log("answer", answer.status, await answer.text());
+    `;
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      env: { ...good, INSTAGRAM_APP_ID: "", NO_COLOR: "1" },
+      clearEnv: true,
+    }).output();
+    const output = new TextDecoder().decode(result.stdout) + new TextDecoder().decode(result.stderr);
+    assert.equal(result.code, 0, output);
+    assert.equal(
+      output.split("\n").filter((line) => line.includes("INSTAGRAM_APP_ID is required")).length,
+      1,
+    );
+    assert.match(
+      output,
+      /answer 503 \{"error":\{"code":"not_configured","message":"Connecting Instagram is not available/,
+    );
+    assert.match(output, /"event":"not_configured"/);
+    assert.doesNotMatch(output, /Uncaught|TypeError|\n\s+at /, output);
   });
 }
 

@@ -3,9 +3,23 @@
 // line per problem, no value and no stack trace.
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { scriptDatabase, stackTest } from "./_support.ts";
+import { databaseEngine, databaseUrl, scriptDatabase, stackTest } from "./_support.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
+
+const DEV_DATABASE = `instagram_connect_devtest_${Deno.pid}`;
+
+/** On a server, `deno task dev` keeps its database for its next start; a test's goes when it ends. */
+async function dropDevDatabase() {
+  if (databaseEngine !== "server") return;
+  const admin = postgres(new URL("/postgres", databaseUrl).toString(), { max: 1, onnotice: () => {} });
+  await admin.unsafe(`drop database if exists "${DEV_DATABASE}" with (force)`);
+  await admin.end();
+}
+
+function pick(env: Record<string, string>, names: string[]): Record<string, string> {
+  return Object.fromEntries(names.filter((name) => env[name] !== undefined).map((name) => [name, env[name]]));
+}
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -28,13 +42,16 @@ async function runDev(
 ) {
   const port = freePort();
   let ready: Promise<void> | undefined;
+  // Only what we give it: a SUPABASE_URL exported in the shell running the suite must not change modes.
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/dev.ts", ...database.args],
     cwd: ROOT,
+    clearEnv: true,
     env: {
+      ...pick(Deno.env.toObject(), ["HOME", "PATH", "DENO_DIR", "TMPDIR"]),
       DEV_SECRETS_FILE: secretsFile,
       DEV_PORT: String(port),
-      DEV_DATABASE: `instagram_connect_devtest_${Deno.pid}`,
+      DEV_DATABASE: DEV_DATABASE,
       ...database.env,
       NO_COLOR: "1",
       ...env,
@@ -98,6 +115,7 @@ Deno.test(
       assert.doesNotMatch(output, /Uncaught|error:|\n\s+at /, "no crash, no stack trace");
     } finally {
       await Deno.remove(secrets);
+      await dropDevDatabase();
     }
   },
 );
@@ -122,10 +140,11 @@ Deno.test(
         SUPABASE_SECRET_KEYS: '{"default":"sb_secret_abcdefghijklmnop"}',
       }, /$^/);
       assert.equal(code, 1, output);
-      assert.match(
-        output,
-        /instagram-connect: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64/,
-      );
+      const lines = output.split("\n");
+      const problem =
+        /instagram-connect: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64/;
+      assert.equal(lines.filter((line) => problem.test(line)).length, 1, "said once:\n" + output);
+      assert.match(output, /instagram-connect did not start on .*: see the lines above/);
       assert.doesNotMatch(output, /c2hvcnQta2V5|0123456789abcdef0123456789abcdef|sb_secret_abcdefghijklmnop/);
       assert.doesNotMatch(output, /Uncaught|\n\s+at /, "no stack trace");
     } finally {
