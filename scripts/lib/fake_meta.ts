@@ -27,16 +27,7 @@ export { decideDialog };
  */
 export async function signedRequest(secret: string, payload: Record<string, unknown>): Promise<string> {
   const body = encodeBase64Url(new TextEncoder().encode(JSON.stringify(payload)));
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return `${
-    encodeBase64Url(new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body))))
-  }.${body}`;
+  return `${encodeBase64Url(await hmac(secret, body))}.${body}`;
 }
 
 export type Step =
@@ -681,7 +672,7 @@ async function verifierMatches(
   return challenge === pkce.challenge;
 }
 
-async function hmacHex(secret: string, message: string): Promise<string> {
+async function hmac(secret: string, message: string): Promise<Uint8Array<ArrayBuffer>> {
   const key = await crypto.subtle.importKey(
     "raw",
     new TextEncoder().encode(secret),
@@ -689,8 +680,11 @@ async function hmacHex(secret: string, message: string): Promise<string> {
     false,
     ["sign"],
   );
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
-  return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
+}
+
+async function hmacHex(secret: string, message: string): Promise<string> {
+  return Array.from(await hmac(secret, message), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 // Deno's timers fire about 1 ms late (setTimeout(25) measured 26.3 ms here, setTimeout(24) 25.3 ms), so
