@@ -40,7 +40,7 @@ interface Measured {
 }
 type Form = "source" | "bundled";
 
-const { host } = await chooseHost({ pglite: Deno.args.includes("--pglite") }).catch((error) => {
+const { host, why } = await chooseHost({ pglite: Deno.args.includes("--pglite") }).catch((error) => {
   console.error(`deno task bench: ${error.message}`);
   Deno.exit(1);
 });
@@ -56,7 +56,7 @@ try {
     for (const c of CONCURRENCY) results[c] = await compare(stack, c === 1 ? Math.ceil(flows / 4) : flows, c);
     assertSameIo(results);
     const cold = await coldStarts(stack, bundles);
-    report(results, cold, bundles, await describeMachine(host.version));
+    report(results, cold, bundles, await describeMachine(`${host.version} (${why})`));
   } finally {
     await stack.stop();
     await Deno.remove(bundles.dir, { recursive: true });

@@ -11,17 +11,9 @@
 //      supabase/functions/tests (or only on the test files named as arguments).
 //   4. The databases are dropped; the exit code is non-zero if anything failed.
 import postgres from "postgres";
-import {
-  adminUrl,
-  applyShim,
-  type DatabaseHost,
-  pgliteHost,
-  redactPassword,
-  serverAvailable,
-  serverHost,
-} from "./lib/database.ts";
+import { adminUrl, applyShim, type DatabaseHost, findServer, pgliteHost } from "./lib/database.ts";
 import { ALLOWED_INFO_LINTS, runAdvisors, runLint } from "./lib/database_checks.ts";
-import { describeTapFile, runPgtapFiles } from "./lib/pgtap_runner.ts";
+import { describeTapFile, failuresOf, runPgtapFiles } from "./lib/pgtap_runner.ts";
 import { ensureSupabaseCli, supabase } from "./lib/supabase_cli.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -37,20 +29,26 @@ interface Tally {
 async function main(): Promise<number> {
   const hosts: DatabaseHost[] = [];
   try {
-    let why = "";
-    if (!PGLITE_ONLY && await serverAvailable()) {
-      hosts.push(await serverHost());
-    } else {
-      why = PGLITE_ONLY
-        ? "--pglite was given"
-        : `no PostgreSQL server answers at ${redactPassword(adminUrl())} (set DATABASE_URL for another one)`;
+    const server: { host?: DatabaseHost; why: string } = PGLITE_ONLY
+      ? { why: "--pglite was given" }
+      : await findServer();
+    if (server.host) hosts.push(server.host);
+    if (Deno.env.get("TEST_REQUIRE_SERVER") && !server.host) {
+      throw new Error(`TEST_REQUIRE_SERVER is set, but ${server.why}.`);
     }
+    const why = server.host ? "" : server.why;
     const chromium = await ensureSystemPackages(hosts.length > 0);
     const cliVersion = await ensureSupabaseCli();
     console.log("starting the embedded PGlite");
     hosts.push(await pgliteHost());
     const [primary, ...others] = hosts;
-    if (why) console.log(`Everything runs on ${primary.version}: ${why}.`);
+    console.log(
+      why
+        ? `Everything runs on ${primary.version}: ${why}.`
+        : `Databases: ${primary.version} (${server.why}), and ${
+          others.map((host) => host.version).join(", ")
+        }.`,
+    );
 
     const tallies: Tally[] = [];
     const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
@@ -106,10 +104,7 @@ async function pgtap(host: DatabaseHost, url: string): Promise<Tally> {
   const results = await runPgtapFiles(url, files);
   for (const result of results) console.log(describeTapFile(result));
   const passed = results.reduce((sum, result) => sum + result.passed, 0);
-  const failed = results.reduce(
-    (sum, result) => sum + result.failed + result.skipped + (result.problem || !result.passed ? 1 : 0),
-    0,
-  );
+  const failed = results.reduce((sum, result) => sum + failuresOf(result), 0);
   return {
     passed,
     failed,
@@ -228,7 +223,7 @@ async function run(command: string, args: string[], env: Record<string, string>)
  * we may. PGlite brings its own pgTAP (an npm package).
  */
 async function ensureSystemPackages(server: boolean): Promise<string> {
-  const missing: string[] = [];
+  const missing: Record<string, string> = {};
   if (server) {
     const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
     const available = new Set(
@@ -238,15 +233,19 @@ async function ensureSystemPackages(server: boolean): Promise<string> {
     );
     const [{ version }] = await sql`select current_setting('server_version_num')::int / 10000 as version`;
     await sql.end();
-    if (!available.has("pgtap")) missing.push(`postgresql-${version}-pgtap`);
-    if (!available.has("plpgsql_check")) missing.push(`postgresql-${version}-plpgsql-check`);
+    if (!available.has("pgtap")) missing[`postgresql-${version}-pgtap`] = "pgTAP on the server";
+    if (!available.has("plpgsql_check")) {
+      missing[`postgresql-${version}-plpgsql-check`] = "plpgsql_check for supabase db lint";
+    }
   }
   const chromium = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
   if (Deno.env.has("CHROMIUM_PATH") && !(await isFile(chromium))) {
     throw new Error(`CHROMIUM_PATH is set to ${chromium}, which does not exist.`);
   }
-  if (!(await isFile(chromium))) missing.push("chromium");
-  if (missing.length) await aptInstall(missing, "pgTAP, plpgsql_check and Chromium for the suite");
+  if (!(await isFile(chromium))) {
+    missing.chromium = "Chromium for the browser test (or set CHROMIUM_PATH to a Chromium or Chrome)";
+  }
+  if (Object.keys(missing).length) await aptInstall(missing);
   return chromium;
 }
 
@@ -260,8 +259,10 @@ async function isFile(path: string): Promise<boolean> {
   return await Deno.stat(path).then((info) => info.isFile, () => false);
 }
 
-/** Installs Debian packages when we are root with apt-get; otherwise says exactly what to install. */
-async function aptInstall(packages: string[], what: string): Promise<void> {
+/** Installs Debian packages (name: what for) when we are root with apt-get; else says what to install. */
+async function aptInstall(missing: Record<string, string>): Promise<void> {
+  const packages = Object.keys(missing);
+  const what = Object.values(missing).join("; ");
   const isRoot = Deno.uid?.() === 0;
   if (!isRoot || !await hasCommand("apt-get")) {
     throw new Error(

@@ -12,20 +12,7 @@ export function adminUrl(): string {
   return Deno.env.get("DATABASE_URL") || DEFAULT_ADMIN_URL;
 }
 
-/** Connects to the server, starting the local cluster when we are allowed to and it is down. */
-export async function ensurePostgres(url = adminUrl()): Promise<void> {
-  if (await canConnect(url)) return;
-  if (!Deno.env.get("DATABASE_URL") && (await startLocalCluster()) && (await canConnect(url, 20))) return;
-  throw new Error(
-    `PostgreSQL is not reachable at ${redactPassword(url)}${
-      Deno.env.get("DATABASE_URL") ? " (DATABASE_URL)" : ""
-    }.\n` +
-      "  Start it (Debian: pg_ctlcluster --skip-systemctl-redirect 15 main start), set DATABASE_URL to a\n" +
-      "  server where this user may create databases, or pass --pglite to run on the embedded PGlite.",
-  );
-}
-
-export async function createDatabase(name: string): Promise<string> {
+async function createDatabase(name: string): Promise<string> {
   const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
   try {
     await admin.unsafe(`create database "${name}"`);
@@ -37,7 +24,7 @@ export async function createDatabase(name: string): Promise<string> {
   return url.toString();
 }
 
-export async function dropDatabase(name: string): Promise<void> {
+async function dropDatabase(name: string): Promise<void> {
   const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
   try {
     await admin.unsafe(`drop database if exists "${name}" with (force)`);
@@ -60,20 +47,54 @@ export interface DatabaseHost {
   close(): Promise<void>;
 }
 
-/** The server at DATABASE_URL or the local one (started if it is down and we may), as a host. */
-export async function serverHost(): Promise<DatabaseHost> {
-  await ensurePostgres();
-  const sql = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+/**
+ * The PostgreSQL server to use, and why: DATABASE_URL (which then must answer: it was asked for), else
+ * the local server if it answers or its cluster can be started; `host` is undefined when there is none.
+ */
+export async function findServer(): Promise<{ host?: DatabaseHost; why: string }> {
+  const url = adminUrl();
+  if (Deno.env.get("DATABASE_URL")) {
+    if (!(await canConnect(url))) {
+      throw new Error(
+        `PostgreSQL does not answer at DATABASE_URL (${redactPassword(url)}).\n` +
+          "  Start it, set DATABASE_URL to a server where this user may create databases, or unset it\n" +
+          "  (the local server, else the embedded PGlite, is then used; --pglite forces PGlite).",
+      );
+    }
+    return { host: await serverHost(url), why: `DATABASE_URL is set (${redactPassword(url)})` };
+  }
+  if (await canConnect(url)) {
+    return { host: await serverHost(url), why: `a PostgreSQL server answers at ${url}` };
+  }
+  if (await startLocalCluster() && await canConnect(url, 20)) {
+    return { host: await serverHost(url), why: `the local PostgreSQL at ${url} was down and is started` };
+  }
+  return { why: `no PostgreSQL server answers at ${url} (set DATABASE_URL for another one)` };
+}
+
+/** A server as a host; what it created and did not drop is dropped at close. */
+async function serverHost(url: string): Promise<DatabaseHost> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
   const [{ server_version }] = await sql`show server_version`;
   await sql.end();
   const version = `PostgreSQL ${String(server_version).split(" ")[0]}`;
+  const created = new Set<string>();
   return {
     label: version.replace(/\.\d+$/, ""),
     version,
     oneSession: false,
-    createDatabase,
-    dropDatabase,
-    close: () => Promise.resolve(),
+    async createDatabase(name) {
+      created.add(name);
+      return await createDatabase(name);
+    },
+    async dropDatabase(name) {
+      await dropDatabase(name);
+      created.delete(name);
+    },
+    async close() {
+      for (const name of created) await dropDatabase(name);
+      created.clear();
+    },
   };
 }
 
@@ -108,41 +129,23 @@ export async function pgliteHost(): Promise<DatabaseHost> {
 
 /**
  * The database `deno task dev` and `deno task bench` run on, and why: PGlite when asked (`--pglite`),
- * else DATABASE_URL (which must answer), else the local server if it answers or can be started, else
- * PGlite.
+ * else the server findServer finds, else PGlite.
  */
 export async function chooseHost(options: { pglite: boolean }): Promise<{ host: DatabaseHost; why: string }> {
   if (options.pglite) return { host: await pgliteHost(), why: "--pglite was given" };
-  if (Deno.env.get("DATABASE_URL")) {
-    return { host: await serverHost(), why: `DATABASE_URL is set (${redactPassword(adminUrl())})` };
-  }
-  if (await canConnect(adminUrl()) || (await startLocalCluster() && await canConnect(adminUrl(), 20))) {
-    return { host: await serverHost(), why: `a PostgreSQL server answers at ${redactPassword(adminUrl())}` };
-  }
-  return {
-    host: await pgliteHost(),
-    why: `no PostgreSQL server answers at ${
-      redactPassword(adminUrl())
-    } (set DATABASE_URL for another one, or start it)`,
-  };
-}
-
-/** Whether a server answers at DATABASE_URL or the default address (starting the local cluster if down). */
-export async function serverAvailable(): Promise<boolean> {
-  if (await canConnect(adminUrl())) return true;
-  return !Deno.env.get("DATABASE_URL") && (await startLocalCluster()) && (await canConnect(adminUrl(), 20));
+  const server = await findServer();
+  return server.host ? { host: server.host, why: server.why } : { host: await pgliteHost(), why: server.why };
 }
 
 /**
- * What a Supabase database has and plain PostgreSQL lacks (scripts/sql/supabase_shim.sql). The shim
- * sets the database's search_path for new sessions; the session that ran it gets it too, since on
- * PGlite that session is the only one there will be.
+ * What a Supabase database has and plain PostgreSQL lacks (scripts/sql/supabase_shim.sql). It puts
+ * `extensions` on the database's search_path, which every new connection then starts with (on PGlite
+ * too: pglite_server.ts gives each connection the database's settings).
  */
 export async function applyShim(databaseUrl: string): Promise<void> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_shim.sql", ROOT)));
-    await sql.unsafe(`set search_path to "$user", public, extensions`);
   } finally {
     await sql.end();
   }

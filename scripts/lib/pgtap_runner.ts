@@ -1,8 +1,8 @@
-// Runs pgTAP test files as `pg_prove` does, with nothing but a database connection: each file is sent as
-// it is (simple query protocol, one statement after another, as psql would), and every row it returns is
-// a TAP line. A file passes when every assertion it planned ran and none failed; an SQL error, a missing
-// or wrong plan, or a skipped assertion is never counted as passed. Needs no Perl and no psql, so it runs
-// the same against a server and against PGlite.
+// Runs pgTAP test files like `pg_prove`, with nothing but a database connection: each file is sent as it
+// is (simple query protocol, one statement after another, as psql would), and every row it returns is a
+// TAP line. A file passes when every assertion it planned ran and passed. Stricter than pg_prove: an SQL
+// error, a missing or unmet plan, pgTAP's own "# Looks like ..." complaint, a skipped assertion and a
+// failing TODO all fail the file. Needs no Perl and no psql, so it runs the same on a server and on PGlite.
 import postgres from "postgres";
 
 export interface TapFile {
@@ -21,11 +21,14 @@ export async function runPgtapFiles(databaseUrl: string, files: URL[]): Promise<
     // One connection per file, as pg_prove has: nothing a file leaves behind reaches the next.
     const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
     const name = file.pathname.split("/").pop()!;
+    const text = await Deno.readTextFile(file);
     try {
-      const answer = await sql.unsafe(await Deno.readTextFile(file)).simple();
-      results.push(tally(name, tapLines(answer)));
+      results.push(tally(name, tapLines(await sql.unsafe(text).simple())));
     } catch (error) {
-      results.push({ ...tally(name, []), problem: `SQL error: ${(error as Error).message}` });
+      // The answers before the error are lost with it; where it happened is not.
+      const position = Number((error as { position?: string }).position);
+      const line = position ? ` at line ${text.slice(0, position - 1).split("\n").length}` : "";
+      results.push({ ...tally(name, []), problem: `SQL error${line}: ${(error as Error).message}` });
     } finally {
       await sql.end({ timeout: 5 });
     }
@@ -47,17 +50,20 @@ function tally(file: string, lines: string[]): TapFile {
   const passed = lines.filter((line) => /^ok \d+/.test(line)).length - skipped;
   const failed = lines.filter((line) => /^not ok \d+/.test(line)).length;
   const ran = passed + failed + skipped;
-  const problem = Number.isNaN(planned)
-    ? (lines.length ? "no plan" : undefined)
+  const complaint = lines.find((line) => /^# Looks like/.test(line));
+  const problem = !lines.length
+    ? "no TAP output"
+    : Number.isNaN(planned)
+    ? "no plan"
     : ran !== planned
     ? `planned ${planned} assertions, ran ${ran}`
-    : undefined;
+    : complaint?.slice(2);
   return { file, passed, failed, skipped, problem, lines };
 }
 
 /** One line per file; the whole TAP output of a file that did not pass. */
 export function describeTapFile(result: TapFile): string {
-  const ok = !result.failed && !result.skipped && !result.problem && result.passed > 0;
+  const ok = !failuresOf(result) && !result.problem;
   const counts = `${result.passed} passed, ${result.failed} failed${
     result.skipped ? `, ${result.skipped} skipped` : ""
   }`;
@@ -65,4 +71,10 @@ export function describeTapFile(result: TapFile): string {
     result.problem ? `; ${result.problem}` : ""
   })`;
   return ok ? head : [head, ...result.lines.map((line) => `    ${line}`)].join("\n");
+}
+
+/** What a file counts as failed: its failed and skipped assertions, else one for whatever else failed it. */
+export function failuresOf(result: TapFile): number {
+  const counted = result.failed + result.skipped;
+  return counted || (result.problem || !result.passed ? 1 : 0);
 }

@@ -61,6 +61,7 @@ async function runDev(
   }).spawn();
   let output = "";
   let interrupted = false;
+  let children: number[] = [];
   const read = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       output += chunk;
@@ -69,6 +70,7 @@ async function runDev(
       }
       if (!interrupted && until.test(output)) {
         interrupted = true;
+        children = await childrenOf(child.pid);
         child.kill("SIGINT");
       }
     }
@@ -78,7 +80,21 @@ async function runDev(
   const { code } = await child.status;
   clearTimeout(timer);
   await ready;
-  return { code, output, interrupted, port };
+  return { code, output, interrupted, port, children };
+}
+
+/** The processes `pid` started (Linux): for `deno task dev`, its two functions. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
+  return text.trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    return !/^\S+ \([^)]*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
 }
 
 Deno.test(
@@ -158,7 +174,7 @@ Deno.test(
   stackTest,
   async () => {
     let demoDoctors = 0;
-    const { code, output, interrupted, port } = await runDev(
+    const { code, output, interrupted, port, children } = await runDev(
       "/nonexistent/.env",
       { DATABASE_URL: "" },
       /instagram-connect\s+info\s+request .*status=401/,
@@ -179,7 +195,9 @@ Deno.test(
       output,
       /PostgreSQL \d+\.\d+ \(PGlite [\d.]+\), in this process, in memory, because --pglite was given/,
     );
-    // Nothing left: the dev port and PGlite's port take a new listener again.
+    // Nothing left: the functions it started are gone, and its ports take a new listener again.
+    assert.equal(children.length, 2, "the two function processes were seen running");
+    for (const pid of children) assert.ok(!isRunning(pid), `function process ${pid} still runs`);
     const pglitePort = Number(output.match(/127\.0\.0\.1:(\d+)\/postgres/)![1]);
     for (const freed of [port, pglitePort]) Deno.listen({ hostname: "127.0.0.1", port: freed }).close();
   },

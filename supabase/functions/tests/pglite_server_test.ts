@@ -1,100 +1,233 @@
 // The embedded PGlite (scripts/lib/pglite_server.ts) is one PostgreSQL session shared by every client.
 // These tests try to make clients see each other through it: interleaved extended-protocol statements,
 // another client's open transaction, a transaction left open by a client that vanished, session settings
-// left behind. Each runs on a PGlite of its own, whatever database the suite runs on.
+// left behind. They share a PGlite of their own, whatever database the suite runs on.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { type EmbeddedPostgres, startPglite } from "../../../scripts/lib/pglite_server.ts";
 
-async function withPglite(body: (pg: EmbeddedPostgres) => Promise<void>) {
-  const pg = await startPglite();
-  try {
-    await body(pg);
-  } finally {
-    await pg.stop();
-  }
+const IDLE_HOLD_MS = 1_000;
+
+/** Each step starts without what an earlier one made. */
+async function fresh(pg: EmbeddedPostgres) {
+  const sql = connect(pg.url);
+  await sql.unsafe("drop table if exists t; drop schema if exists extras; alter database postgres reset all")
+    .simple();
+  await sql.end();
 }
 
 const connect = (url: string, max = 1) => postgres(url, { max, onnotice: () => {} });
 
-Deno.test("PGlite: clients in parallel, each with statements and transactions, never see each other's", async () => {
-  await withPglite(async (pg) => {
-    assert.match(pg.version, /^PostgreSQL \d+\.\d+ \(PGlite [\d.]+\)$/);
-    const [a, b] = [connect(pg.url, 4), connect(pg.url, 4)];
-    try {
-      await a`create table t (id int primary key, v text)`;
-      const work = async (sql: postgres.Sql, worker: number) => {
-        for (let i = 0; i < 40; i++) {
-          const n = worker * 1000 + i;
-          const [row] = await sql`select ${n}::int as n, ${`x${n}`}::text as s`;
-          assert.deepEqual({ ...row }, { n, s: `x${n}` });
-          await sql.begin(async (tx) => {
-            await tx`insert into t values (${n}, ${`v${n}`})`;
-            assert.equal((await tx`select v from t where id = ${n}`)[0].v, `v${n}`);
-          });
+Deno.test("PGlite: one session shared by every client; what none of them may see of another", async (t) => {
+  const pg = await startPglite({ idleHoldMs: IDLE_HOLD_MS });
+  try {
+    await t.step(
+      "clients in parallel, each with statements and transactions, never see each other's",
+      async () => {
+        await fresh(pg);
+        assert.match(pg.version, /^PostgreSQL \d+\.\d+ \(PGlite [\d.]+\)$/);
+        const [a, b] = [connect(pg.url, 4), connect(pg.url, 4)];
+        try {
+          await a`create table t (id int primary key, v text)`;
+          const work = async (sql: postgres.Sql, worker: number) => {
+            for (let i = 0; i < 40; i++) {
+              const n = worker * 1000 + i;
+              const [row] = await sql`select ${n}::int as n, ${`x${n}`}::text as s`;
+              assert.deepEqual({ ...row }, { n, s: `x${n}` });
+              await sql.begin(async (tx) => {
+                await tx`insert into t values (${n}, ${`v${n}`})`;
+                assert.equal((await tx`select v from t where id = ${n}`)[0].v, `v${n}`);
+              });
+            }
+          };
+          await Promise.all([work(a, 1), work(a, 2), work(b, 3), work(b, 4)]);
+          assert.equal((await a`select count(*)::int as n from t`)[0].n, 160);
+        } finally {
+          await Promise.all([a.end(), b.end()]);
         }
-      };
-      await Promise.all([work(a, 1), work(a, 2), work(b, 3), work(b, 4)]);
-      assert.equal((await a`select count(*)::int as n from t`)[0].n, 160);
-    } finally {
-      await Promise.all([a.end(), b.end()]);
-    }
-  });
+      },
+    );
+
+    await t.step(
+      "another client's open transaction is invisible; its statements wait for the commit",
+      async () => {
+        await fresh(pg);
+        const [a, b] = [connect(pg.url), connect(pg.url)];
+        try {
+          await a`create table t (id int)`;
+          const tx = await a.reserve();
+          await tx`begin`;
+          await tx`insert into t values (1)`;
+          let seen: number | undefined;
+          const read = b`select count(*)::int as n from t`.then(([row]) => (seen = row.n));
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          assert.equal(seen, undefined, "b ran inside a's open transaction");
+          await tx`commit`;
+          tx.release();
+          await read;
+          assert.equal(seen, 1);
+        } finally {
+          await Promise.all([a.end(), b.end()]);
+        }
+      },
+    );
+
+    await t.step(
+      "a client that goes away mid-transaction leaves nothing behind, and nobody waits",
+      async () => {
+        await fresh(pg);
+        const [a, b] = [connect(pg.url), connect(pg.url)];
+        try {
+          await b`create table t (id int)`;
+          const tx = await a.reserve();
+          await tx`begin`;
+          await tx`insert into t values (1)`;
+          const read = b`select count(*)::int as n from t`;
+          await a.end({ timeout: 0 }); // the connection closes with its transaction open
+          assert.equal((await read)[0].n, 0);
+          assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+        } finally {
+          await b.end();
+        }
+      },
+    );
+
+    await t.step(
+      "each new connection starts from the database's settings, not the last client's",
+      async () => {
+        await fresh(pg);
+        const admin = connect(pg.url);
+        await admin.unsafe(`create schema extras; alter database postgres set search_path = public, extras`);
+        await admin.unsafe(`set search_path = public; set statement_timeout = 1234`);
+        await admin.end();
+        const next = connect(pg.url);
+        try {
+          const [row] = await next`select current_setting('search_path') as path,
+          current_setting('statement_timeout') as timeout`;
+          assert.deepEqual({ ...row }, { path: "public, extras", timeout: "0" });
+        } finally {
+          await next.end();
+        }
+      },
+    );
+
+    await t.step(
+      "COPY FROM STDIN is refused (PGlite would stop for good), and the session goes on",
+      async () => {
+        await fresh(pg);
+        const sql = connect(pg.url);
+        try {
+          await sql`create table t (id int)`;
+          for (
+            const run of [
+              () => sql.unsafe("copy t from stdin").simple(),
+              () => sql.unsafe("copy t from stdin"),
+            ]
+          ) {
+            await assert.rejects(run, (error: { code?: string }) => error.code === "0A000");
+            assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          }
+        } finally {
+          await sql.end();
+        }
+      },
+    );
+
+    await t.step(
+      "a client gone after a Flush, its insert unsynced, leaves nothing for the next Sync",
+      async () => {
+        await fresh(pg);
+        const sql = connect(pg.url);
+        try {
+          await sql`create table t (id int)`;
+          const raw = await rawClient(pg.url);
+          // Parse, Bind, Execute, then Flush: the insert ran, in an implicit transaction that only Sync ends.
+          await raw.send(
+            message("P", "s1\0insert into t values (1)\0\0\0"),
+            message("B", "\0s1\0\0\0\0\0\0\0"),
+            message("E", "\0\0\0\0\0"),
+            message("H", ""),
+          );
+          await raw.read();
+          raw.close();
+          assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          const [{ n }] = await sql.unsafe(
+            "select count(*)::int as n from pg_prepared_statements where name = 's1'",
+          )
+            .simple();
+          assert.equal(n, 0, "its prepared statement went with it");
+        } finally {
+          await sql.end();
+        }
+      },
+    );
+
+    await t.step("a role or session user set by one client does not reach the next connection", async () => {
+      await fresh(pg);
+      const admin = connect(pg.url);
+      await admin.unsafe("create role visitor nologin; set role visitor");
+      await admin.end();
+      const other = connect(pg.url);
+      await other.unsafe("set session authorization visitor");
+      await other.end();
+      const next = connect(pg.url);
+      try {
+        const [row] = await next`select current_user, session_user`;
+        assert.deepEqual({ ...row }, { current_user: "postgres", session_user: "postgres" });
+      } finally {
+        await next.end();
+      }
+    });
+
+    await t.step(
+      "a client idle in a transaction while others wait is cut off, its work rolled back",
+      async () => {
+        await fresh(pg);
+        const [a, b] = [connect(pg.url), connect(pg.url)];
+        try {
+          await b`create table t (id int)`;
+          const tx = await a.reserve();
+          await tx`begin`;
+          await tx`insert into t values (1)`;
+          const started = performance.now();
+          assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+          assert.ok(
+            performance.now() - started >= IDLE_HOLD_MS - 100,
+            "b waited for the holder's time to run out",
+          );
+          await assert.rejects(() => tx`commit`);
+          tx.release();
+          assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+        } finally {
+          await Promise.all([a.end({ timeout: 1 }), b.end()]);
+        }
+      },
+    );
+  } finally {
+    await pg.stop();
+  }
 });
 
-Deno.test("PGlite: another client's open transaction is invisible; its statements wait for the commit", async () => {
-  await withPglite(async (pg) => {
-    const [a, b] = [connect(pg.url), connect(pg.url)];
-    try {
-      await a`create table t (id int)`;
-      const tx = await a.reserve();
-      await tx`begin`;
-      await tx`insert into t values (1)`;
-      let seen: number | undefined;
-      const read = b`select count(*)::int as n from t`.then(([row]) => (seen = row.n));
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(seen, undefined, "b ran inside a's open transaction");
-      await tx`commit`;
-      tx.release();
-      await read;
-      assert.equal(seen, 1);
-    } finally {
-      await Promise.all([a.end(), b.end()]);
-    }
-  });
-});
+/** A bare wire-protocol client: what postgres.js would never send on its own. */
+async function rawClient(url: string) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
+  const startup = new TextEncoder().encode("\0\0\0\0\0\x03\0\0user\0postgres\0database\0postgres\0\0");
+  new DataView(startup.buffer).setInt32(0, startup.length);
+  await conn.write(startup);
+  const reader = conn.readable.getReader();
+  const read = async () => (await reader.read()).value;
+  await read();
+  return {
+    send: async (...parts: Uint8Array[]) => {
+      for (const part of parts) await conn.write(part);
+    },
+    read,
+    close: () => conn.close(),
+  };
+}
 
-Deno.test("PGlite: a client that goes away mid-transaction leaves nothing behind, and nobody waits", async () => {
-  await withPglite(async (pg) => {
-    const [a, b] = [connect(pg.url), connect(pg.url)];
-    try {
-      await b`create table t (id int)`;
-      const tx = await a.reserve();
-      await tx`begin`;
-      await tx`insert into t values (1)`;
-      const read = b`select count(*)::int as n from t`;
-      await a.end({ timeout: 0 }); // the connection closes with its transaction open
-      assert.equal((await read)[0].n, 0);
-      assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
-    } finally {
-      await b.end();
-    }
-  });
-});
-
-Deno.test("PGlite: each new connection starts from the database's settings, not the last client's", async () => {
-  await withPglite(async (pg) => {
-    const admin = connect(pg.url);
-    await admin.unsafe(`create schema extras; alter database postgres set search_path = public, extras`);
-    await admin.unsafe(`set search_path = public; set statement_timeout = 1234`);
-    await admin.end();
-    const next = connect(pg.url);
-    try {
-      const [row] = await next`select current_setting('search_path') as path,
-        current_setting('statement_timeout') as timeout`;
-      assert.deepEqual({ ...row }, { path: "public, extras", timeout: "0" });
-    } finally {
-      await next.end();
-    }
-  });
-});
+function message(type: string, body: string): Uint8Array {
+  const bytes = new TextEncoder().encode(`${type}\0\0\0\0${body}`);
+  new DataView(bytes.buffer).setInt32(1, bytes.length - 1);
+  return bytes;
+}

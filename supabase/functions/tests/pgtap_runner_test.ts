@@ -2,7 +2,7 @@
 // skipped or missing assertion as passed, nor a file that errs or misses its plan as fine. Runs on the
 // suite's database (a server or PGlite), in transactions that are rolled back.
 import assert from "node:assert/strict";
-import { describeTapFile, runPgtapFiles } from "../../../scripts/lib/pgtap_runner.ts";
+import { describeTapFile, failuresOf, runPgtapFiles } from "../../../scripts/lib/pgtap_runner.ts";
 import { databaseUrl } from "./_support.ts";
 
 async function run(sql: string) {
@@ -29,7 +29,7 @@ Deno.test("pgTAP runner: passes, failures, skips, plans and SQL errors are each 
     const result = await run(
       `select plan(2); select ok(true, 'one'); select is(1, 2, 'two'); select * from finish();`,
     );
-    assert.deepEqual([result.passed, result.failed], [1, 1]);
+    assert.deepEqual([result.passed, result.failed, failuresOf(result)], [1, 1, 1]);
     assert.match(describeTapFile(result), /FAILED[\s\S]*not ok 2 - two[\s\S]*have: 1[\s\S]*want: 2/);
   });
 
@@ -48,9 +48,20 @@ Deno.test("pgTAP runner: passes, failures, skips, plans and SQL errors are each 
 
   await t.step("an SQL error stops the file and says why", async () => {
     const result = await run(`select plan(2); select ok(true, 'one'); select no_such_function();`);
-    assert.match(result.problem ?? "", /^SQL error: .*no_such_function/);
+    assert.match(result.problem ?? "", /^SQL error at line 3: .*no_such_function/);
     assert.match(describeTapFile(result), /FAILED/);
   });
+
+  await t.step(
+    "a row that only looks like TAP does not fill the plan: pgTAP's complaint fails the file",
+    async () => {
+      const result = await run(
+        `select plan(2); select ok(true, 'one'); select 'ok 2 - not an assertion'::text; select * from finish();`,
+      );
+      assert.match(result.problem ?? "", /Looks like you planned 2 tests but ran 1/);
+      assert.equal(failuresOf(result), 1);
+    },
+  );
 
   await t.step("a file that prints no TAP at all is a problem, not an empty pass", async () => {
     const result = await run(`select 'not a test'::text as note;`);
