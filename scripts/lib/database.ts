@@ -54,9 +54,10 @@ export interface DatabaseHost {
 export async function findServer(): Promise<{ host?: DatabaseHost; why: string }> {
   const url = adminUrl();
   if (Deno.env.get("DATABASE_URL")) {
-    if (!(await canConnect(url))) {
+    const failure: { reason?: string } = {};
+    if (!(await canConnect(url, 1, failure))) {
       throw new Error(
-        `PostgreSQL does not answer at DATABASE_URL (${redactPassword(url)}).\n` +
+        `PostgreSQL at DATABASE_URL (${redactPassword(url)}) cannot be used: ${failure.reason}.\n` +
           "  Start it, set DATABASE_URL to a server where this user may create databases, or unset it\n" +
           "  (the local server, else the embedded PGlite, is then used; --pglite forces PGlite).",
       );
@@ -180,16 +181,24 @@ async function migrationFiles(): Promise<URL[]> {
   return names.sort().map((name) => new URL(name, dir));
 }
 
-async function canConnect(url: string, attempts = 1): Promise<boolean> {
+/** Whether the server answers a query, in a few seconds at most per attempt; why not, in `failure`. */
+async function canConnect(url: string, attempts = 1, failure: { reason?: string } = {}): Promise<boolean> {
   for (let attempt = 0; attempt < attempts; attempt++) {
     const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // postgres.js keeps retrying a host that never answers: the deadline is ours.
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no answer within 4 s")), 4_000);
+    });
     try {
-      await sql`select 1`;
+      await Promise.race([sql`select 1`, deadline]);
       return true;
-    } catch {
+    } catch (error) {
+      failure.reason = (error as Error).message;
       await new Promise((resolve) => setTimeout(resolve, 500));
     } finally {
-      await sql.end({ timeout: 1 }).catch(() => {});
+      clearTimeout(timer);
+      await sql.end({ timeout: 0 }).catch(() => {});
     }
   }
   return false;

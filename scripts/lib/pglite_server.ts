@@ -29,7 +29,10 @@ const GSSENC_REQUEST = 80877104;
 const CANCEL_REQUEST = 80877102;
 const NOT_SUPPORTED = new Uint8Array([0x4e]); // "N": no TLS, no GSS encryption: plain, on loopback
 // Message types. After Sync, Query, Flush, CopyDone or CopyFail the client waits for the answer.
-const SYNC = 0x53, QUERY = 0x51, FLUSH = 0x48, TERMINATE = 0x58, PARSE = 0x50;
+const SYNC = 0x53, QUERY = 0x51, FLUSH = 0x48, TERMINATE = 0x58, PARSE = 0x50, CLOSE = 0x43;
+const STATEMENT = 0x53, PARSE_COMPLETE = 0x31, CLOSE_COMPLETE = 0x33;
+// Longer messages than this are not the protocol as our clients speak it: the connection is closed.
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const EXCHANGE_ENDS = [SYNC, QUERY, FLUSH, 0x63, 0x66];
 // What a new backend starts from: its session user (PGlite's is postgres; `default` does not bring it
 // back there), the defaults, then the database's own settings (the Supabase shim puts `extensions` on
@@ -104,10 +107,11 @@ class SharedSession {
   async #serve(conn: Deno.TcpConn): Promise<void> {
     let release: (() => void) | undefined;
     let started = false;
-    let skipUntilSync = false;
     let exchange: Uint8Array[] = [];
     const idle: IdleTimer = {};
     const statements = new Set<string>();
+    // While it holds the session, the client's every pause counts against it, even mid-exchange.
+    const watchWhileHolding = () => release && this.#watchIdleHolder(conn, idle);
     try {
       for await (const message of messagesOf(conn, () => started)) {
         clearTimeout(idle.timer);
@@ -125,23 +129,20 @@ class SharedSession {
         } else {
           type = message[0];
           if (type === TERMINATE) return;
-          if (type === PARSE) statements.add(cString(message, 5));
         }
-        exchange.push(message);
-        if (!EXCHANGE_ENDS.includes(type)) continue;
+        exchange.push(refuseCopyFromClient(message));
+        if (!EXCHANGE_ENDS.includes(type)) {
+          watchWhileHolding();
+          continue;
+        }
 
         release ??= await this.#lock.acquire();
         if (startup) await this.#run(query(NEW_SESSION));
         const answers: Uint8Array[] = [];
-        if (skipUntilSync || exchange.some(copiesFromClient)) {
-          // As a server does after an error in an extended-protocol exchange: nothing more until Sync.
-          if (!skipUntilSync) {
-            answers.push(errorResponse("0A000", "COPY FROM STDIN is not supported by PGlite"));
-          }
-          skipUntilSync = type === FLUSH || (skipUntilSync && !exchange.some((part) => part[0] === SYNC));
-          if (!skipUntilSync) answers.push(readyForQuery(this.db.isInTransaction()));
-        } else {
-          for (const part of exchange) answers.push(await this.#run(part));
+        for (const part of exchange) {
+          const answer = await this.#run(part);
+          noteStatement(statements, part, answer);
+          answers.push(answer);
         }
         exchange = [];
         await writeAll(conn, concat(...answers));
@@ -149,32 +150,37 @@ class SharedSession {
         if (type !== FLUSH && !this.db.isInTransaction()) {
           release();
           release = undefined;
-        } else {
-          this.#watchIdleHolder(conn, idle);
         }
+        watchWhileHolding();
       }
     } catch {
-      // A client that went away mid-exchange: what it left open is rolled back below.
+      // A client that went away mid-exchange, or sent what is not the protocol: cleaned up below.
     } finally {
       clearTimeout(idle.timer);
       if (started && !this.#dead) {
+        const holding = release !== undefined;
         release ??= await this.#lock.acquire();
-        await this.#leave(statements).catch(() => {});
+        await this.#leave(statements, holding).catch(() => {});
       }
       release?.();
       closeQuietly(conn);
     }
   }
 
-  /** What a client leaves behind: an open or half-done transaction (rolled back), its prepared statements. */
-  async #leave(statements: Set<string>): Promise<void> {
-    if (this.db.isInTransaction() || statements.size) {
+  /**
+   * What a client leaves behind: a transaction, open or implicit (after a Flush), rolled back; its
+   * prepared statements; and, when it was the last client, the session's temporary tables, cursors,
+   * listeners and advisory locks, which cannot be told apart by client while others are connected.
+   */
+  async #leave(statements: Set<string>, holding: boolean): Promise<void> {
+    if (holding || this.db.isInTransaction()) {
       await this.#run(query("rollback"));
-      await this.#run(new Uint8Array([SYNC, 0, 0, 0, 4]));
+      await this.#run(message(SYNC, new Uint8Array()));
       if (this.db.isInTransaction()) await this.#run(query("rollback"));
     }
-    for (const name of statements) {
-      if (name) await this.#run(query(`deallocate "${name.replaceAll('"', '""')}"`));
+    for (const name of statements) await this.#run(query(`deallocate "${name.replaceAll('"', '""')}"`));
+    if (this.#connections.size === 1) {
+      await this.#run(query("discard temp; close all; unlisten *; select pg_advisory_unlock_all()"));
     }
   }
 
@@ -198,13 +204,82 @@ class SharedSession {
   }
 }
 
-function copiesFromClient(message: Uint8Array): boolean {
-  if (message[0] === QUERY) return COPY_FROM_CLIENT.test(cString(message, 5));
-  if (message[0] === PARSE) {
-    const name = cString(message, 5);
-    return COPY_FROM_CLIENT.test(cString(message, 5 + new TextEncoder().encode(name).length + 1));
+/**
+ * A COPY FROM STDIN would stop PGlite for good: its text is replaced with a statement that fails as a
+ * server refuses what it does not support, so PGlite itself answers the error and skips to the Sync,
+ * and the rest of the exchange behaves as on a server.
+ */
+function refuseCopyFromClient(sent: Uint8Array): Uint8Array {
+  const type = sent[0];
+  if (type !== QUERY && type !== PARSE) return sent;
+  const name = type === PARSE ? cString(sent, 5) : undefined;
+  const textAt = name === undefined ? 5 : 5 + new TextEncoder().encode(name).length + 1;
+  if (!COPY_FROM_CLIENT.test(withoutCommentsAndStrings(cString(sent, textAt)))) return sent;
+  const refusal = "do $$begin raise exception using errcode = '0A000', " +
+    "message = 'COPY FROM STDIN is not supported by PGlite'; end$$";
+  if (type === QUERY) return query(refusal);
+  // Parse: the statement name, the refusal, and no parameter types.
+  return message(PARSE, new TextEncoder().encode(`${name}\0${refusal}\0\0\0`));
+}
+
+/** SQL with its comments (nested block comments too), strings and quoted names blanked out, for matching. */
+function withoutCommentsAndStrings(sql: string): string {
+  let out = "";
+  for (let i = 0; i < sql.length;) {
+    const rest = sql.slice(i);
+    const skip = rest.startsWith("--")
+      ? rest.indexOf("\n") + 1 || rest.length
+      : rest.startsWith("/*")
+      ? blockCommentLength(rest)
+      : rest[0] === "'" || rest[0] === '"'
+      ? quotedLength(rest, rest[0])
+      : rest[0] === "$"
+      ? dollarQuotedLength(rest)
+      : 0;
+    out += skip ? " " : rest[0];
+    i += skip || 1;
   }
-  return false;
+  return out;
+}
+
+function blockCommentLength(text: string): number {
+  let depth = 0;
+  for (let i = 0; i < text.length - 1; i++) {
+    if (text.startsWith("/*", i)) {
+      depth++;
+      i++;
+    } else if (text.startsWith("*/", i)) {
+      depth--;
+      i++;
+      if (depth === 0) return i + 1;
+    }
+  }
+  return text.length;
+}
+
+function quotedLength(text: string, quote: string): number {
+  for (let i = 1; i < text.length; i++) {
+    if (text[i] === quote && text[i + 1] === quote) i++;
+    else if (text[i] === quote) return i + 1;
+  }
+  return text.length;
+}
+
+function dollarQuotedLength(text: string): number {
+  const tag = text.match(/^\$(?:[A-Za-z_]\w*)?\$/)?.[0];
+  if (!tag) return 0;
+  const end = text.indexOf(tag, tag.length);
+  return end < 0 ? text.length : end + tag.length;
+}
+
+/** Named statements the client made (ParseComplete) or closed (CloseComplete), to deallocate when it goes. */
+function noteStatement(statements: Set<string>, part: Uint8Array, answer: Uint8Array): void {
+  if (part[0] === PARSE && answer[0] === PARSE_COMPLETE) {
+    const name = cString(part, 5);
+    if (name) statements.add(name);
+  } else if (part[0] === CLOSE && part[5] === STATEMENT && answer[0] === CLOSE_COMPLETE) {
+    statements.delete(cString(part, 6));
+  }
 }
 
 /** Whole protocol messages from the connection: `length` first until the startup, `type, length` after. */
@@ -215,7 +290,9 @@ async function* messagesOf(conn: Deno.Conn, typed: () => boolean): AsyncGenerato
     for (;;) {
       const header = typed() ? 1 : 0;
       if (buffer.length < header + 4) break;
-      const size = header + readInt(buffer, header);
+      const length = readInt(buffer, header);
+      if (length < 4 || length > MAX_MESSAGE_BYTES) throw new Error(`a message of ${length} bytes`);
+      const size = header + length;
       if (buffer.length < size) break;
       yield buffer.slice(0, size);
       buffer = buffer.slice(size);
@@ -246,10 +323,6 @@ class SessionLock {
 
 function query(sql: string): Uint8Array {
   return message(QUERY, new TextEncoder().encode(`${sql}\0`));
-}
-
-function readyForQuery(inTransaction: boolean): Uint8Array {
-  return message(0x5a, new TextEncoder().encode(inTransaction ? "T" : "I"));
 }
 
 function errorResponse(code: string, text: string, severity = "ERROR"): Uint8Array {

@@ -225,7 +225,7 @@ export function loadConfigOrExit(functionName: string): Config | undefined {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const problem of error.problems) console.error(`${functionName}: configuration: ${problem}`);
-    console.error(`${functionName}: not started; fix the variables above (see .env.example).`);
+    console.error(`${functionName}: cannot serve until the variables above are fixed (see .env.example).`);
     Deno.exit(1);
     return undefined;
   }

@@ -126,7 +126,7 @@ for (const name of ["instagram-connect", "instagram-callback"]) {
       `${name}: configuration: INSTAGRAM_REDIRECT_URI must be an https URL (http only for localhost) without a #fragment, the callback's address`,
       `${name}: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64 (openssl rand -base64 32)`,
       `${name}: configuration: INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds from 60 to 3600`,
-      `${name}: not started; fix the variables above (see .env.example).`,
+      `${name}: cannot serve until the variables above are fixed (see .env.example).`,
     ]);
     for (const secret of [APP_SECRET, "c2hvcnQta2V5", SECRET_KEY, "<project-ref>"]) {
       assert.ok(!output.includes(secret), "no configured value is printed");

@@ -122,11 +122,39 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
             const run of [
               () => sql.unsafe("copy t from stdin").simple(),
               () => sql.unsafe("copy t from stdin"),
+              () => sql.unsafe("copy t from/**/stdin").simple(),
+              () => sql.unsafe("copy t from -- a comment\nstdin").simple(),
+              () => sql.unsafe("select '--'; copy t from stdin").simple(),
+              () => sql.unsafe("insert into t values (1); copy t from stdin").simple(),
             ]
           ) {
             await assert.rejects(run, (error: { code?: string }) => error.code === "0A000");
             assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
           }
+          // Inside a transaction, the refusal aborts it as a server's error would: nothing is kept.
+          await sql.begin(async (tx) => {
+            await tx`insert into t values (1)`;
+            await tx.unsafe("copy t from stdin");
+          }).catch(() => {});
+          assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          // Only the statement: the words in a string are not a COPY.
+          assert.equal(
+            (await sql.unsafe("select 'copy x from stdin' as s").simple())[0].s,
+            "copy x from stdin",
+          );
+          // An insert, a COPY after a Flush, then Sync: the insert goes with the refused exchange.
+          const raw = await rawClient(pg.url);
+          await raw.send(
+            message("P", "\0insert into t values (1)\0\0\0"),
+            message("B", "\0\0\0\0\0\0\0"),
+            message("E", "\0\0\0\0\0"),
+            message("H", ""),
+          );
+          await raw.read();
+          await raw.send(message("P", "\0copy t from stdin\0\0\0"), message("S", ""));
+          await raw.read();
+          assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          raw.close();
         } finally {
           await sql.end();
         }
@@ -203,6 +231,76 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
         }
       },
     );
+
+    await t.step(
+      "a message whose length is not the protocol's closes that connection, not the session",
+      async () => {
+        await fresh(pg);
+        const raw = await rawClient(pg.url);
+        await raw.send(new Uint8Array([0x51, 0xff, 0xff, 0xff, 0xff]));
+        assert.equal(await raw.read(), undefined, "the connection was closed");
+        const sql = connect(pg.url);
+        try {
+          assert.equal((await sql`select 1 as one`)[0].one, 1);
+        } finally {
+          await sql.end();
+        }
+      },
+    );
+
+    await t.step("a holder that pauses mid-exchange while others wait is cut off too", async () => {
+      await fresh(pg);
+      const [a, b] = [await rawClient(pg.url), connect(pg.url)];
+      try {
+        await b`create table t (id int)`;
+        await a.send(message("Q", "begin; insert into t values (1)\0"));
+        await a.read();
+        await a.send(message("P", "\0select 1\0\0\0")); // no Sync: the exchange is not over
+        assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+      } finally {
+        a.close();
+        await b.end();
+      }
+    });
+
+    await t.step(
+      "two clients with the same statement name: the one refused does not remove the other's",
+      async () => {
+        await fresh(pg);
+        const [x, y] = [await rawClient(pg.url), await rawClient(pg.url)];
+        await x.send(message("P", "fixed\0select 1\0\0\0"), message("S", ""));
+        await x.read();
+        await y.send(message("P", "fixed\0select 2\0\0\0"), message("S", ""));
+        assert.match(new TextDecoder().decode(await y.read()), /42P05/);
+        y.close();
+        const sql = connect(pg.url);
+        try {
+          const [{ n }] = await sql.unsafe(
+            "select count(*)::int as n from pg_prepared_statements where name = 'fixed'",
+          )
+            .simple();
+          assert.equal(n, 1);
+        } finally {
+          x.close();
+          await sql.end();
+        }
+      },
+    );
+
+    await t.step("the last client to leave takes the session's temporary tables with it", async () => {
+      await fresh(pg);
+      const first = connect(pg.url);
+      await first.unsafe("create temp table scratch (note text); insert into scratch values ('mine')")
+        .simple();
+      await first.end();
+      const next = connect(pg.url);
+      try {
+        const [{ found }] = await next`select to_regclass('pg_temp.scratch') is not null as found`;
+        assert.equal(found, false);
+      } finally {
+        await next.end();
+      }
+    });
   } finally {
     await pg.stop();
   }
