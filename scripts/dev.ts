@@ -30,9 +30,7 @@ const REQUIRED = [
   "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
   "SUPABASE_URL",
 ];
-// `deno serve` announces each function's own port: the router's URLs in the banner are the ones to use.
-const printLine = (fn: string, line: string) =>
-  line.trim() && !line.startsWith("deno serve: Listening on") && console.log(formatLogLine(fn, line));
+const printLine = (fn: string, line: string) => line.trim() && console.log(formatLogLine(fn, line));
 
 const secrets = await readDotEnv(new URL(SECRETS_FILE, ROOT));
 const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...secrets.values };

@@ -17,7 +17,10 @@ export interface FunctionProcess {
 }
 
 export interface StartOptions {
-  /** Each whole line the function prints, as it prints it (the local stack shows them). */
+  /**
+   * Each whole line the function prints, as it prints it (the local stack shows them), except
+   * `deno serve`'s own "Listening on" line: its port is ours to route to, not a URL to use.
+   */
   onLine?: (line: string) => void;
   /** What to serve, relative to the repository (default: the function's index.ts). */
   entry?: string;
@@ -42,7 +45,7 @@ export async function startFunction(
       if (onLine) {
         const lines = (partial + chunk).split("\n");
         partial = lines.pop()!;
-        for (const line of lines) onLine(line);
+        for (const line of lines) if (!LISTENING.test(line)) onLine(line);
       }
       // Searched only until found: the output grows with every request's log line.
       const match = listening ? null : output.match(LISTENING);
