@@ -54,20 +54,20 @@ export interface DatabaseHost {
 export async function findServer(): Promise<{ host?: DatabaseHost; why: string }> {
   const url = adminUrl();
   if (Deno.env.get("DATABASE_URL")) {
-    const failure: { reason?: string } = {};
-    if (!(await canConnect(url, 1, failure))) {
+    const failure = await connectFailure(url);
+    if (failure) {
       throw new Error(
-        `PostgreSQL at DATABASE_URL (${redactPassword(url)}) cannot be used: ${failure.reason}.\n` +
+        `PostgreSQL at DATABASE_URL (${redactPassword(url)}) cannot be used: ${failure}.\n` +
           "  Start it, set DATABASE_URL to a server where this user may create databases, or unset it\n" +
           "  (the local server, else the embedded PGlite, is then used; --pglite forces PGlite).",
       );
     }
     return { host: await serverHost(url), why: `DATABASE_URL is set (${redactPassword(url)})` };
   }
-  if (await canConnect(url)) {
+  if (!(await connectFailure(url))) {
     return { host: await serverHost(url), why: `a PostgreSQL server answers at ${url}` };
   }
-  if (await startLocalCluster() && await canConnect(url, 20)) {
+  if (await startLocalCluster() && !(await connectFailure(url, 20))) {
     return { host: await serverHost(url), why: `the local PostgreSQL at ${url} was down and is started` };
   }
   return { why: `no PostgreSQL server answers at ${url} (set DATABASE_URL for another one)` };
@@ -181,8 +181,9 @@ async function migrationFiles(): Promise<URL[]> {
   return names.sort().map((name) => new URL(name, dir));
 }
 
-/** Whether the server answers a query, in a few seconds at most per attempt; why not, in `failure`. */
-async function canConnect(url: string, attempts = 1, failure: { reason?: string } = {}): Promise<boolean> {
+/** Why the server does not answer a query (in a few seconds at most per attempt); undefined when it does. */
+async function connectFailure(url: string, attempts = 1): Promise<string | undefined> {
+  let failure: string | undefined;
   for (let attempt = 0; attempt < attempts; attempt++) {
     const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -192,16 +193,16 @@ async function canConnect(url: string, attempts = 1, failure: { reason?: string 
     });
     try {
       await Promise.race([sql`select 1`, deadline]);
-      return true;
+      return undefined;
     } catch (error) {
-      failure.reason = (error as Error).message;
+      failure = (error as Error).message;
       await new Promise((resolve) => setTimeout(resolve, 500));
     } finally {
       clearTimeout(timer);
       await sql.end({ timeout: 0 }).catch(() => {});
     }
   }
-  return false;
+  return failure;
 }
 
 async function startLocalCluster(): Promise<boolean> {
