@@ -8,6 +8,19 @@ import { type EmbeddedPostgres, startPglite } from "../../../scripts/lib/pglite_
 
 const IDLE_HOLD_MS = 1_000;
 
+/** The rows in table t, as a client sees them. */
+async function rowsIn(sql: postgres.Sql): Promise<number> {
+  return (await sql`select count(*)::int as n from t`)[0].n;
+}
+
+/** A transaction left open on one of the client's connections, holding an uncommitted row in t. */
+async function uncommittedRow(sql: postgres.Sql): Promise<postgres.ReservedSql> {
+  const tx = await sql.reserve();
+  await tx`begin`;
+  await tx`insert into t values (1)`;
+  return tx;
+}
+
 /** Each step starts without what an earlier one made. */
 async function fresh(pg: EmbeddedPostgres) {
   const sql = connect(pg.url);
@@ -41,7 +54,7 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
             }
           };
           await Promise.all([work(a, 1), work(a, 2), work(b, 3), work(b, 4)]);
-          assert.equal((await a`select count(*)::int as n from t`)[0].n, 160);
+          assert.equal(await rowsIn(a), 160);
         } finally {
           await Promise.all([a.end(), b.end()]);
         }
@@ -55,11 +68,9 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
         const [a, b] = [connect(pg.url), connect(pg.url)];
         try {
           await a`create table t (id int)`;
-          const tx = await a.reserve();
-          await tx`begin`;
-          await tx`insert into t values (1)`;
+          const tx = await uncommittedRow(a);
           let seen: number | undefined;
-          const read = b`select count(*)::int as n from t`.then(([row]) => (seen = row.n));
+          const read = rowsIn(b).then((n) => (seen = n));
           await new Promise((resolve) => setTimeout(resolve, 200));
           assert.equal(seen, undefined, "b ran inside a's open transaction");
           await tx`commit`;
@@ -79,13 +90,11 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
         const [a, b] = [connect(pg.url), connect(pg.url)];
         try {
           await b`create table t (id int)`;
-          const tx = await a.reserve();
-          await tx`begin`;
-          await tx`insert into t values (1)`;
-          const read = b`select count(*)::int as n from t`;
+          await uncommittedRow(a);
+          const read = rowsIn(b);
           await a.end({ timeout: 0 }); // the connection closes with its transaction open
-          assert.equal((await read)[0].n, 0);
-          assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+          assert.equal(await read, 0);
+          assert.equal(await rowsIn(b), 0);
         } finally {
           await b.end();
         }
@@ -129,14 +138,14 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
             ]
           ) {
             await assert.rejects(run, (error: { code?: string }) => error.code === "0A000");
-            assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+            assert.equal(await rowsIn(sql), 0);
           }
           // Inside a transaction, the refusal aborts it as a server's error would: nothing is kept.
           await sql.begin(async (tx) => {
             await tx`insert into t values (1)`;
             await tx.unsafe("copy t from stdin");
           }).catch(() => {});
-          assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          assert.equal(await rowsIn(sql), 0);
           // Only the statement: the words in a string are not a COPY.
           assert.equal(
             (await sql.unsafe("select 'copy x from stdin' as s").simple())[0].s,
@@ -153,7 +162,7 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
           await raw.read();
           await raw.send(message("P", "\0copy t from stdin\0\0\0"), message("S", ""));
           await raw.read();
-          assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          assert.equal(await rowsIn(sql), 0);
           raw.close();
         } finally {
           await sql.end();
@@ -178,7 +187,7 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
           );
           await raw.read();
           raw.close();
-          assert.equal((await sql`select count(*)::int as n from t`)[0].n, 0);
+          assert.equal(await rowsIn(sql), 0);
           const [{ n }] = await sql.unsafe(
             "select count(*)::int as n from pg_prepared_statements where name = 's1'",
           )
@@ -214,18 +223,16 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
         const [a, b] = [connect(pg.url), connect(pg.url)];
         try {
           await b`create table t (id int)`;
-          const tx = await a.reserve();
-          await tx`begin`;
-          await tx`insert into t values (1)`;
+          const tx = await uncommittedRow(a);
           const started = performance.now();
-          assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+          assert.equal(await rowsIn(b), 0);
           assert.ok(
             performance.now() - started >= IDLE_HOLD_MS - 100,
             "b waited for the holder's time to run out",
           );
           await assert.rejects(() => tx`commit`);
           tx.release();
-          assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+          assert.equal(await rowsIn(b), 0);
         } finally {
           await Promise.all([a.end({ timeout: 1 }), b.end()]);
         }
@@ -256,7 +263,7 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
         await a.send(message("Q", "begin; insert into t values (1)\0"));
         await a.read();
         await a.send(message("P", "\0select 1\0\0\0")); // no Sync: the exchange is not over
-        assert.equal((await b`select count(*)::int as n from t`)[0].n, 0);
+        assert.equal(await rowsIn(b), 0);
       } finally {
         a.close();
         await b.end();
