@@ -43,6 +43,8 @@ export function scrub(value: unknown, depth = 0): unknown {
   if (value instanceof Error) {
     return scrub({ name: value.name, message: value.message, cause: value.cause }, depth);
   }
+  // A Date has no enumerable fields: without this it would be written as {}. An invalid one stays null.
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
   if (value === null || typeof value !== "object" || depth > 4) return value;
   if (Array.isArray(value)) return value.map((item) => scrub(item, depth + 1));
   return Object.fromEntries(

@@ -25,3 +25,13 @@ Deno.test("scrub removes secrets from URLs inside messages, as Deno's fetch erro
 Deno.test("scrub removes bearer tokens from strings", () => {
   assert.equal(scrub("Authorization: Bearer eyJhbGciOi.abc.def"), "Authorization: Bearer [redacted]");
 });
+
+Deno.test("scrub writes a Date as its ISO string (not {}), at any depth; an invalid Date as null", () => {
+  const when = new Date("2026-12-02T11:41:57.123Z");
+  assert.deepEqual(scrub({ expires_at: when, nested: { at: [when] }, bad: new Date(NaN) }), {
+    expires_at: "2026-12-02T11:41:57.123Z",
+    nested: { at: ["2026-12-02T11:41:57.123Z"] },
+    bad: null,
+  });
+  assert.match(JSON.stringify(scrub({ expires_at: when })), /"expires_at":"2026-12-02T11:41:57\.123Z"/);
+});
