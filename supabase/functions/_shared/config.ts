@@ -1,4 +1,4 @@
-// Every setting the two functions read, validated once at start-up (zod/mini: the same validation as
+// Every setting the functions read, each function validating only the parts it uses, once at start-up (zod/mini: the same validation as
 // zod's classic API at a fortieth of the code to load). A bad value stops the function with one line
 // per variable saying what it must be; values are never echoed, since most of them are secrets.
 import * as z from "zod/mini";
@@ -112,43 +112,94 @@ const VARIABLES = {
   ],
 } as const;
 
-const schema = z.object(
-  Object.fromEntries(Object.entries(VARIABLES).map(([name, [variable]]) => [name, variable])) as {
-    [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K][0];
-  },
-);
+type Variables = { [K in keyof typeof VARIABLES]: z.output<(typeof VARIABLES)[K][0]> };
+type VariableName = keyof Variables;
+
+/** A part of the configuration: the variables it reads and what it makes of them once they are valid. */
+function part<const N extends VariableName, R>(
+  names: readonly N[],
+  build: (vars: Pick<Variables, N>, env: Record<string, string>) => R,
+) {
+  return { names, build };
+}
+
+const trimSlash = (url: string) => url.replace(/\/+$/, "");
+
+// Each function names the parts it uses (serveConfigured), and only their variables are validated:
+// a function that needs one secret does not fail for lack of another.
+const PARTS = {
+  /** Meta's Graph API, called as the app: the app secret signs every call (appsecret_proof). */
+  meta: part([
+    "INSTAGRAM_APP_ID",
+    "INSTAGRAM_APP_SECRET",
+    "INSTAGRAM_GRAPH_VERSION",
+    "INSTAGRAM_GRAPH_BASE_URL",
+    "INSTAGRAM_META_TIMEOUT_MS",
+    "INSTAGRAM_META_MAX_RETRIES",
+    "INSTAGRAM_CALLBACK_DEADLINE_MS",
+  ], (vars) => ({
+    appId: vars.INSTAGRAM_APP_ID,
+    appSecret: vars.INSTAGRAM_APP_SECRET,
+    graphVersion: vars.INSTAGRAM_GRAPH_VERSION,
+    graphBaseUrl: trimSlash(vars.INSTAGRAM_GRAPH_BASE_URL),
+    /** Per Graph call. */
+    callTimeoutMs: vars.INSTAGRAM_META_TIMEOUT_MS,
+    /** Transient failures only. */
+    maxRetries: vars.INSTAGRAM_META_MAX_RETRIES,
+    /** All Meta calls of one request (callback, finish, disconnect). */
+    requestDeadlineMs: vars.INSTAGRAM_CALLBACK_DEADLINE_MS,
+  })),
+  /** Meta's login dialog and its return: the OAuth client this project is. */
+  login: part([
+    "INSTAGRAM_REDIRECT_URI",
+    "INSTAGRAM_FRONTEND_REDIRECT_URI",
+    "INSTAGRAM_SCOPES",
+    "INSTAGRAM_CONFIG_ID",
+    "INSTAGRAM_PKCE",
+    "INSTAGRAM_STATE_TTL_SECONDS",
+    "INSTAGRAM_DIALOG_BASE_URL",
+  ], (vars) => ({
+    redirectUri: vars.INSTAGRAM_REDIRECT_URI,
+    frontendRedirectUri: vars.INSTAGRAM_FRONTEND_REDIRECT_URI,
+    scopes: vars.INSTAGRAM_SCOPES,
+    configId: vars.INSTAGRAM_CONFIG_ID,
+    /** Send a PKCE challenge with the dialog and the verifier with the code exchange. */
+    pkce: vars.INSTAGRAM_PKCE === "on",
+    stateTtlSeconds: vars.INSTAGRAM_STATE_TTL_SECONDS,
+    dialogBaseUrl: trimSlash(vars.INSTAGRAM_DIALOG_BASE_URL),
+  })),
+  /** The AES-GCM key of stored Page tokens (crypto/page_token.ts). */
+  tokens: part(["INSTAGRAM_TOKEN_ENCRYPTION_KEY"], (vars) => ({
+    encryptionKey: decodeBase64(vars.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!,
+  })),
+  /** What each linked Page is subscribed to; empty: no subscription. */
+  webhooks: part(["INSTAGRAM_WEBHOOK_FIELDS"], (vars) => ({ pageFields: vars.INSTAGRAM_WEBHOOK_FIELDS })),
+  /** Browser origins allowed to call the function (the dashboard). */
+  cors: part(["INSTAGRAM_ALLOWED_ORIGINS"], (vars) => ({ allowedOrigins: vars.INSTAGRAM_ALLOWED_ORIGINS })),
+  /** The Data API with the project's secret key (service_role): the functions' RPCs. */
+  database: part(["SUPABASE_URL", "SUPABASE_SECRET_KEYS", "INSTAGRAM_DB_TIMEOUT_MS"], (vars, env) => ({
+    url: trimSlash(vars.SUPABASE_URL),
+    secretKey: secretKeyOf(env)!,
+    timeoutMs: vars.INSTAGRAM_DB_TIMEOUT_MS,
+  })),
+  /** Where doctors' session tokens are verified: inline keys, or the project's JWKS endpoint. */
+  sessions: part(["SUPABASE_URL", "SUPABASE_JWKS", "SUPABASE_JWKS_URL"], (vars) => ({
+    // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
+    jwks: (vars.SUPABASE_JWKS ? parseJwks(vars.SUPABASE_JWKS)! : new URL(
+      vars.SUPABASE_JWKS_URL ?? `${trimSlash(vars.SUPABASE_URL)}/auth/v1/.well-known/jwks.json`,
+    )) as Jwks,
+  })),
+};
+
+export type ConfigPart = keyof typeof PARTS;
+export const CONFIG_PARTS = Object.keys(PARTS) as ConfigPart[];
 
 export type Jwks = { keys: Record<string, unknown>[] } | URL;
 
-export type Config = Readonly<{
-  appId: string;
-  appSecret: string;
-  redirectUri: string;
-  frontendRedirectUri: string | undefined;
-  tokenEncryptionKey: Uint8Array<ArrayBuffer>;
-  graphVersion: string;
-  scopes: readonly string[];
-  /** Fields each linked Page is subscribed to; empty: no subscription. */
-  webhookFields: readonly string[];
-  configId: string | undefined;
-  stateTtlSeconds: number;
-  allowedOrigins: readonly string[];
-  metaTimeoutMs: number;
-  metaMaxRetries: number;
-  callbackDeadlineMs: number;
-  dbTimeoutMs: number;
-  graphBaseUrl: string;
-  dialogBaseUrl: string;
-  /** Send a PKCE challenge with the dialog and the verifier with the code exchange. */
-  pkce: boolean;
-  supabase: Readonly<{
-    url: string;
-    /** The key the functions call the Data API with (service_role). */
-    secretKey: string;
-    /** Where doctors' session tokens are verified: inline keys, or the project's JWKS endpoint. */
-    jwks: Jwks;
-  }>;
-}>;
+/** The parts `P` of the configuration, each read-only: `config.meta.appId`, `config.database.url`. */
+export type Config<P extends ConfigPart = ConfigPart> = {
+  readonly [K in P]: Readonly<ReturnType<(typeof PARTS)[K]["build"]>>;
+};
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -158,60 +209,41 @@ export class ConfigError extends Error {
 }
 
 /**
- * Reads and validates the process environment. Empty variables count as unset, as in most .env
- * tooling, except INSTAGRAM_WEBHOOK_FIELDS, where empty means no subscription. The legacy key names
- * (SUPABASE_SERVICE_ROLE_KEY, SUPABASE_SECRET_KEY) stand in for SUPABASE_SECRET_KEYS.
+ * Reads and validates the variables of `parts` (and no others) from the environment. Empty variables
+ * count as unset, as in most .env tooling, except INSTAGRAM_WEBHOOK_FIELDS, where empty means no
+ * subscription. The legacy key names (SUPABASE_SERVICE_ROLE_KEY, SUPABASE_SECRET_KEY) stand in for
+ * SUPABASE_SECRET_KEYS.
  */
-export function loadConfig(env: Record<string, string> = Deno.env.toObject()): Config {
+export function loadConfig<P extends ConfigPart>(
+  parts: readonly P[],
+  env: Record<string, string> = Deno.env.toObject(),
+): Config<P> {
+  // In the order of VARIABLES (and .env.example), whatever the parts' order, so problems read as a list.
+  const wanted = new Set<VariableName>(parts.flatMap((name) => PARTS[name].names));
+  const names = (Object.keys(VARIABLES) as VariableName[]).filter((name) => wanted.has(name));
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ""));
   if (env.INSTAGRAM_WEBHOOK_FIELDS?.trim() === "") present.INSTAGRAM_WEBHOOK_FIELDS = "";
+  const schema = z.object(Object.fromEntries(names.map((name) => [name, VARIABLES[name][0]])));
   const parsed = schema.safeParse(present);
   const problems = parsed.success
     ? []
-    : [...new Set(parsed.error.issues.map((issue) => String(issue.path[0])))]
-      .map((name) =>
-        present[name] === undefined
-          ? `${name} is required`
-          : `${name} ${VARIABLES[name as keyof typeof VARIABLES]?.[1] ?? "is invalid"}`
-      );
-  const secretKey = Object.values(parseKeyMap(present.SUPABASE_SECRET_KEYS ?? "") ?? {})[0] ??
-    present.SUPABASE_SECRET_KEY ?? present.SUPABASE_SERVICE_ROLE_KEY;
-  if (!secretKey && present.SUPABASE_SECRET_KEYS === undefined) {
+    : [...new Set(parsed.error.issues.map((issue) => String(issue.path[0]) as VariableName))]
+      .map((name) => present[name] === undefined ? `${name} is required` : `${name} ${VARIABLES[name][1]}`);
+  if (
+    names.includes("SUPABASE_SECRET_KEYS") && !secretKeyOf(present) &&
+    present.SUPABASE_SECRET_KEYS === undefined
+  ) {
     problems.push(
       "SUPABASE_SECRET_KEYS is required (provided by Supabase; SUPABASE_SERVICE_ROLE_KEY also works)",
     );
   }
   if (problems.length || !parsed.success) throw new ConfigError(problems);
 
-  const vars = parsed.data;
-  return Object.freeze({
-    appId: vars.INSTAGRAM_APP_ID,
-    appSecret: vars.INSTAGRAM_APP_SECRET,
-    redirectUri: vars.INSTAGRAM_REDIRECT_URI,
-    frontendRedirectUri: vars.INSTAGRAM_FRONTEND_REDIRECT_URI,
-    tokenEncryptionKey: decodeBase64(vars.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!,
-    graphVersion: vars.INSTAGRAM_GRAPH_VERSION,
-    scopes: vars.INSTAGRAM_SCOPES,
-    webhookFields: vars.INSTAGRAM_WEBHOOK_FIELDS,
-    configId: vars.INSTAGRAM_CONFIG_ID,
-    stateTtlSeconds: vars.INSTAGRAM_STATE_TTL_SECONDS,
-    allowedOrigins: vars.INSTAGRAM_ALLOWED_ORIGINS,
-    metaTimeoutMs: vars.INSTAGRAM_META_TIMEOUT_MS,
-    metaMaxRetries: vars.INSTAGRAM_META_MAX_RETRIES,
-    callbackDeadlineMs: vars.INSTAGRAM_CALLBACK_DEADLINE_MS,
-    dbTimeoutMs: vars.INSTAGRAM_DB_TIMEOUT_MS,
-    graphBaseUrl: vars.INSTAGRAM_GRAPH_BASE_URL.replace(/\/+$/, ""),
-    dialogBaseUrl: vars.INSTAGRAM_DIALOG_BASE_URL.replace(/\/+$/, ""),
-    pkce: vars.INSTAGRAM_PKCE === "on",
-    supabase: {
-      url: vars.SUPABASE_URL.replace(/\/+$/, ""),
-      secretKey: secretKey!,
-      // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
-      jwks: vars.SUPABASE_JWKS ? parseJwks(vars.SUPABASE_JWKS)! : new URL(
-        vars.SUPABASE_JWKS_URL ?? `${vars.SUPABASE_URL.replace(/\/+$/, "")}/auth/v1/.well-known/jwks.json`,
-      ),
-    },
-  });
+  const vars = parsed.data as Variables;
+  const build = (name: P) => (PARTS[name].build as (vars: Variables, env: Record<string, string>) => object);
+  return Object.freeze(
+    Object.fromEntries(parts.map((name) => [name, Object.freeze(build(name)(vars, present))])),
+  ) as Config<P>;
 }
 
 /**
@@ -219,9 +251,12 @@ export function loadConfig(env: Record<string, string> = Deno.env.toObject()): C
  * a configuration mistake is not a crash, so no stack trace. Supabase's edge runtime ignores
  * Deno.exit; there this returns undefined, and serveConfigured answers every request with a 503.
  */
-export function loadConfigOrExit(functionName: string): Config | undefined {
+export function loadConfigOrExit<P extends ConfigPart>(
+  functionName: string,
+  parts: readonly P[],
+): Config<P> | undefined {
   try {
-    return loadConfig();
+    return loadConfig(parts);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const problem of error.problems) console.error(`${functionName}: configuration: ${problem}`);
@@ -238,6 +273,12 @@ export function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined
   } catch {
     return undefined;
   }
+}
+
+/** The Data API key: the first of SUPABASE_SECRET_KEYS, else the legacy SUPABASE_SECRET_KEY or service role key. */
+function secretKeyOf(env: Record<string, string>): string | undefined {
+  return Object.values(parseKeyMap(env.SUPABASE_SECRET_KEYS ?? "") ?? {})[0] ?? env.SUPABASE_SECRET_KEY ??
+    env.SUPABASE_SERVICE_ROLE_KEY;
 }
 
 function parseKeyMap(value: string): Record<string, string> | undefined {

@@ -126,13 +126,13 @@ interface RpcError {
   hint?: string | null;
 }
 
-export function createDatabase(config: Config): Database {
-  const key = config.supabase.secretKey;
-  const client = new PostgrestClient(`${config.supabase.url}/rest/v1`, {
+export function createDatabase(config: Config<"database">): Database {
+  const key = config.database.secretKey;
+  const client = new PostgrestClient(`${config.database.url}/rest/v1`, {
     // As supabase-js sends it: new-format keys (sb_secret_...) only as apikey, legacy JWT keys also as
     // the bearer token.
     headers: { apikey: key, ...(key.startsWith("sb_") ? {} : { Authorization: `Bearer ${key}` }) },
-    fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(config.dbTimeoutMs) }),
+    fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(config.database.timeoutMs) }),
   });
 
   async function rpc<T>(name: string, args: Record<string, unknown>): Promise<T> {

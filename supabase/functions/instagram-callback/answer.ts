@@ -9,12 +9,12 @@ import type { AppEnv } from "../_shared/http/request_context.ts";
 
 export function pendingAnswer(
   c: Context<AppEnv>,
-  config: Config,
+  config: Config<"login">,
   pending: { token: string; expiresAt: string },
 ): Response {
-  if (config.frontendRedirectUri) {
+  if (config.login.frontendRedirectUri) {
     const fragment = new URLSearchParams({ instagram_pending: pending.token });
-    return c.redirect(`${config.frontendRedirectUri}#${fragment}`, 302);
+    return c.redirect(`${config.login.frontendRedirectUri}#${fragment}`, 302);
   }
   return c.json({
     pending: pending.token,
@@ -23,10 +23,10 @@ export function pendingAnswer(
   });
 }
 
-export function failedAnswer(c: Context<AppEnv>, config: Config, error: AppError): Response {
-  if (config.frontendRedirectUri) {
+export function failedAnswer(c: Context<AppEnv>, config: Config<"login">, error: AppError): Response {
+  if (config.login.frontendRedirectUri) {
     if (error.retryAfterSeconds) c.header("retry-after", String(error.retryAfterSeconds));
-    const url = new URL(config.frontendRedirectUri);
+    const url = new URL(config.login.frontendRedirectUri);
     url.searchParams.set("connected", "0");
     url.searchParams.set("error", error.code);
     // Meta appends "#_=_" to its redirect and browsers carry a fragment over redirects that have none;

@@ -18,9 +18,13 @@ const StatusQuery = z.object({ code: z.string().check(z.regex(/^[A-Za-z0-9_-]{16
 
 export async function dataDeletion({ config, db, signedRequests }: CallbackDeps) {
   // Replays are recognised by a keyed hash of the signature: nothing that identifies the user is kept.
-  const requestKeys = await deriveHmacKey(config.appSecret, "instagram-connect data deletion request v1", [
-    "sign",
-  ]);
+  const requestKeys = await deriveHmacKey(
+    config.meta.appSecret,
+    "instagram-connect data deletion request v1",
+    [
+      "sign",
+    ],
+  );
   const requestKey = (signature: string) => hmacSha256Hex(requestKeys, signature);
 
   return {
@@ -34,7 +38,7 @@ export async function dataDeletion({ config, db, signedRequests }: CallbackDeps)
         correlationId: c.var.correlationId,
       });
       c.var.log.info("meta_data_deletion_requested", { status: recorded.status, replay: recorded.replay });
-      const url = new URL(config.redirectUri);
+      const url = new URL(config.login.redirectUri);
       url.pathname = `${url.pathname.replace(/\/+$/, "")}/data-deletion`;
       url.search = new URLSearchParams({ code: recorded.confirmation_code }).toString();
       return c.json({ url: url.toString(), confirmation_code: recorded.confirmation_code });

@@ -5,8 +5,12 @@ import { createDatabase, type Database } from "../_shared/database.ts";
 import { createSignedRequestVerifier, type SignedRequestVerifier } from "../_shared/meta/signed_request.ts";
 import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
 
+/** The parts of the configuration instagram-callback uses (and so validates at start-up). */
+export const CALLBACK_CONFIG = ["meta", "login", "tokens", "database"] as const;
+type CallbackConfig = Config<typeof CALLBACK_CONFIG[number]>;
+
 export interface CallbackDeps {
-  config: Config;
+  config: CallbackConfig;
   db: Database;
   states: OAuthStates;
   /** Encrypts Page tokens for the pending connection. */
@@ -14,12 +18,12 @@ export interface CallbackDeps {
   signedRequests: SignedRequestVerifier;
 }
 
-export async function callbackDeps(config: Config): Promise<CallbackDeps> {
+export async function callbackDeps(config: CallbackConfig): Promise<CallbackDeps> {
   return {
     config,
     db: createDatabase(config),
-    states: await createOAuthStates(config.appSecret),
-    tokenKey: await importTokenKey(config.tokenEncryptionKey),
-    signedRequests: await createSignedRequestVerifier(config.appSecret),
+    states: await createOAuthStates(config.meta.appSecret),
+    tokenKey: await importTokenKey(config.tokens.encryptionKey),
+    signedRequests: await createSignedRequestVerifier(config.meta.appSecret),
   };
 }

@@ -16,11 +16,11 @@ import { serveConfigured } from "../_shared/http/serve_configured.ts";
 import { failedAnswer } from "./answer.ts";
 import { dataDeletion } from "./data_deletion.ts";
 import { deauthorize } from "./deauthorize.ts";
-import { callbackDeps } from "./deps.ts";
+import { CALLBACK_CONFIG, callbackDeps } from "./deps.ts";
 import { oauthReturn } from "./oauth_return.ts";
 import { limitSignedRequestBody } from "./signed_request_body.ts";
 
-export default await serveConfigured("instagram-callback", async (config) => {
+export default await serveConfigured("instagram-callback", CALLBACK_CONFIG, async (config) => {
   const deps = await callbackDeps(config);
   const deletion = await dataDeletion(deps);
 

@@ -28,11 +28,11 @@ export function oauthReturn({ config, db, states, tokenKey }: CallbackDeps) {
     await db.claimOAuthState(state.doctorId, state.nonceHash);
 
     const meta = createMetaGraph(config, c.var.log);
-    const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
+    const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const shortLivedToken = await meta.exchangeCode(params.code, state.codeVerifier, deadline);
     const userToken = await meta.exchangeForLongLivedToken(shortLivedToken, deadline);
     const user = await meta.readUser(userToken, deadline);
-    requireScopes(config.scopes, user.grantedScopes);
+    requireScopes(config.login.scopes, user.grantedScopes);
     const pages = usablePages(user.pages, state.pageId);
 
     const pending = await newPendingToken();

@@ -4,19 +4,31 @@ import { importTokenKey } from "../_shared/crypto/page_token.ts";
 import { createDatabase, type Database } from "../_shared/database.ts";
 import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
 
+/** The parts of the configuration instagram-connect uses (and so validates at start-up). */
+export const CONNECT_CONFIG = [
+  "meta",
+  "login",
+  "tokens",
+  "webhooks",
+  "cors",
+  "database",
+  "sessions",
+] as const;
+type ConnectConfig = Config<typeof CONNECT_CONFIG[number]>;
+
 export interface ConnectDeps {
-  config: Config;
+  config: ConnectConfig;
   db: Database;
   states: OAuthStates;
   /** Decrypts the stored Page token for webhook (un)subscriptions. */
   tokenKey: CryptoKey;
 }
 
-export async function connectDeps(config: Config): Promise<ConnectDeps> {
+export async function connectDeps(config: ConnectConfig): Promise<ConnectDeps> {
   return {
     config,
     db: createDatabase(config),
-    states: await createOAuthStates(config.appSecret),
-    tokenKey: await importTokenKey(config.tokenEncryptionKey),
+    states: await createOAuthStates(config.meta.appSecret),
+    tokenKey: await importTokenKey(config.tokens.encryptionKey),
   };
 }

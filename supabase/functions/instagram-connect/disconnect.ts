@@ -17,7 +17,7 @@ export function disconnect({ config, db, tokenKey }: ConnectDeps) {
 
     const meta = createMetaGraph(config, c.var.log);
     const webhooks = pageWebhooks(config, tokenKey, meta, c.var.log);
-    const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
+    const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const unsubscribed = await webhooks.unsubscribe(
       { doctorId, pageId: link.page_id, encryptedToken: link.access_token },
       deadline,

@@ -43,7 +43,7 @@ export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
     }
 
     const webhooks = pageWebhooks(config, tokenKey, createMetaGraph(config, c.var.log), c.var.log);
-    const deadline = AbortSignal.timeout(config.callbackDeadlineMs);
+    const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const page = stored(doctorId, opened.page);
     const leaving = opened.leaving && stored(doctorId, opened.leaving);
     await webhooks.subscribe(page, deadline);
@@ -63,7 +63,7 @@ export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
       page_id: link.instagram_page_id,
       previous_page_id: link.previous_page_id,
       previous_page_unsubscribed: leftUnsubscribed,
-      subscribed_fields: config.webhookFields,
+      subscribed_fields: config.webhooks.pageFields,
     });
     return c.json({
       connected: true,

@@ -13,12 +13,12 @@ import { onlyMethods } from "../_shared/http/methods.ts";
 import { limitBody } from "../_shared/http/request_input.ts";
 import { type AppEnv, requestContext } from "../_shared/http/request_context.ts";
 import { serveConfigured } from "../_shared/http/serve_configured.ts";
-import { connectDeps } from "./deps.ts";
+import { CONNECT_CONFIG, connectDeps } from "./deps.ts";
 import { disconnect } from "./disconnect.ts";
 import { finishConnect } from "./finish.ts";
 import { startConnect } from "./start.ts";
 
-export default await serveConfigured("instagram-connect", async (config) => {
+export default await serveConfigured("instagram-connect", CONNECT_CONFIG, async (config) => {
   const deps = await connectDeps(config);
   const doctor = requireDoctor(config);
 
@@ -27,7 +27,7 @@ export default await serveConfigured("instagram-connect", async (config) => {
   app.use(
     "*",
     cors({
-      origin: [...config.allowedOrigins],
+      origin: [...config.cors.allowedOrigins],
       exposeHeaders: ["x-correlation-id", "retry-after"],
       maxAge: 600,
     }),

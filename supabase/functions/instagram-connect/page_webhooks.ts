@@ -26,7 +26,7 @@ export interface PageWebhooks {
 const SPECIFIC_META_FAILURES = new Set(["meta_token_invalid", "permissions_missing", "meta_rate_limited"]);
 
 export function pageWebhooks(
-  config: Config,
+  config: Config<"webhooks">,
   tokenKey: CryptoKey,
   meta: MetaGraph,
   log: Logger,
@@ -36,9 +36,9 @@ export function pageWebhooks(
 
   return {
     async subscribe(page, deadline) {
-      if (config.webhookFields.length === 0) return;
+      if (config.webhooks.pageFields.length === 0) return;
       try {
-        await meta.subscribePage(page.pageId, await pageToken(page), config.webhookFields, deadline);
+        await meta.subscribePage(page.pageId, await pageToken(page), config.webhooks.pageFields, deadline);
       } catch (error) {
         if (error instanceof AppError && SPECIFIC_META_FAILURES.has(error.code)) throw error;
         throw new AppError("webhook_subscription_failed", { cause: error });

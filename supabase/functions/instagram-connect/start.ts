@@ -33,7 +33,7 @@ export function startConnect({ config, db, states }: ConnectDeps) {
     const pageId = body.page_id ?? query.page_id;
     const rerequest = body.rerequest ?? query.rerequest ?? false;
 
-    const flow = await states.issue({ doctorId, pageId, ttlSeconds: config.stateTtlSeconds });
+    const flow = await states.issue({ doctorId, pageId, ttlSeconds: config.login.stateTtlSeconds });
     await db.createOAuthState(doctorId, flow.nonceHash, flow.expiresAt);
     const url = metaDialogUrl(config, flow, { rerequest });
 

@@ -1,8 +1,8 @@
 // Start-up validation: every kind of bad value stops the function with one line per variable naming it
 // and saying what it must be: never its value (most are secrets), never a stack trace.
 import assert from "node:assert/strict";
-import { bootFailure } from "../../../scripts/lib/function_process.ts";
-import { ConfigError, decodeBase64, loadConfig } from "../_shared/config.ts";
+import { bootFailure, startFunction } from "../../../scripts/lib/function_process.ts";
+import { CONFIG_PARTS, ConfigError, decodeBase64, loadConfig } from "../_shared/config.ts";
 
 const APP_SECRET = "a-very-secret-app-secret-value-123";
 const SECRET_KEY = "sb_secret_value_never_printed_0123";
@@ -18,7 +18,7 @@ const good: Record<string, string> = {
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
-    loadConfig(env);
+    loadConfig(CONFIG_PARTS, env);
     return [];
   } catch (error) {
     if (error instanceof ConfigError) return error.problems;
@@ -27,26 +27,61 @@ function problemsOf(env: Record<string, string>): string[] {
 }
 
 Deno.test("a good configuration loads, with every default", () => {
-  const config = loadConfig(good);
-  assert.equal(config.graphVersion, "v27.0");
-  assert.equal(config.pkce, true);
-  assert.deepEqual(config.webhookFields, [
+  const config = loadConfig(CONFIG_PARTS, good);
+  assert.equal(config.meta.graphVersion, "v27.0");
+  assert.equal(config.login.pkce, true);
+  assert.deepEqual(config.webhooks.pageFields, [
     "messages",
     "messaging_postbacks",
     "messaging_seen",
     "message_reactions",
   ]);
-  assert.equal(config.supabase.secretKey, SECRET_KEY);
-  assert.equal(String(config.supabase.jwks), "https://project.supabase.co/auth/v1/.well-known/jwks.json");
+  assert.equal(config.database.secretKey, SECRET_KEY);
+  assert.equal(String(config.sessions.jwks), "https://project.supabase.co/auth/v1/.well-known/jwks.json");
   assert.deepEqual(
-    loadConfig({ ...good, INSTAGRAM_WEBHOOK_FIELDS: "" }).webhookFields,
+    loadConfig(["webhooks"], { ...good, INSTAGRAM_WEBHOOK_FIELDS: "" }).webhooks.pageFields,
     [],
     "empty: no subscription",
   );
   assert.equal(
-    loadConfig({ ...good, SUPABASE_SECRET_KEYS: "", SUPABASE_SERVICE_ROLE_KEY: "eyJ.legacy.key" })
-      .supabase.secretKey,
+    loadConfig(["database"], {
+      ...good,
+      SUPABASE_SECRET_KEYS: "",
+      SUPABASE_SERVICE_ROLE_KEY: "eyJ.legacy.key",
+    })
+      .database.secretKey,
     "eyJ.legacy.key",
+  );
+});
+
+Deno.test("only the parts a function names are read and checked: a function needing one secret needs no other", () => {
+  // The database part alone: no INSTAGRAM_* variable is required, and a bad one elsewhere is not its concern.
+  const database = loadConfig(["database"], {
+    SUPABASE_URL: "https://project.supabase.co/",
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: SECRET_KEY }),
+    INSTAGRAM_ALLOWED_ORIGINS: "not an origin",
+  });
+  assert.deepEqual(Object.keys(database), ["database"]);
+  assert.deepEqual(database.database, {
+    url: "https://project.supabase.co",
+    secretKey: SECRET_KEY,
+    timeoutMs: 5000,
+  });
+  // The same bad value is refused by a part that reads it, with the usual single line.
+  assert.throws(
+    () => loadConfig(["cors"], { INSTAGRAM_ALLOWED_ORIGINS: "not an origin" }),
+    (error) =>
+      error instanceof ConfigError && error.problems.length === 1 &&
+      error.problems[0].startsWith("INSTAGRAM_ALLOWED_ORIGINS must be a comma-separated list of origins"),
+  );
+  // A part's required variables are still required, each once even where two parts share it.
+  assert.throws(
+    () => loadConfig(["database", "sessions"], {}),
+    (error) =>
+      error instanceof ConfigError && error.problems.filter((p) =>
+          p === "SUPABASE_URL is required"
+        ).length === 1 &&
+      error.problems.some((p) => p.startsWith("SUPABASE_SECRET_KEYS is required")),
   );
 });
 
@@ -133,6 +168,21 @@ for (const name of ["instagram-connect", "instagram-callback"]) {
     }
   });
 }
+
+Deno.test("each function checks only what it uses: a bad INSTAGRAM_ALLOWED_ORIGINS stops connect, not the callback", async () => {
+  const env = { ...good, INSTAGRAM_ALLOWED_ORIGINS: "https://app.example.com/settings" };
+  const connect = await bootFailure("instagram-connect", env);
+  assert.equal(connect.code, 1);
+  assert.match(connect.output, /^instagram-connect: configuration: INSTAGRAM_ALLOWED_ORIGINS must be /m);
+  const callback = await startFunction("instagram-callback", env);
+  try {
+    const answer = await fetch(`${callback.url}/instagram-callback/no-such-route`);
+    assert.equal(answer.status, 404, "the callback serves: it does not read INSTAGRAM_ALLOWED_ORIGINS");
+    await answer.body?.cancel();
+  } finally {
+    await callback.stop();
+  }
+});
 
 for (const name of ["instagram-connect", "instagram-callback"]) {
   Deno.test(`${name} where Deno.exit is ignored (Supabase's edge runtime): the same lines, then 503 answers, no crash`, async () => {

@@ -13,10 +13,10 @@ import type { AppEnv } from "./request_context.ts";
 
 type Claims = Record<string, unknown>;
 
-export function requireDoctor(config: Config) {
+export function requireDoctor(config: Config<"sessions">) {
   // Answers with the verified claims, or @supabase/server's own 401/500 response.
   const verify = withRequiredClaims(
-    { jwks: config.supabase.jwks, audience: "authenticated" },
+    { jwks: config.sessions.jwks, audience: "authenticated" },
     (_request, context) => Promise.resolve(Response.json(context.jwtClaims)),
   );
 

@@ -5,19 +5,19 @@
 import type { Config } from "../config.ts";
 
 export function metaDialogUrl(
-  config: Config,
+  config: Config<"meta" | "login">,
   flow: { state: string; codeChallenge: string },
   options: { rerequest?: boolean } = {},
 ): string {
-  const url = new URL(`${config.dialogBaseUrl}/${config.graphVersion}/dialog/oauth`);
-  url.searchParams.set("client_id", config.appId);
-  url.searchParams.set("redirect_uri", config.redirectUri);
+  const url = new URL(`${config.login.dialogBaseUrl}/${config.meta.graphVersion}/dialog/oauth`);
+  url.searchParams.set("client_id", config.meta.appId);
+  url.searchParams.set("redirect_uri", config.login.redirectUri);
   url.searchParams.set("state", flow.state);
   url.searchParams.set("response_type", "code");
-  if (config.configId) url.searchParams.set("config_id", config.configId);
-  else url.searchParams.set("scope", config.scopes.join(","));
+  if (config.login.configId) url.searchParams.set("config_id", config.login.configId);
+  else url.searchParams.set("scope", config.login.scopes.join(","));
   if (options.rerequest) url.searchParams.set("auth_type", "rerequest");
-  if (config.pkce) {
+  if (config.login.pkce) {
     url.searchParams.set("code_challenge", flow.codeChallenge);
     url.searchParams.set("code_challenge_method", "S256");
   }

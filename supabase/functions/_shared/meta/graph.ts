@@ -67,14 +67,14 @@ export interface MetaGraph {
   revokePermissions(facebookUserId: string, deadline: AbortSignal): Promise<void>;
 }
 
-export function createMetaGraph(config: Config, log: Logger): MetaGraph {
-  const base = `${config.graphBaseUrl}/${config.graphVersion}`;
-  const appAccessToken = `${config.appId}|${config.appSecret}`;
+export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): MetaGraph {
+  const base = `${config.meta.graphBaseUrl}/${config.meta.graphVersion}`;
+  const appAccessToken = `${config.meta.appId}|${config.meta.appSecret}`;
 
   /** A Graph URL carrying `token` and its appsecret_proof. */
   async function withToken(url: URL, token: string): Promise<URL> {
     url.searchParams.set("access_token", token);
-    url.searchParams.set("appsecret_proof", await hmacSha256Hex(config.appSecret, token));
+    url.searchParams.set("appsecret_proof", await hmacSha256Hex(config.meta.appSecret, token));
     return url;
   }
 
@@ -93,7 +93,7 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
         const response = await fetch(request.url, {
           method: request.method ?? "GET",
           headers: { accept: "application/json" },
-          signal: AbortSignal.any([deadline, AbortSignal.timeout(config.metaTimeoutMs)]),
+          signal: AbortSignal.any([deadline, AbortSignal.timeout(config.meta.callTimeoutMs)]),
         });
         const body = await response.json().catch(() => undefined);
         if (response.ok) {
@@ -123,7 +123,7 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
       }
 
       const retry = failure.transient && (retryWhenAnswered || !failure.answered) &&
-        attempt < config.metaMaxRetries;
+        attempt < config.meta.maxRetries;
       log.warn("meta_call_failed", {
         step,
         attempt,
@@ -175,11 +175,11 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
     async exchangeCode(code, codeVerifier, deadline) {
       const url = new URL(`${base}/oauth/access_token`);
       url.search = new URLSearchParams({
-        client_id: config.appId,
-        client_secret: config.appSecret,
-        redirect_uri: config.redirectUri,
+        client_id: config.meta.appId,
+        client_secret: config.meta.appSecret,
+        redirect_uri: config.login.redirectUri,
         code,
-        ...(config.pkce ? { code_verifier: codeVerifier } : {}),
+        ...(config.login.pkce ? { code_verifier: codeVerifier } : {}),
       }).toString();
       return (await call("code_exchange", { url }, TokenResponse, deadline)).access_token;
     },
@@ -188,8 +188,8 @@ export function createMetaGraph(config: Config, log: Logger): MetaGraph {
       const url = new URL(`${base}/oauth/access_token`);
       url.search = new URLSearchParams({
         grant_type: "fb_exchange_token",
-        client_id: config.appId,
-        client_secret: config.appSecret,
+        client_id: config.meta.appId,
+        client_secret: config.meta.appSecret,
         fb_exchange_token: shortLivedToken,
       }).toString();
       return (await call("token_exchange", { url }, TokenResponse, deadline)).access_token;
