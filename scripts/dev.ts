@@ -1,6 +1,6 @@
 // `deno task dev [--pglite]`: the whole project on this machine.
-//   http://127.0.0.1:54321/functions/v1/instagram-connect   (same paths as `supabase functions serve`)
-//   http://127.0.0.1:54321/functions/v1/instagram-callback
+//   http://127.0.0.1:54321/functions/v1/<name>              (every function of supabase/config.toml,
+//                                                           at the paths `supabase functions serve` uses)
 //   http://127.0.0.1:54321/rest/v1/...                      (PostgREST-compatible gateway)
 //   http://127.0.0.1:54321/demo/                            (demo dashboard, local only)
 //   the Meta sandbox on its own port (a fake consent page with demo Pages)
@@ -9,10 +9,11 @@
 // Function secrets live where the Supabase CLI keeps them, supabase/functions/.env (`functions serve`
 // and `secrets set --env-file` read it). Until that file names a real Meta app (and SUPABASE_URL and a
 // secret key are set, in the file or the environment), everything runs locally on embedded defaults;
-// then only the two functions run, on those settings, against the real Meta and Supabase project.
+// then only the functions run, on those settings, against the real Meta and Supabase project.
 import { chooseHost, migrate, redactPassword } from "./lib/database.ts";
 import { proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
+import { edgeFunctions } from "./lib/edge_functions.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import { formatLogLine } from "./lib/log_lines.ts";
 
@@ -31,6 +32,10 @@ const REQUIRED = [
   "SUPABASE_URL",
 ];
 const printLine = (fn: string, line: string) => line.trim() && console.log(formatLogLine(fn, line));
+const FUNCTIONS = edgeFunctions().map((fn) => fn.name);
+/** The banner's lines for the functions, names aligned: "  instagram-connect   http://…". */
+const functionLines = (url: (name: string) => string, width = 20) =>
+  FUNCTIONS.map((name) => `  ${name.padEnd(width - 1)} ${url(name)}`).join("\n");
 
 const secrets = await readDotEnv(new URL(SECRETS_FILE, ROOT));
 const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...secrets.values };
@@ -77,8 +82,7 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
   ${why}
 
   Demo dashboard      ${dev.dashboardUrl}
-  instagram-connect   ${stack.functionUrl("instagram-connect")}
-  instagram-callback  ${stack.functionUrl("instagram-callback")}
+${functionLines((name) => stack.functionUrl(name))}
   REST gateway        ${stack.url}/rest/v1/
   Meta sandbox        ${stack.meta.url}/${stack.env.INSTAGRAM_GRAPH_VERSION}/dialog/oauth
   Database            ${redactPassword(databaseUrl)}
@@ -99,7 +103,7 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
 
 async function runAgainstRealServices(env: Record<string, string>) {
   const functions: FunctionProcess[] = [];
-  for (const name of ["instagram-connect", "instagram-callback"]) {
+  for (const name of FUNCTIONS) {
     const started = await startFunction(name, env, { onLine: (line) => printLine(name, line) }).catch(() => {
       // Its lines, one per variable at fault, were printed as it printed them.
       console.error(`\n${name} did not start on ${SECRETS_FILE}: see the lines above.`);
@@ -116,10 +120,10 @@ async function runAgainstRealServices(env: Record<string, string>) {
     return await proxyToFunction(request, url, functions) ?? new Response("Not found", { status: 404 });
   });
   console.log(`
-Instagram connect: the two functions on ${SECRETS_FILE} (a real Meta app, Supabase project ${env.SUPABASE_URL})
+Instagram connect: the functions on ${SECRETS_FILE} (a real Meta app, Supabase project ${env.SUPABASE_URL})
 
-  instagram-connect   ${ORIGIN}/functions/v1/instagram-connect
-  instagram-callback  ${ORIGIN}/functions/v1/instagram-callback  (INSTAGRAM_REDIRECT_URI must lead here)
+${functionLines((name) => `${ORIGIN}/functions/v1/${name}`)}
+  (INSTAGRAM_REDIRECT_URI must lead to instagram-callback)
 
   Function log lines follow. Ctrl-C stops.
 `);

@@ -1,5 +1,7 @@
-// Runs one edge function the way the platform does: its index.ts's `export default { fetch }`
+// Runs one edge function the way the platform does: its entry point's `export default { fetch }`
 // served by `deno serve` in a process of its own, with only the environment we give it.
+import { edgeFunction } from "./edge_functions.ts";
+
 const ROOT = new URL("../../", import.meta.url);
 const LISTENING = /Listening on https?:\/\/[^:]+:(\d+)/;
 
@@ -22,17 +24,19 @@ export interface StartOptions {
    * `deno serve`'s own "Listening on" line: its port is ours to route to, not a URL to use.
    */
   onLine?: (line: string) => void;
-  /** What to serve, relative to the repository (default: the function's index.ts). */
+  /** What to serve, relative to the repository (default: the function's entrypoint in config.toml). */
   entry?: string;
+  /** The checkout to serve it from (default: this one). */
+  root?: URL;
 }
 
 export async function startFunction(
   name: string,
   env: Record<string, string>,
-  { onLine, entry }: StartOptions = {},
+  { onLine, entry, root = ROOT }: StartOptions = {},
 ): Promise<FunctionProcess> {
   const started = performance.now();
-  const child = serveCommand(entry ?? entryOf(name), env).spawn();
+  const child = serveCommand(entry ?? edgeFunction(name, root).entrypoint, env, root).spawn();
 
   let output = "";
   let listening = false;
@@ -84,17 +88,19 @@ export async function bootFailure(
   name: string,
   env: Record<string, string>,
 ): Promise<{ code: number; output: string }> {
-  const result = await serveCommand(entryOf(name), env, AbortSignal.timeout(30_000)).output();
+  const result = await serveCommand(edgeFunction(name).entrypoint, env, ROOT, AbortSignal.timeout(30_000))
+    .output();
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: result.code, output: decode(result.stdout) + decode(result.stderr) };
 }
 
-function entryOf(name: string): string {
-  return `supabase/functions/${name}/index.ts`;
-}
-
 /** `deno serve` on a free loopback port, with only the given variables (plus where Deno keeps its cache). */
-function serveCommand(entry: string, env: Record<string, string>, signal?: AbortSignal): Deno.Command {
+function serveCommand(
+  entry: string,
+  env: Record<string, string>,
+  root: URL,
+  signal?: AbortSignal,
+): Deno.Command {
   const denoDir = Deno.env.get("DENO_DIR");
   return new Deno.Command(Deno.execPath(), {
     args: [
@@ -107,7 +113,7 @@ function serveCommand(entry: string, env: Record<string, string>, signal?: Abort
       "0",
       entry,
     ],
-    cwd: ROOT,
+    cwd: root,
     env: {
       ...env,
       NO_COLOR: "1",

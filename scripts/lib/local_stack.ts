@@ -1,13 +1,14 @@
 // Everything the functions talk to, on loopback, behind one origin laid out like `supabase start`'s
 // API (port 54321 in development): /functions/v1/<name>, /rest/v1/*, /auth/v1/.well-known/jwks.json.
 // Used by the tests, `deno task dev` and `deno task bench`.
+import { edgeFunctions } from "./edge_functions.ts";
 import { FakeMeta } from "./fake_meta.ts";
 import { type FunctionProcess, startFunction } from "./function_process.ts";
 import { createJwtIssuer, type JwtIssuer } from "./jwt_issuer.ts";
 import { createRestGateway, type RestGateway } from "./rest_gateway.ts";
 
-export const FUNCTION_NAMES = ["instagram-connect", "instagram-callback"] as const;
-export type FunctionName = typeof FUNCTION_NAMES[number];
+/** A function of supabase/config.toml (scripts/lib/edge_functions.ts): the stack runs every one. */
+export type FunctionName = string;
 
 // The Supabase CLI's well-known local keys: not secrets, the same on every developer's machine.
 export const LOCAL_PUBLISHABLE_KEY = "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH";
@@ -100,7 +101,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     functions[name] = await startFunction(name, { ...env, ...extra }, { onLine });
   };
   await Promise.all([
-    ...FUNCTION_NAMES.map((name) => start(name)),
+    ...edgeFunctions().map(({ name }) => start(name)),
     ...(options.extraFunctions ?? []).map(async ({ name, entry }) => {
       extraFunctions.push(await startFunction(name, env, { entry }));
     }),

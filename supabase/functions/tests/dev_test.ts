@@ -3,91 +3,9 @@
 // line per problem, no value and no stack trace.
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { databaseEngine, databaseUrl, scriptDatabase, stackTest } from "./_support.ts";
+import { dropDevDatabase, runDev, stackTest } from "./_support.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
-
-const DEV_DATABASE = `instagram_connect_devtest_${Deno.pid}`;
-
-/** On a server, `deno task dev` keeps its database for its next start; a test's goes when it ends. */
-async function dropDevDatabase() {
-  if (databaseEngine !== "server") return;
-  const admin = postgres(new URL("/postgres", databaseUrl).toString(), { max: 1, onnotice: () => {} });
-  await admin.unsafe(`drop database if exists "${DEV_DATABASE}" with (force)`);
-  await admin.end();
-}
-
-function pick(env: Record<string, string>, names: string[]): Record<string, string> {
-  return Object.fromEntries(names.filter((name) => env[name] !== undefined).map((name) => [name, env[name]]));
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/**
- * Runs scripts/dev.ts until `until` matches its output (then Ctrl-C) or it exits by itself. Once the
- * banner is printed, `whenReady` runs with the dev origin (and may make requests). The database is the
- * suite's (or PGlite when `database` says `--pglite`).
- */
-async function runDev(
-  secretsFile: string,
-  env: Record<string, string>,
-  until: RegExp,
-  whenReady?: (origin: string, banner: string) => Promise<void>,
-  database = scriptDatabase(),
-) {
-  const port = freePort();
-  let ready: Promise<void> | undefined;
-  // Only what we give it: a SUPABASE_URL exported in the shell running the suite must not change modes.
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "--unstable-no-legacy-abort", "scripts/dev.ts", ...database.args],
-    cwd: ROOT,
-    clearEnv: true,
-    env: {
-      ...pick(Deno.env.toObject(), ["HOME", "PATH", "DENO_DIR", "TMPDIR"]),
-      DEV_SECRETS_FILE: secretsFile,
-      DEV_PORT: String(port),
-      DEV_DATABASE: DEV_DATABASE,
-      ...database.env,
-      NO_COLOR: "1",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let output = "";
-  let interrupted = false;
-  let children: number[] = [];
-  const read = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      output += chunk;
-      if (whenReady && !ready && /Ctrl-C stops/.test(output)) {
-        ready = whenReady(`http://127.0.0.1:${port}`, output);
-      }
-      if (!interrupted && until.test(output)) {
-        interrupted = true;
-        children = await childrenOf(child.pid);
-        child.kill("SIGINT");
-      }
-    }
-  };
-  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  await Promise.all([read(child.stdout), read(child.stderr)]);
-  const { code } = await child.status;
-  clearTimeout(timer);
-  await ready;
-  return { code, output, interrupted, port, children };
-}
-
-/** The processes `pid` started (Linux): for `deno task dev`, its two functions. */
-async function childrenOf(pid: number): Promise<number[]> {
-  const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
-  return text.trim().split(/\s+/).filter(Boolean).map(Number);
-}
 
 function isRunning(pid: number): boolean {
   try {
