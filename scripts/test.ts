@@ -6,7 +6,8 @@
 //      (apt-get when missing and we are root, else the exact command), and the Supabase CLI (pinned in
 //      deno.json, run with npx).
 //   3. On each database: the Supabase shim, the migrations applied by `supabase db push` as production
-//      applies them, and the pgTAP files. On the first: `supabase db advisors` and (on a server, which
+//      applies them, the drift check (a database from supabase/schemas/ must be the same, by
+//      `supabase db diff`), and the pgTAP files. On the first: `supabase db advisors` and (on a server, which
 //      has plpgsql_check) `supabase db lint` must find nothing, then `deno test` on
 //      supabase/functions/tests (or only on the test files named as arguments).
 //   4. The databases are dropped; the exit code is non-zero if anything failed.
@@ -14,6 +15,7 @@ import postgres from "postgres";
 import { adminUrl, applyShim, type DatabaseHost, findServer, pgliteHost } from "./lib/database.ts";
 import { ALLOWED_INFO_LINTS, runAdvisors, runLint } from "./lib/database_checks.ts";
 import { describeTapFile, failuresOf, runPgtapFiles } from "./lib/pgtap_runner.ts";
+import { checkDrift, describeDrift, OWN_SCHEMAS } from "./lib/schema_drift.ts";
 import { ensureSupabaseCli, supabase } from "./lib/supabase_cli.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -54,9 +56,11 @@ async function main(): Promise<number> {
     const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
     const primaryUrl = await prepare(primary, name, cliVersion, tallies);
     tallies.push(await databaseChecks(primary, primaryUrl));
+    tallies.push(await schemaDrift(primary, name, primaryUrl));
     tallies.push(await pgtap(primary, primaryUrl));
     for (const host of others) {
       const url = await prepare(host, name, cliVersion, tallies);
+      tallies.push(await schemaDrift(host, name, url));
       tallies.push(await pgtap(host, url));
     }
     tallies.push(await denoTests(primary, primaryUrl, chromium));
@@ -65,7 +69,7 @@ async function main(): Promise<number> {
     const failed = tallies.reduce((sum, tally) => sum + tally.failed, 0);
     console.log(`\n${tallies.flatMap((tally) => tally.lines).join("\n")}`);
     console.log(
-      `${passed} passed, ${failed} failed (the Supabase checks, the pgTAP assertions on ${
+      `${passed} passed, ${failed} failed (the Supabase checks, the drift checks, the pgTAP assertions on ${
         hosts.map((host) => host.label).join(" and ")
       }, the Deno tests and steps)`,
     );
@@ -93,6 +97,26 @@ async function prepare(host: DatabaseHost, name: string, cliVersion: string, tal
     ],
   });
   return url;
+}
+
+/**
+ * The declarative schema against the migrations: a database from supabase/schemas/ beside the one
+ * `supabase db push` migrated, compared both ways by pg-delta. One check: it passes only when neither
+ * direction has a statement (or pg-delta refuses an object it cannot manage, with --strict-coverage).
+ */
+async function schemaDrift(host: DatabaseHost, name: string, migrated: string): Promise<Tally> {
+  const label = `schema drift on ${host.label} (supabase/schemas/ against supabase/migrations/, ${
+    OWN_SCHEMAS.join(" and ")
+  })`;
+  try {
+    const drift = await checkDrift(host, `${name}_drift`, { migrated });
+    const found = describeDrift(drift);
+    return found
+      ? { passed: 0, failed: 1, lines: [`${label}: they differ`, found] }
+      : { passed: 1, failed: 0, lines: [`${label}: none`] };
+  } catch (error) {
+    return { passed: 0, failed: 1, lines: [`${label}: ${(error as Error).message}`] };
+  }
 }
 
 /** The pgTAP files, each assertion counted; a file that errs or misses its plan counts as one failure. */

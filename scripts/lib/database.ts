@@ -74,7 +74,7 @@ export async function findServer(): Promise<{ host?: DatabaseHost; why: string }
 }
 
 /** A server as a host; what it created and did not drop is dropped at close. */
-async function serverHost(url: string): Promise<DatabaseHost> {
+export async function serverHost(url: string): Promise<DatabaseHost> {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   const [{ server_version }] = await sql`show server_version`;
   await sql.end();
@@ -152,19 +152,32 @@ export async function applyShim(databaseUrl: string): Promise<void> {
   }
 }
 
-/** Applies the shim and every migration. */
-export async function migrate(databaseUrl: string): Promise<string[]> {
+/** Applies the shim and every migration of `root` (this checkout by default). */
+export async function migrate(databaseUrl: string, root: URL = ROOT): Promise<string[]> {
+  return await applySqlFiles(databaseUrl, new URL("supabase/migrations/", root), "migration");
+}
+
+/**
+ * Applies the shim and the declarative schema, supabase/schemas/*.sql, in file-name order (the order
+ * `supabase db diff` uses, and config.toml's schema_paths names).
+ */
+export async function applySchemaFiles(databaseUrl: string, root: URL = ROOT): Promise<string[]> {
+  return await applySqlFiles(databaseUrl, new URL("supabase/schemas/", root), "schema file");
+}
+
+/** The shim, then each .sql file of `dir` in file-name order, each in a transaction of its own. */
+async function applySqlFiles(databaseUrl: string, dir: URL, what: string): Promise<string[]> {
   await applyShim(databaseUrl);
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   const applied: string[] = [];
   try {
-    for (const file of await migrationFiles()) {
+    for (const name of await sqlFiles(dir)) {
       try {
-        await sql.begin((tx) => tx.unsafe(Deno.readTextFileSync(file)));
+        await sql.begin((tx) => tx.unsafe(Deno.readTextFileSync(new URL(name, dir))));
       } catch (error) {
-        throw new Error(`migration ${file.pathname.split("/").pop()} failed: ${(error as Error).message}`);
+        throw new Error(`${what} ${name} failed: ${(error as Error).message}`);
       }
-      applied.push(file.pathname.split("/").pop()!);
+      applied.push(name);
     }
   } finally {
     await sql.end();
@@ -172,13 +185,13 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
   return applied;
 }
 
-async function migrationFiles(): Promise<URL[]> {
-  const dir = new URL("supabase/migrations/", ROOT);
+/** The .sql files of `dir`, sorted by name (for migrations, by version prefix). */
+export async function sqlFiles(dir: URL): Promise<string[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
     if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
   }
-  return names.sort().map((name) => new URL(name, dir));
+  return names.sort();
 }
 
 /** Why the server does not answer a query (in a few seconds at most per attempt); undefined when it does. */

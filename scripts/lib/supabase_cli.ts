@@ -11,10 +11,15 @@ export interface CliResult {
 }
 
 export async function supabase(...args: string[]): Promise<CliResult> {
+  return await supabaseWith({}, ...args);
+}
+
+/** The CLI with more variables (PGSSLMODE=disable for loopback databases, whose TLS it would try). */
+export async function supabaseWith(env: Record<string, string>, ...args: string[]): Promise<CliResult> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "supabase", ...args, "--workdir", new URL(".", ROOT).pathname],
     cwd: ROOT,
-    env: { NO_COLOR: "1", DO_NOT_TRACK: "1" },
+    env: { NO_COLOR: "1", DO_NOT_TRACK: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -246,3 +246,22 @@ async function childrenOf(pid: number): Promise<number[]> {
   const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
   return text.trim().split(/\s+/).filter(Boolean).map(Number);
 }
+
+/** A copy of this checkout's files (tracked, and untracked unless git ignores them), without .git. */
+export async function scratchCopy(): Promise<URL> {
+  const listed = await new Deno.Command("git", {
+    args: ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+    cwd: ROOT,
+    stdout: "piped",
+  }).output();
+  if (!listed.success) throw new Error("git ls-files failed: a scratch copy needs this checkout's git");
+  const dir = new URL(`file://${await Deno.makeTempDir({ prefix: "scratch-checkout-" })}/`);
+  for (const path of new TextDecoder().decode(listed.stdout).split("\0").filter(Boolean)) {
+    const target = new URL(path, dir);
+    await Deno.mkdir(new URL(".", target), { recursive: true });
+    await Deno.copyFile(new URL(path, ROOT), target).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error; // deleted in the work tree, not yet in git
+    });
+  }
+  return dir;
+}

@@ -6,29 +6,10 @@
 import assert from "node:assert/strict";
 import { startFunction } from "../../../scripts/lib/function_process.ts";
 import { LOCAL_SECRET_KEY } from "../../../scripts/lib/local_stack.ts";
-import { dropDevDatabase, runDev, stackTest } from "./_support.ts";
+import { dropDevDatabase, runDev, scratchCopy, stackTest } from "./_support.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
 const DUMMY = "hello-doctor";
-
-/** A copy of this checkout's files (tracked, and untracked unless git ignores them), without .git. */
-export async function scratchCopy(): Promise<URL> {
-  const listed = await new Deno.Command("git", {
-    args: ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-    cwd: ROOT,
-    stdout: "piped",
-  }).output();
-  assert.ok(listed.success, "git lists the checkout's files");
-  const dir = new URL(`file://${await Deno.makeTempDir({ prefix: "scratch-checkout-" })}/`);
-  for (const path of new TextDecoder().decode(listed.stdout).split("\0").filter(Boolean)) {
-    const target = new URL(path, dir);
-    await Deno.mkdir(new URL(".", target), { recursive: true });
-    await Deno.copyFile(new URL(path, ROOT), target).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error; // deleted in the work tree, not yet in git
-    });
-  }
-  return dir;
-}
 
 /** The dummy function's index.ts, with `extra` source at its end. */
 async function writeDummy(root: URL, extra = "") {

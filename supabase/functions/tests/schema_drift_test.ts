@@ -1,0 +1,141 @@
+// The declarative schema workflow, tried as someone changing the database would, in scratch copies of
+// this checkout (the checkout itself is checked by `deno task test`'s drift line): the drift check catches a schema file edited without a
+// migration and a migration added without the schema edit, and refuses what pg-delta cannot compare;
+// `deno task db:diff <name>` turns a schema edit into the migration that closes the drift.
+import assert from "node:assert/strict";
+import { adminUrl, type DatabaseHost, pgliteHost, serverHost } from "../../../scripts/lib/database.ts";
+import { checkDrift, describeDrift } from "../../../scripts/lib/schema_drift.ts";
+import { databaseEngine, scratchCopy, scriptDatabase } from "./_support.ts";
+
+const LINK_TABLE = "supabase/schemas/01_doctor_instagram.sql";
+
+/** Where the suite runs: its PostgreSQL server, or a PGlite of this process. */
+async function withHost(body: (host: DatabaseHost) => Promise<void>) {
+  const host = databaseEngine === "pglite" ? await pgliteHost() : await serverHost(adminUrl());
+  try {
+    await body(host);
+  } finally {
+    await host.close();
+  }
+}
+
+async function withCopy(body: (root: URL) => Promise<void>) {
+  const root = await scratchCopy();
+  try {
+    await body(root);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+async function edit(root: URL, path: string, change: (text: string) => string) {
+  const file = new URL(path, root);
+  const before = await Deno.readTextFile(file);
+  const after = change(before);
+  assert.notEqual(after, before, `${path} was changed`);
+  await Deno.writeTextFile(file, after);
+}
+
+/** Adds a nullable column at the end of the link table's definition (as a developer would). */
+const addNotesColumn = (text: string) =>
+  text.replace(
+    /(constraint doctor_instagram_granted_scopes_size check \(cardinality\(granted_scopes\) <= 100\))\n\);/,
+    "$1,\n  notes text\n);",
+  );
+
+const name = () => `instagram_connect_drift_test_${Date.now()}`;
+
+Deno.test("a schema file edited without a migration is drift: the check names the change", async () => {
+  await withCopy(async (root) => {
+    await edit(root, LINK_TABLE, addNotesColumn);
+    await withHost(async (host) => {
+      const drift = await checkDrift(host, name(), { root });
+      assert.match(drift.schemaOnly, /ALTER TABLE "public"\."doctor_instagram"\s+ADD COLUMN "notes" text/i);
+      assert.match(drift.migrationsOnly, /DROP COLUMN "notes"/i);
+      assert.match(
+        describeDrift(drift),
+        /supabase\/schemas\/ declares what no migration makes \(run `deno task db:diff <name>`\)/,
+      );
+    });
+  });
+});
+
+Deno.test("a migration added without the schema edit is drift too", async () => {
+  await withCopy(async (root) => {
+    await Deno.writeTextFile(
+      new URL("supabase/migrations/29991231000000_hand_written.sql", root),
+      "create index doctor_instagram_page_name_idx on public.doctor_instagram (page_name);\n",
+    );
+    await withHost(async (host) => {
+      const drift = await checkDrift(host, name(), { root });
+      assert.equal(drift.schemaOnly.match(/DROP INDEX/gi)?.length, 1, drift.schemaOnly);
+      assert.match(drift.migrationsOnly, /CREATE INDEX doctor_instagram_page_name_idx/i);
+      assert.match(
+        describeDrift(drift),
+        /supabase\/migrations\/ make what supabase\/schemas\/ does not declare/,
+      );
+    });
+  });
+});
+
+Deno.test("an object pg-delta cannot compare fails the check instead of passing unseen (--strict-coverage)", async () => {
+  await withCopy(async (root) => {
+    await Deno.writeTextFile(
+      new URL("supabase/schemas/99_operator.sql", root),
+      "create operator private.=== (leftarg = int, rightarg = int, function = int4eq);\n",
+    );
+    await withHost(async (host) => {
+      await assert.rejects(checkDrift(host, name(), { root }), /strict coverage/);
+    });
+  });
+});
+
+Deno.test("deno task db:diff <name>: the schema edit becomes a migration that leaves no drift", async () => {
+  await withCopy(async (root) => {
+    await edit(root, LINK_TABLE, addNotesColumn);
+    const database = scriptDatabase();
+    const run = async (args: string[]) => {
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "--quiet", "db:diff", ...args, ...database.args],
+        cwd: root,
+        env: { ...database.env, NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return {
+        code: output.code,
+        text: new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr),
+      };
+    };
+
+    const bad = await run(["Add Notes"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.text, /^usage: deno task db:diff <name>/m);
+
+    const before = new Set(
+      [...Deno.readDirSync(new URL("supabase/migrations/", root))].map((entry) => entry.name),
+    );
+    const made = await run(["add_link_notes"]);
+    assert.equal(made.code, 0, made.text);
+    const added = [...Deno.readDirSync(new URL("supabase/migrations/", root))].map((entry) => entry.name)
+      .filter((file) => !before.has(file));
+    assert.equal(added.length, 1, made.text);
+    assert.match(added[0], /^\d{14}_add_link_notes\.sql$/);
+    assert.ok(added[0] > [...before].sort().at(-1)!, "sorts after every landed migration");
+    const migration = await Deno.readTextFile(new URL(`supabase/migrations/${added[0]}`, root));
+    assert.match(migration, /^-- add_link_notes: generated by `deno task db:diff add_link_notes`/);
+    assert.match(migration, /ALTER TABLE "public"\."doctor_instagram"\s+ADD COLUMN "notes" text/i);
+    assert.doesNotMatch(migration, /DROP/i, "adding a column drops nothing");
+    assert.match(made.text, /Applied on a database built from the migrations, it leaves no drift/);
+    assert.match(made.text, /a rename comes out as a drop and an add/);
+
+    await withHost(async (host) => {
+      const drift = await checkDrift(host, name(), { root });
+      assert.deepEqual(drift, { schemaOnly: "", migrationsOnly: "" }, describeDrift(drift));
+    });
+
+    const again = await run(["add_link_notes_again"]);
+    assert.equal(again.code, 0, again.text);
+    assert.match(again.text, /No changes: the schema files and the migrations describe the same database/);
+  });
+});
