@@ -55,7 +55,7 @@ create table public.doctor_instagram (
 );
 
 comment on table public.doctor_instagram is
-  'Instagram account (via its Facebook Page) linked by each doctor. Written only by link_pending_connection(), removed by disconnect_doctor_instagram() and forget_facebook_user().';
+  'Instagram account (via its Facebook Page) linked by each doctor. Written only by link_pending_connection(); removed by disconnect_doctor_instagram(), forget_facebook_user(), or with the doctor''s auth.users row.';
 comment on column public.doctor_instagram.instagram_access_token is
   'Page access token, AES-GCM encrypted by the edge function. No client role can read this column.';
 comment on column public.doctor_instagram.connected_at is

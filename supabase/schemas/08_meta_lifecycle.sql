@@ -180,7 +180,7 @@ create table private.data_deletion_requests (
   completed_at timestamptz
 );
 comment on table private.data_deletion_requests is
-  'Meta Data Deletion Requests: a confirmation code and status only, no personal data.';
+  'Meta Data Deletion Requests: a confirmation code, a keyed hash of the request (to recognise a replay), its status and times; no personal data.';
 revoke all on private.data_deletion_requests from public, anon, authenticated, service_role;
 
 -- Records a data deletion request and carries it out (forget_facebook_user() with
