@@ -30,6 +30,13 @@ const { host, why } = await chooseHost({ pglite: Deno.args.includes("--pglite") 
   Deno.exit(1);
 });
 let code = 0;
+// Ctrl-C: the throw-away databases go too.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, async () => {
+    await host.close().catch(() => {});
+    Deno.exit(130);
+  });
+}
 try {
   console.log(`Comparing supabase/migrations/ with supabase/schemas/ on ${host.version} (${why})`);
   const both = await buildBoth(host, `instagram_connect_diff_${Deno.pid}`);
@@ -38,18 +45,33 @@ try {
     if (!diff) {
       console.log("No changes: the schema files and the migrations describe the same database.");
     } else {
-      const file = await nextMigration(name);
-      await Deno.writeTextFile(new URL(file, MIGRATIONS), migrationText(name, diff));
-      // The proof that the file does what the schema files say: applied, it leaves nothing to diff.
+      // Applied first, written after: a diff that does not apply leaves no file behind to break the next run.
       const sql = postgres(both.migrations, { max: 1, onnotice: () => {} });
       try {
-        await sql.begin((tx) => tx.unsafe(Deno.readTextFileSync(new URL(file, MIGRATIONS))));
+        await sql.begin((tx) => tx.unsafe(diff));
+      } catch (error) {
+        throw new Error(
+          "the generated SQL does not apply to a database built from the migrations, so nothing was " +
+            `written: ${(error as Error).message}\n${diff}\nWrite this migration by hand.`,
+        );
       } finally {
         await sql.end();
       }
+      const file = await nextMigration(name);
+      await Deno.writeTextFile(new URL(file, MIGRATIONS), migrationText(name, diff));
       const left = await schemaDiff(both.migrations, both.schemas);
       const statements = diff.split(";\n").filter((part) => part.trim()).length;
-      console.log(`Wrote supabase/migrations/${file} (${statements} statements).`);
+      console.log(
+        `Wrote supabase/migrations/${file} (${statements} statement${statements === 1 ? "" : "s"}).`,
+      );
+      const drops = diff.match(/^\s*(?:ALTER TABLE .*\n\s*)?DROP (?:COLUMN|TABLE) [^;\n]*/gim) ?? [];
+      if (drops.length) {
+        console.log(
+          `It drops data:\n${drops.map((drop) => `  ${drop.trim().replace(/\s+/g, " ")}`).join("\n")}\n` +
+            "If that is a rename, replace those statements in the file with ALTER ... RENAME, then run " +
+            "deno task db:diff <name> again: it should say No changes.",
+        );
+      }
       if (left) {
         console.error(
           `\nApplied on the migrations' database, it still leaves this to do:\n${left}\n` +
@@ -79,7 +101,8 @@ Deno.exit(code);
 /** `<UTC yyyymmddhhmmss>_<name>.sql`, later than every existing migration (as the CLI's versions are). */
 async function nextMigration(name: string): Promise<string> {
   const now = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
-  const last = (await sqlFiles(MIGRATIONS)).at(-1)?.slice(0, 14) ?? "0";
+  const last = (await sqlFiles(MIGRATIONS)).filter((file) => /^\d{14}_/.test(file)).at(-1)?.slice(0, 14) ??
+    "0";
   const version = BigInt(now) > BigInt(last) ? now : String(BigInt(last) + 1n);
   return `${version}_${name}.sql`;
 }

@@ -55,8 +55,9 @@ async function main(): Promise<number> {
     const tallies: Tally[] = [];
     const name = `instagram_connect_test_${Date.now()}_${Deno.pid}`;
     const primaryUrl = await prepare(primary, name, cliVersion, tallies);
-    tallies.push(await databaseChecks(primary, primaryUrl));
+    // Before the checks: `supabase db lint` installs plpgsql_check, which is no part of either side.
     tallies.push(await schemaDrift(primary, name, primaryUrl));
+    tallies.push(await databaseChecks(primary, primaryUrl));
     tallies.push(await pgtap(primary, primaryUrl));
     for (const host of others) {
       const url = await prepare(host, name, cliVersion, tallies);

@@ -32,15 +32,27 @@ export function edgeFunctions(root: URL = ROOT): EdgeFunction[] {
   const config = parse(Deno.readTextFileSync(new URL("supabase/config.toml", root))) as {
     functions?: Record<string, FunctionSection>;
   };
-  const fromSupabaseDir = (path: string) => `supabase/${path.replace(/^\.\//, "")}`;
-  return Object.entries(config.functions ?? {})
+  // Inside supabase/functions/ only: dev and the tests run entry points with the functions' secrets.
+  const inFunctions = (name: string, key: string, path: string) => {
+    const resolved = new URL(path, new URL("supabase/", root));
+    if (
+      !/^[a-z0-9][a-z0-9_-]*$/.test(name) ||
+      !resolved.href.startsWith(new URL("supabase/functions/", root).href)
+    ) {
+      throw new Error(`supabase/config.toml: [functions.${name}] ${key} must be a file under ./functions/`);
+    }
+    return resolved.href.slice(root.href.length);
+  };
+  const functions = Object.entries(config.functions ?? {})
     .filter(([, section]) => section.enabled !== false)
     .map(([name, section]) => ({
       name,
-      entrypoint: fromSupabaseDir(section.entrypoint ?? `./functions/${name}/index.ts`),
-      importMap: fromSupabaseDir(section.import_map ?? `./functions/${name}/deno.json`),
+      entrypoint: inFunctions(name, "entrypoint", section.entrypoint ?? `./functions/${name}/index.ts`),
+      importMap: inFunctions(name, "import_map", section.import_map ?? `./functions/${name}/deno.json`),
       verifyJwt: section.verify_jwt ?? true,
     }));
+  if (functions.length === 0) throw new Error("supabase/config.toml declares no enabled [functions.<name>]");
+  return functions;
 }
 
 /** One function of the registry, or an error naming the ones there are. */

@@ -6,6 +6,7 @@
 // The diff's exit code is 0 whether or not the databases differ, so what it prints is what counts: no
 // statement means no drift. --strict-coverage makes objects pg-delta cannot manage an error instead of
 // leaving them out of the comparison unseen.
+import postgres from "postgres";
 import { applySchemaFiles, type DatabaseHost, migrate } from "./database.ts";
 import { supabaseWith } from "./supabase_cli.ts";
 
@@ -19,18 +20,23 @@ export const OWN_SCHEMAS = ["public", "private"];
  * Throws when the CLI fails (strict coverage refusing an object included), with what it said.
  */
 export async function schemaDiff(fromUrl: string, toUrl: string): Promise<string> {
-  const loopback = [fromUrl, toUrl].every((url) =>
-    /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(new URL(url).hostname)
-  );
+  const [from, to] = [new URL(fromUrl), new URL(toUrl)];
+  const loopback = [from, to].every((url) => /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(url.hostname));
+  // The password goes in the environment, not on a command line that `ps` shows (both are one server's).
+  const password = decodeURIComponent(from.password || to.password);
+  from.password = to.password = "";
   const result = await supabaseWith(
-    // On loopback there is no TLS to try: without this the CLI's TLS warnings land in the output.
-    loopback ? { PGSSLMODE: "disable" } : {},
+    {
+      // On loopback there is no TLS to try: without this the CLI's TLS warnings land in the output.
+      ...(loopback ? { PGSSLMODE: "disable" } : {}),
+      ...(password ? { PGPASSWORD: password } : {}),
+    },
     "db",
     "diff",
     "--from",
-    fromUrl,
+    from.toString(),
     "--to",
-    toUrl,
+    to.toString(),
     "--schema",
     OWN_SCHEMAS.join(","),
     "--strict-coverage",
@@ -80,6 +86,71 @@ export interface Drift {
   schemaOnly: string;
   /** What the migrations make that the schema files do not declare (as SQL for the schema files'). */
   migrationsOnly: string;
+  /**
+   * What pg-delta does not compare, from the catalogs: objects outside `public` and `private` (schemas,
+   * extensions, triggers on auth.users, grants on Supabase's objects, ...) and the order of our tables'
+   * columns. Each line names the side that has it.
+   */
+  catalog: string[];
+}
+
+// pg-delta compares OWN_SCHEMAS only, and not the order of columns. A schema file or a migration can
+// still reach further (a trigger on auth.users, a grant to anon on auth.users, an extension, a schema
+// of its own), so these facts are read from both databases and must be equal too. Roles are
+// cluster-wide: a role created by one side exists for both, and is not compared. Grants are sorted,
+// since their order in an ACL follows the order they were given in.
+const CATALOG_FACTS = `
+  with own(nspname) as (select unnest($1::text[])),
+  supabase(nspname) as (values ('pg_catalog'), ('information_schema'), ('pg_toast'), ('supabase_migrations')),
+  theirs as (
+    select oid, nspname, nspacl from pg_namespace
+    where nspname not like 'pg\\_%' and nspname not in (select nspname from own union all select nspname from supabase)
+  )
+  select 'schema ' || n.nspname || coalesce(' grants ' || (select string_agg(i::text, ',' order by i::text) from unnest(n.nspacl) i), '')
+    from theirs n
+  union all select 'extension ' || extname || ' in schema ' || extnamespace::regnamespace from pg_extension
+  union all select 'database grants ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(datacl) i), 'default')
+    from pg_database where datname = current_database()
+  union all select 'relation ' || c.oid::regclass || ' (' || c.relkind::text || ')'
+      || coalesce(' grants ' || (select string_agg(i::text, ',' order by i::text) from unnest(c.relacl) i), '')
+    from pg_class c join theirs n on n.oid = c.relnamespace
+  union all select 'column ' || c.oid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+      || coalesce(' grants ' || (select string_agg(i::text, ',' order by i::text) from unnest(a.attacl) i), '')
+    from pg_attribute a join pg_class c on c.oid = a.attrelid join theirs n on n.oid = c.relnamespace
+    where a.attnum > 0 and not a.attisdropped
+  union all select 'function ' || p.oid::regprocedure || ' ' || md5(coalesce(p.prosrc, ''))
+      || coalesce(' grants ' || (select string_agg(i::text, ',' order by i::text) from unnest(p.proacl) i), '')
+    from pg_proc p join theirs n on n.oid = p.pronamespace
+  union all select 'trigger ' || pg_get_triggerdef(t.oid)
+    from pg_trigger t join pg_class c on c.oid = t.tgrelid join theirs n on n.oid = c.relnamespace
+    where not t.tgisinternal
+  union all select 'columns of ' || c.oid::regclass || ': ' || string_agg(a.attname, ', ' order by a.attnum)
+    from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in (select nspname from own) and a.attnum > 0 and not a.attisdropped
+      and c.relkind in ('r', 'p', 'v', 'm', 'f')
+    group by c.oid`;
+
+async function catalogFacts(url: string): Promise<Set<string>> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    // An empty search_path, so that every name comes out schema-qualified, whatever the database's path.
+    const rows = await sql.begin(async (tx) => {
+      await tx.unsafe("set local search_path = ''");
+      return await tx.unsafe(CATALOG_FACTS, [OWN_SCHEMAS]);
+    });
+    return new Set(rows.map((row) => String(Object.values(row)[0])));
+  } finally {
+    await sql.end();
+  }
+}
+
+/** The catalog facts only one of the two databases has, each with the side that has it. */
+async function catalogDrift(migrations: string, schemas: string): Promise<string[]> {
+  const [m, s] = await Promise.all([catalogFacts(migrations), catalogFacts(schemas)]);
+  return [
+    ...[...s].filter((fact) => !m.has(fact)).map((fact) => `only supabase/schemas/: ${fact}`),
+    ...[...m].filter((fact) => !s.has(fact)).map((fact) => `only supabase/migrations/: ${fact}`),
+  ].sort();
 }
 
 /** Both directions, so that a change shows as what it is from either side; empty strings: no drift. */
@@ -93,6 +164,7 @@ export async function checkDrift(
     return {
       schemaOnly: await schemaDiff(both.migrations, both.schemas),
       migrationsOnly: await schemaDiff(both.schemas, both.migrations),
+      catalog: await catalogDrift(both.migrations, both.schemas),
     };
   } finally {
     await both.drop();
@@ -110,6 +182,9 @@ export function describeDrift(drift: Drift): string {
     `  supabase/migrations/ make what supabase/schemas/ does not declare (edit the schema files):\n${
       indent(drift.migrationsOnly)
     }`,
+    drift.catalog.length > 0 &&
+    `  what pg-delta does not compare differs (outside ${OWN_SCHEMAS.join(" and ")}, or column order; ` +
+      `write the migration by hand):\n${indent(drift.catalog.join("\n"))}`,
   ].filter(Boolean).join("\n");
 }
 

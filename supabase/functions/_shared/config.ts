@@ -192,7 +192,7 @@ const PARTS = {
 };
 
 export type ConfigPart = keyof typeof PARTS;
-export const CONFIG_PARTS = Object.keys(PARTS) as ConfigPart[];
+export const CONFIG_PARTS = Object.keys(PARTS) as [ConfigPart, ...ConfigPart[]];
 
 export type Jwks = { keys: Record<string, unknown>[] } | URL;
 
@@ -215,7 +215,8 @@ export class ConfigError extends Error {
  * SUPABASE_SECRET_KEYS.
  */
 export function loadConfig<P extends ConfigPart>(
-  parts: readonly P[],
+  // At least one part, named in a literal: a widened ConfigPart[] would type as every part and load none.
+  parts: readonly [P, ...P[]],
   env: Record<string, string> = Deno.env.toObject(),
 ): Config<P> {
   // In the order of VARIABLES (and .env.example), whatever the parts' order, so problems read as a list.
@@ -253,7 +254,7 @@ export function loadConfig<P extends ConfigPart>(
  */
 export function loadConfigOrExit<P extends ConfigPart>(
   functionName: string,
-  parts: readonly P[],
+  parts: readonly [P, ...P[]],
 ): Config<P> | undefined {
   try {
     return loadConfig(parts);

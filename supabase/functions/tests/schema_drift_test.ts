@@ -135,11 +135,66 @@ Deno.test("deno task db:diff <name>: the schema edit becomes a migration that le
 
     await withHost(async (host) => {
       const drift = await checkDrift(host, name(), { root });
-      assert.deepEqual(drift, { schemaOnly: "", migrationsOnly: "" }, describeDrift(drift));
+      assert.deepEqual(drift, { schemaOnly: "", migrationsOnly: "", catalog: [] }, describeDrift(drift));
     });
 
     const again = await run(["add_link_notes_again"]);
     assert.equal(again.code, 0, again.text);
     assert.match(again.text, /No changes: the schema files and the migrations describe the same database/);
+  });
+});
+
+Deno.test("what pg-delta does not compare is compared from the catalogs: auth.users, grants, column order", async () => {
+  await withCopy(async (root) => {
+    await Deno.writeTextFile(
+      new URL("supabase/schemas/99_outside.sql", root),
+      "create trigger touch_users before update on auth.users\n" +
+        "  for each row execute function private.touch_updated_at();\n" +
+        "grant select on auth.users to anon;\n",
+    );
+    await edit(root, "supabase/schemas/03_oauth_states.sql", (text) => {
+      // Two columns swapped: the same table to pg-delta, another row type to `select *`.
+      const created = text.match(/^ {2}created_at timestamptz[^\n]*\n/m)![0];
+      const expires = text.match(/^ {2}expires_at timestamptz[^\n]*\n/m)![0];
+      return text.replace(created + expires, expires + created);
+    });
+    await withHost(async (host) => {
+      const drift = await checkDrift(host, name(), { root });
+      assert.deepEqual([drift.schemaOnly, drift.migrationsOnly], ["", ""], "pg-delta sees none of it");
+      const catalog = drift.catalog.join("\n");
+      assert.match(
+        catalog,
+        /only supabase\/schemas\/: trigger CREATE TRIGGER touch_users BEFORE UPDATE ON auth\.users/,
+      );
+      assert.match(catalog, /only supabase\/schemas\/: relation auth\.users \(r\) grants anon=r\/postgres/);
+      assert.match(
+        catalog,
+        /only supabase\/schemas\/: columns of private\.oauth_states: nonce_hash, doctor_id, expires_at, created_at/,
+      );
+      assert.match(describeDrift(drift), /what pg-delta does not compare differs/);
+    });
+  });
+});
+
+Deno.test("deno task db:diff: a generated migration that does not apply is not written", async () => {
+  await withCopy(async (root) => {
+    await edit(
+      root,
+      "supabase/schemas/03_oauth_states.sql",
+      (text) => text.replace(/^ {2}consumed_at timestamptz/m, "  consumed_at integer"),
+    );
+    const before = [...Deno.readDirSync(new URL("supabase/migrations/", root))].length;
+    const database = scriptDatabase();
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "db:diff", "retype_consumed_at", ...database.args],
+      cwd: root,
+      env: { ...database.env, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, text);
+    assert.match(text, /does not apply to a database built from the migrations, so nothing was written/);
+    assert.equal([...Deno.readDirSync(new URL("supabase/migrations/", root))].length, before, "no file left");
   });
 });

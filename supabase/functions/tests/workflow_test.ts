@@ -4,6 +4,7 @@
 // registry, started and listed by `deno task dev`, and boots on the one part of the configuration it
 // uses. And `deno test`, as a Deno user types it first, says to use `deno task test`.
 import assert from "node:assert/strict";
+import { edgeFunctions } from "../../../scripts/lib/edge_functions.ts";
 import { startFunction } from "../../../scripts/lib/function_process.ts";
 import { LOCAL_SECRET_KEY } from "../../../scripts/lib/local_stack.ts";
 import { dropDevDatabase, runDev, scratchCopy, stackTest } from "./_support.ts";
@@ -157,6 +158,30 @@ Deno.test("deno task check formats and lints Markdown too: a misformatted README
     assert.notEqual(run.code, 0);
     assert.match(run.text, /README\.md/);
     assert.match(run.text, /deno task check: `deno fmt --check` found problems/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("the registry takes entry points under supabase/functions/ only, and refuses an empty list", async () => {
+  const root = new URL(`file://${await Deno.makeTempDir()}/`);
+  try {
+    await Deno.mkdir(new URL("supabase/", root));
+    const declare = (toml: string) => Deno.writeTextFileSync(new URL("supabase/config.toml", root), toml);
+    declare('[functions.escape]\nentrypoint = "../../outside.ts"\n');
+    assert.throws(
+      () => edgeFunctions(root),
+      /\[functions\.escape\] entrypoint must be a file under \.\/functions\//,
+    );
+    declare("[functions.ok]\nverify_jwt = false\n[functions.off]\nenabled = false\n");
+    assert.deepEqual(edgeFunctions(root), [{
+      name: "ok",
+      entrypoint: "supabase/functions/ok/index.ts",
+      importMap: "supabase/functions/ok/deno.json",
+      verifyJwt: false,
+    }]);
+    declare("[api]\nport = 1\n");
+    assert.throws(() => edgeFunctions(root), /declares no enabled \[functions\.<name>\]/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

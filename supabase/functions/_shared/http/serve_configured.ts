@@ -11,7 +11,7 @@ type Handler = { fetch: (request: Request) => Response | Promise<Response> };
 /** `parts`: the parts of the configuration the function uses; only their variables are read and checked. */
 export async function serveConfigured<P extends ConfigPart>(
   functionName: string,
-  parts: readonly P[],
+  parts: readonly [P, ...P[]],
   build: (config: Config<P>) => Handler | Promise<Handler>,
 ): Promise<Handler> {
   const config = loadConfigOrExit(functionName, parts);
