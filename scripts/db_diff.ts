@@ -60,7 +60,7 @@ try {
       const file = await nextMigration(name);
       await Deno.writeTextFile(new URL(file, MIGRATIONS), migrationText(name, diff));
       const left = await schemaDiff(both.migrations, both.schemas);
-      const statements = diff.split(";\n").filter((part) => part.trim()).length;
+      const statements = diff.match(/^(?:CREATE|ALTER|DROP|GRANT|REVOKE|COMMENT|SET)\b/gm)?.length ?? 0;
       console.log(
         `Wrote supabase/migrations/${file} (${statements} statement${statements === 1 ? "" : "s"}).`,
       );

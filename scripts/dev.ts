@@ -29,6 +29,7 @@ const REQUIRED = [
   "INSTAGRAM_APP_SECRET",
   "INSTAGRAM_REDIRECT_URI",
   "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
+  "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
   "SUPABASE_URL",
 ];
 const printLine = (fn: string, line: string) => line.trim() && console.log(formatLogLine(fn, line));

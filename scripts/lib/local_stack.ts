@@ -13,6 +13,8 @@ export type FunctionName = string;
 // The Supabase CLI's well-known local keys: not secrets, the same on every developer's machine.
 export const LOCAL_PUBLISHABLE_KEY = "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH";
 export const LOCAL_SECRET_KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz";
+/** The local stack's webhook Verify Token (a real one is chosen in the App Dashboard). */
+export const LOCAL_WEBHOOK_VERIFY_TOKEN = "local-only-webhook-verify-token";
 
 export interface StackOptions {
   databaseUrl: string;
@@ -86,6 +88,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     INSTAGRAM_APP_SECRET: appSecret,
     INSTAGRAM_REDIRECT_URI: `${origin}/functions/v1/instagram-callback`,
     INSTAGRAM_TOKEN_ENCRYPTION_KEY: "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=",
+    INSTAGRAM_WEBHOOK_VERIFY_TOKEN: LOCAL_WEBHOOK_VERIFY_TOKEN,
     INSTAGRAM_GRAPH_VERSION: graphVersion,
     INSTAGRAM_GRAPH_BASE_URL: meta.url,
     INSTAGRAM_DIALOG_BASE_URL: meta.url,

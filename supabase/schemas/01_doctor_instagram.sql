@@ -40,8 +40,12 @@ create table public.doctor_instagram (
     constraint doctor_instagram_username_length check (char_length(instagram_username) between 1 and 64),
   page_name text
     constraint doctor_instagram_page_name_length check (char_length(page_name) between 1 and 255),
+  -- The Instagram professional account: the link's identity for webhooks, which name it (entry.id of
+  -- the `instagram` object), so one account belongs to one doctor (unique; link_pending_connection()
+  -- answers page_already_linked for it as for the Page).
   instagram_business_account_id text
-    constraint doctor_instagram_ig_account_id_format check (instagram_business_account_id ~ '^[0-9]{1,32}$'),
+    constraint doctor_instagram_ig_account_id_format check (instagram_business_account_id ~ '^[0-9]{1,32}$')
+    constraint doctor_instagram_ig_account_id_key unique,
   connected_at timestamptz not null default now(),
   -- Set by the trigger below on every update. forget_facebook_user() compares it with the time Meta
   -- issued its request, so a link made or renewed after that request is left alone.
@@ -53,6 +57,12 @@ create table public.doctor_instagram (
   granted_scopes text[]
     constraint doctor_instagram_granted_scopes_size check (cardinality(granted_scopes) <= 100)
 );
+
+-- Every new or changed link names its Instagram account. NOT VALID: rows linked before this rule (none
+-- is known to lack one: create_pending_connection() has always required it) are not checked, and
+-- are routed by their Page until relinked.
+alter table public.doctor_instagram
+  add constraint doctor_instagram_ig_account_required check (instagram_business_account_id is not null) not valid;
 
 comment on table public.doctor_instagram is
   'Instagram account (via its Facebook Page) linked by each doctor. Written only by link_pending_connection(); removed by disconnect_doctor_instagram(), forget_facebook_user(), or with the doctor''s auth.users row.';

@@ -177,14 +177,17 @@ create table private.data_deletion_requests (
   status text not null default 'received'
     constraint data_deletion_requests_status check (status in ('received', 'completed')),
   requested_at timestamptz not null default now(),
-  completed_at timestamptz
+  completed_at timestamptz,
+  -- How many stored webhook events (09_instagram_events.sql) the request removed: the status reports it.
+  events_deleted int not null default 0
 );
 comment on table private.data_deletion_requests is
   'Meta Data Deletion Requests: a confirmation code, a keyed hash of the request (to recognise a replay), its status and times; no personal data.';
 revoke all on private.data_deletion_requests from public, anon, authenticated, service_role;
 
 -- Records a data deletion request and carries it out (forget_facebook_user() with
--- instagram.deleted_by_meta) in the same transaction; a replay (same request_key) changes nothing and
+-- instagram.deleted_by_meta, and the webhook events received through that user's links, which a
+-- disconnect or a deauthorize leaves in place) in the same transaction; a replay (same request_key) changes nothing and
 -- answers the request recorded the first time (replay: true).
 create function public.request_data_deletion(
   p_facebook_user_id text,
@@ -200,6 +203,7 @@ set search_path = ''
 as $$
 declare
   request private.data_deletion_requests;
+  events int;
 begin
   insert into private.data_deletion_requests (confirmation_code, request_key)
   values (p_confirmation_code, p_request_key)
@@ -211,10 +215,15 @@ begin
   end if;
 
   perform public.forget_facebook_user(p_facebook_user_id, 'instagram.deleted_by_meta', p_issued_at, p_correlation_id);
-  update private.data_deletion_requests set status = 'completed', completed_at = now()
+  -- As forget_facebook_user() counts time: what arrived before the end of the request's second.
+  delete from public.instagram_events
+  where facebook_user_id = p_facebook_user_id and received_at < p_issued_at + interval '1 second';
+  get diagnostics events = row_count;
+  update private.data_deletion_requests set status = 'completed', completed_at = now(), events_deleted = events
   where confirmation_code = request.confirmation_code
   returning * into request;
-  return jsonb_build_object('confirmation_code', request.confirmation_code, 'status', request.status, 'replay', false);
+  return jsonb_build_object('confirmation_code', request.confirmation_code, 'status', request.status, 'replay', false,
+    'events_deleted', request.events_deleted);
 end;
 $$;
 revoke all on function public.request_data_deletion(text, text, text, timestamptz, text) from public, anon, authenticated;
@@ -241,7 +250,8 @@ begin
     'confirmation_code', request.confirmation_code,
     'status', request.status,
     'requested_at', request.requested_at,
-    'completed_at', request.completed_at
+    'completed_at', request.completed_at,
+    'events_deleted', request.events_deleted
   );
 end;
 $$;

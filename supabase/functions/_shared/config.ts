@@ -74,6 +74,11 @@ const VARIABLES = {
     names(["messages", "messaging_postbacks", "messaging_seen", "message_reactions"], { allowEmpty: true }),
     "must be a comma-separated list of webhook field names (or empty for none)",
   ],
+  // Meta sends it back at the webhook's verification handshake: a shared secret, not a password.
+  INSTAGRAM_WEBHOOK_VERIFY_TOKEN: [
+    z.string().check(z.regex(/^[\x21-\x7e]{16,256}$/)),
+    "must be 16 to 256 printable characters without spaces: the Verify Token of the app's Webhooks settings (openssl rand -hex 24)",
+  ],
   INSTAGRAM_CONFIG_ID: [
     z.optional(digits(1, 25)),
     "must be the numeric Facebook Login for Business configuration id",
@@ -174,6 +179,11 @@ const PARTS = {
   })),
   /** What each linked Page is subscribed to; empty: no subscription. */
   webhooks: part(["INSTAGRAM_WEBHOOK_FIELDS"], (vars) => ({ pageFields: vars.INSTAGRAM_WEBHOOK_FIELDS })),
+  /** What Meta's webhook deliveries are checked with: the verify token and the app secret's signature. */
+  receiver: part(["INSTAGRAM_APP_SECRET", "INSTAGRAM_WEBHOOK_VERIFY_TOKEN"], (vars) => ({
+    appSecret: vars.INSTAGRAM_APP_SECRET,
+    verifyToken: vars.INSTAGRAM_WEBHOOK_VERIFY_TOKEN,
+  })),
   /** Browser origins allowed to call the function (the dashboard). */
   cors: part(["INSTAGRAM_ALLOWED_ORIGINS"], (vars) => ({ allowedOrigins: vars.INSTAGRAM_ALLOWED_ORIGINS })),
   /** The Data API with the project's secret key (service_role): the functions' RPCs. */

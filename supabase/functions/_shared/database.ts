@@ -80,6 +80,17 @@ export interface DataDeletionRequest {
   requested_at?: string;
   completed_at?: string | null;
   replay?: boolean;
+  /** Stored webhook events the request removed. */
+  events_deleted?: number;
+}
+
+/** What store_instagram_events() did with one delivery. */
+export interface StoredWebhookBatch {
+  stored: number;
+  duplicates: number;
+  /** Events for accounts no doctor holds: counted, not stored. */
+  unknown_account_events: number;
+  unsends: number;
 }
 
 export interface Database {
@@ -117,6 +128,8 @@ export interface Database {
   }): Promise<DataDeletionRequest>;
   /** Throws deletion_request_unknown. */
   dataDeletionStatus(confirmationCode: string): Promise<DataDeletionRequest>;
+  /** One webhook delivery, stored whole (one transaction) for the doctors its accounts belong to. */
+  storeWebhookEvents(object: "instagram" | "page", entries: unknown[]): Promise<StoredWebhookBatch>;
 }
 
 interface RpcError {
@@ -192,6 +205,8 @@ export function createDatabase(config: Config<"database">): Database {
       }),
     dataDeletionStatus: (confirmationCode) =>
       rpc("data_deletion_status", { p_confirmation_code: confirmationCode }),
+    storeWebhookEvents: (object, entries) =>
+      rpc("store_instagram_events", { p_object: object, p_entries: entries }),
   };
 }
 

@@ -78,6 +78,8 @@ export const ERRORS = {
   ],
   not_connected: [404, "No Instagram account is connected, so there is nothing to disconnect."],
   signed_request_invalid: [400, "The request from Facebook could not be verified."],
+  webhook_verification_failed: [403, "The webhook verification request could not be verified."],
+  webhook_signature_invalid: [401, "The webhook delivery is not signed by the app."],
   deletion_request_unknown: [404, "No data deletion request has this confirmation code."],
   database_unavailable: [
     503,

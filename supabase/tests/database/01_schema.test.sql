@@ -18,23 +18,23 @@ select has_trigger('public', 'doctor_instagram', 'doctor_instagram_touch_updated
 insert into auth.users (id) values ('00000000-0000-4000-8000-00000000a001');
 
 select throws_ok(
-  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token)
-    values ('00000000-0000-4000-8000-00000000a001', '', 'v1.iv.ct')$$,
+  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+    values ('00000000-0000-4000-8000-00000000a001', '', 'v1.iv.ct', '178410001')$$,
   '23514', null, 'an empty page id is refused'
 );
 select throws_ok(
-  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token)
-    values ('00000000-0000-4000-8000-00000000a001', '1234', 'EAAplaintexttoken')$$,
+  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+    values ('00000000-0000-4000-8000-00000000a001', '1234', 'EAAplaintexttoken', '178410001')$$,
   '23514', null, 'a token that is not application ciphertext is refused'
 );
 select throws_ok(
-  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username)
-    values ('00000000-0000-4000-8000-00000000a001', '1234', 'v1.iv.ct', repeat('x', 65))$$,
+  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, instagram_business_account_id)
+    values ('00000000-0000-4000-8000-00000000a001', '1234', 'v1.iv.ct', repeat('x', 65), '178410001')$$,
   '23514', null, 'an over-long username is refused'
 );
 
-insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token)
-values ('00000000-0000-4000-8000-00000000a001', '1234', 'v1.iv.ct');
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+values ('00000000-0000-4000-8000-00000000a001', '1234', 'v1.iv.ct', '178410001');
 update public.doctor_instagram set updated_at = '2000-01-01', page_name = 'Clinic'
 where doctor_id = '00000000-0000-4000-8000-00000000a001';
 select ok(

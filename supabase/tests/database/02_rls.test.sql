@@ -8,9 +8,9 @@ select plan(17);
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000b001'),
   ('00000000-0000-4000-8000-00000000b002');
-insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username) values
-  ('00000000-0000-4000-8000-00000000b001', '2001', 'v1.a.b', 'doctor_one'),
-  ('00000000-0000-4000-8000-00000000b002', '2002', 'v1.c.d', 'doctor_two');
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, instagram_business_account_id) values
+  ('00000000-0000-4000-8000-00000000b001', '2001', 'v1.a.b', 'doctor_one', '178412001'),
+  ('00000000-0000-4000-8000-00000000b002', '2002', 'v1.c.d', 'doctor_two', '178412002');
 
 select ok(
   (select relrowsecurity from pg_class where oid = 'public.doctor_instagram'::regclass),
@@ -53,8 +53,8 @@ select throws_ok(
   '42501', null, 'a doctor cannot read the token, even of their own row'
 );
 select throws_ok(
-  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token)
-    values ('00000000-0000-4000-8000-00000000b001', '2003', 'v1.e.f')$$,
+  $$insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+    values ('00000000-0000-4000-8000-00000000b001', '2003', 'v1.e.f', '178412003')$$,
   '42501', null, 'a doctor cannot insert a link'
 );
 select throws_ok(

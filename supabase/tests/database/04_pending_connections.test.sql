@@ -142,8 +142,8 @@ select is(
   > now(), true, 'a pending connection for a Page someone else holds'
 );
 reset role;
-insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token)
-values ('00000000-0000-4000-8000-00000000f002', '6003', 'v1.theirs.page');
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+values ('00000000-0000-4000-8000-00000000f002', '6003', 'v1.theirs.page', '178416003');
 set local role service_role;
 select throws_ok(
   $$select public.open_pending_connection('00000000-0000-4000-8000-00000000f001', repeat('2', 64))$$,

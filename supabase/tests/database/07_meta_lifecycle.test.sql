@@ -14,10 +14,10 @@ insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000a104');
 -- Doctors 1 and 2 linked Pages through the same Facebook user (a practice manager); doctor 3 through
 -- another. Everything here is an hour old, so a request issued now covers it.
-insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, facebook_user_id, granted_scopes) values
-  ('00000000-0000-4000-8000-00000000a101', '8101', 'v1.tok.one', 'one', '5550001', array['pages_show_list']),
-  ('00000000-0000-4000-8000-00000000a102', '8102', 'v1.tok.two', 'two', '5550001', array['pages_show_list']),
-  ('00000000-0000-4000-8000-00000000a103', '8103', 'v1.tok.three', 'three', '5550003', array['pages_show_list']);
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, facebook_user_id, granted_scopes, instagram_business_account_id) values
+  ('00000000-0000-4000-8000-00000000a101', '8101', 'v1.tok.one', 'one', '5550001', array['pages_show_list'], '178418101'),
+  ('00000000-0000-4000-8000-00000000a102', '8102', 'v1.tok.two', 'two', '5550001', array['pages_show_list'], '178418102'),
+  ('00000000-0000-4000-8000-00000000a103', '8103', 'v1.tok.three', 'three', '5550003', array['pages_show_list'], '178418103');
 -- Doctor 4 has a pending connection from user 5550001, and open and claimed states.
 update public.doctor_instagram set updated_at = now() - interval '1 hour';
 insert into private.pending_connections (token_hash, doctor_id, pages, created_at, expires_at, facebook_user_id)
@@ -166,7 +166,7 @@ select is(
 -- Data deletion requests ------------------------------------------------------------------------
 select is(
   public.request_data_deletion('5550003', repeat('e', 64), 'CONFIRM-abcdefghijkl', now(), 'corr-del-1'),
-  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "replay": false}'::jsonb,
+  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "replay": false, "events_deleted": 0}'::jsonb,
   'a data deletion request is recorded and carried out'
 );
 select is(
@@ -188,7 +188,7 @@ select results_eq(
 set local role service_role;
 select is(
   public.data_deletion_status('CONFIRM-abcdefghijkl') - 'requested_at' - 'completed_at',
-  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed"}'::jsonb,
+  '{"confirmation_code": "CONFIRM-abcdefghijkl", "status": "completed", "events_deleted": 0}'::jsonb,
   'its status can be read by confirmation code'
 );
 select throws_ok(

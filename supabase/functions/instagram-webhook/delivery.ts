@@ -1,0 +1,78 @@
+// POST /instagram-webhook: one delivery from Meta, up to 1000 updates ("Webhooks - Getting Started").
+//   1. The signature (X-Hub-Signature-256) over the raw body bytes, before anything is parsed: missing,
+//      malformed or wrong is 401 and nothing is stored.
+//   2. The JSON and its shape: `object`, and `entry` items with an account id and `messaging` or
+//      `changes` lists. Objects other than instagram and page are acknowledged and not stored.
+//   3. One RPC stores the whole delivery in one transaction, routed to each account's doctor inside it,
+//      an event delivered again stored once. 200 only after it commits: a failure answers 503, and
+//      Meta delivers again (for up to 36 hours).
+// Patients' messages are health data: the log line holds counts, never a payload.
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import * as z from "zod/mini";
+import { AppError } from "../_shared/errors.ts";
+import type { AppEnv } from "../_shared/http/request_context.ts";
+import { META_ID } from "../_shared/ids.ts";
+import type { WebhookDeps } from "./deps.ts";
+
+/** Meta's batches of 1000 updates stay far below this; a larger body is not Meta's. */
+export const MAX_DELIVERY_BYTES = 4 * 1024 * 1024;
+
+export const limitDelivery = bodyLimit({
+  maxSize: MAX_DELIVERY_BYTES,
+  onError: () => {
+    throw new AppError("payload_too_large", { message: "A webhook delivery is at most 4 MiB." });
+  },
+});
+
+const Item = z.record(z.string(), z.unknown());
+const Delivery = z.object({
+  object: z.string().check(z.maxLength(64)),
+  entry: z.array(z.object({
+    id: z.string().check(z.regex(META_ID)),
+    messaging: z.optional(z.array(Item)),
+    changes: z.optional(z.array(Item)),
+  })),
+});
+const STORED_OBJECTS = new Set(["instagram", "page"]);
+
+export function delivery({ db, verifier }: WebhookDeps) {
+  return async (c: Context<AppEnv>) => {
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    if (!await verifier.isSignedByApp(c.req.header("x-hub-signature-256"), body)) {
+      throw new AppError("webhook_signature_invalid", {
+        cause: { signature_header: c.req.header("x-hub-signature-256") ? "present" : "missing" },
+      });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+    } catch {
+      throw new AppError("invalid_request", {
+        message: "The delivery is not JSON.",
+        cause: { reason: "json" },
+      });
+    }
+    const parsed = Delivery.safeParse(json);
+    if (!parsed.success) {
+      throw new AppError("invalid_request", {
+        message: "The delivery is not a webhook batch (object, entry[].id).",
+        cause: { reason: "shape" },
+      });
+    }
+    const { object, entry } = parsed.data;
+    const events = entry.reduce(
+      (sum, item) => sum + (item.messaging?.length ?? 0) + (item.changes?.length ?? 0),
+      0,
+    );
+    if (!STORED_OBJECTS.has(object)) {
+      c.var.log.info("webhook_ignored", { object, entries: entry.length, events });
+      return c.json({ stored: 0, ignored: events });
+    }
+    // The entries as Meta sent them (the schema above only checks them; it would drop unknown fields).
+    const raw = (json as { entry: unknown[] }).entry;
+    const result = await db.storeWebhookEvents(object as "instagram" | "page", raw);
+    c.var.log.info("webhook_batch", { object, entries: entry.length, events, bytes: body.length, ...result });
+    return c.json(result);
+  };
+}

@@ -1,0 +1,25 @@
+// GET /instagram-webhook?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...: Meta checks the
+// callback URL when it is saved in the App Dashboard ("Webhooks - Getting Started"). The challenge is
+// echoed as text/plain when the mode is subscribe and the token is ours; anything else is 403.
+import type { Context } from "hono";
+import { AppError } from "../_shared/errors.ts";
+import type { AppEnv } from "../_shared/http/request_context.ts";
+import type { WebhookDeps } from "./deps.ts";
+
+// Meta's challenge is a number; a short token of safe characters is all that is ever echoed back.
+const CHALLENGE = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function verification({ verifier }: WebhookDeps) {
+  return async (c: Context<AppEnv>) => {
+    const mode = c.req.query("hub.mode");
+    const challenge = c.req.query("hub.challenge") ?? "";
+    const tokenMatches = await verifier.isVerifyToken(c.req.query("hub.verify_token"));
+    if (mode !== "subscribe" || !tokenMatches || !CHALLENGE.test(challenge)) {
+      throw new AppError("webhook_verification_failed", {
+        cause: { mode_subscribe: mode === "subscribe", token_matches: tokenMatches },
+      });
+    }
+    c.var.log.info("webhook_verified");
+    return c.text(challenge, 200);
+  };
+}
