@@ -12,6 +12,7 @@ const good: Record<string, string> = {
   INSTAGRAM_APP_SECRET: APP_SECRET,
   INSTAGRAM_REDIRECT_URI: "https://project.supabase.co/functions/v1/instagram-callback",
   INSTAGRAM_TOKEN_ENCRYPTION_KEY: "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=",
+  INSTAGRAM_WEBHOOK_VERIFY_TOKEN: "a-verify-token-for-these-tests",
   SUPABASE_URL: "https://project.supabase.co",
   SUPABASE_SECRET_KEYS: JSON.stringify({ default: SECRET_KEY }),
 };
@@ -115,6 +116,16 @@ Deno.test("every kind of bad value: one line naming the variable and what it mus
     ["INSTAGRAM_WEBHOOK_FIELDS", "messages;feed", /^INSTAGRAM_WEBHOOK_FIELDS must be a comma-separated list/],
     ["INSTAGRAM_CONFIG_ID", "cfg-1", /^INSTAGRAM_CONFIG_ID must be the numeric/],
     ["INSTAGRAM_PKCE", "yes", /^INSTAGRAM_PKCE must be on or off/],
+    [
+      "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
+      "too-short",
+      /^INSTAGRAM_WEBHOOK_VERIFY_TOKEN must be 16 to 256 printable/,
+    ],
+    [
+      "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
+      "has spaces in the token",
+      /^INSTAGRAM_WEBHOOK_VERIFY_TOKEN must be 16/,
+    ],
     ["INSTAGRAM_STATE_TTL_SECONDS", "5", /^INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds/],
     ["INSTAGRAM_STATE_TTL_SECONDS", "ten", /^INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds/],
     ["INSTAGRAM_META_TIMEOUT_MS", "1.5", /^INSTAGRAM_META_TIMEOUT_MS must be milliseconds/],
@@ -182,6 +193,28 @@ Deno.test("each function checks only what it uses: a bad INSTAGRAM_ALLOWED_ORIGI
   } finally {
     await callback.stop();
   }
+});
+
+Deno.test("instagram-webhook needs only the app secret, its verify token and the database", async () => {
+  const webhook = await startFunction("instagram-webhook", {
+    INSTAGRAM_APP_SECRET: APP_SECRET,
+    INSTAGRAM_WEBHOOK_VERIFY_TOKEN: good.INSTAGRAM_WEBHOOK_VERIFY_TOKEN,
+    SUPABASE_URL: good.SUPABASE_URL,
+    SUPABASE_SECRET_KEYS: good.SUPABASE_SECRET_KEYS,
+  });
+  try {
+    const answer = await fetch(`${webhook.url}/instagram-webhook?hub.mode=subscribe`);
+    assert.equal(answer.status, 403, "it serves, and refuses a handshake without the token");
+    await answer.body?.cancel();
+  } finally {
+    await webhook.stop();
+  }
+  const { code, output } = await bootFailure("instagram-webhook", {
+    ...good,
+    INSTAGRAM_WEBHOOK_VERIFY_TOKEN: "",
+  });
+  assert.equal(code, 1);
+  assert.match(output, /^instagram-webhook: configuration: INSTAGRAM_WEBHOOK_VERIFY_TOKEN is required$/m);
 });
 
 for (const name of ["instagram-connect", "instagram-callback"]) {

@@ -3,6 +3,7 @@
 // line per problem, no value and no stack trace.
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { edgeFunctions } from "../../../scripts/lib/edge_functions.ts";
 import { dropDevDatabase, runDev, stackTest } from "./_support.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
@@ -44,7 +45,7 @@ Deno.test(
       assert.match(output, /local stack on embedded defaults/);
       assert.match(
         output,
-        /names no real values yet for INSTAGRAM_APP_ID, INSTAGRAM_APP_SECRET, INSTAGRAM_REDIRECT_URI, INSTAGRAM_TOKEN_ENCRYPTION_KEY, SUPABASE_URL, SUPABASE_SECRET_KEYS/,
+        /names no real values yet for INSTAGRAM_APP_ID, INSTAGRAM_APP_SECRET, INSTAGRAM_REDIRECT_URI, INSTAGRAM_TOKEN_ENCRYPTION_KEY, INSTAGRAM_WEBHOOK_VERIFY_TOKEN, SUPABASE_URL, SUPABASE_SECRET_KEYS/,
       );
       assert.doesNotMatch(output, /Uncaught|error:|\n\s+at /, "no crash, no stack trace");
     } finally {
@@ -66,6 +67,7 @@ Deno.test(
         "INSTAGRAM_APP_SECRET=0123456789abcdef0123456789abcdef",
         "INSTAGRAM_REDIRECT_URI=https://project.supabase.co/functions/v1/instagram-callback",
         "INSTAGRAM_TOKEN_ENCRYPTION_KEY=c2hvcnQta2V5",
+        "INSTAGRAM_WEBHOOK_VERIFY_TOKEN=a-verify-token-for-this-test",
       ].join("\n"),
     );
     try {
@@ -114,7 +116,7 @@ Deno.test(
       /PostgreSQL \d+\.\d+ \(PGlite [\d.]+\), in this process, in memory, because --pglite was given/,
     );
     // Nothing left: the functions it started are gone, and its ports take a new listener again.
-    assert.equal(children.length, 2, "the two function processes were seen running");
+    assert.equal(children.length, edgeFunctions().length, "each function's process was seen running");
     for (const pid of children) assert.ok(!isRunning(pid), `function process ${pid} still runs`);
     const pglitePort = Number(output.match(/127\.0\.0\.1:(\d+)\/postgres/)![1]);
     for (const freed of [port, pglitePort]) Deno.listen({ hostname: "127.0.0.1", port: freed }).close();
