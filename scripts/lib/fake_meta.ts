@@ -17,6 +17,10 @@
 // `latencyMs`; faults can be queued per step; calls are counted.
 import { encodeBase64Url } from "../../supabase/functions/_shared/crypto/base64url.ts";
 import { consentPage, decideDialog } from "./fake_meta_consent.ts";
+import {
+  isPageWebhookField,
+  PAGE_WEBHOOK_FIELDS,
+} from "../../supabase/functions/_shared/meta/page_fields.ts";
 import { type FieldSelection, formatFields, parseFields } from "./fake_meta_fields.ts";
 
 export { decideDialog };
@@ -95,25 +99,13 @@ const INVALID_CODE_VERIFIER =
   "Invalid code verifier. Code verifier should be a cryptographically random string using the characters A-Z, a-z, 0-9, and the punctuation characters -._~ (hyphen, period, underscore, and tilde), between 43 and 128 characters long.";
 // "Webhooks for Pages": subscribing needs one of these tasks on the Page.
 const SUBSCRIBE_TASKS = ["CREATE_CONTENT", "MANAGE", "MODERATE"];
-// The Page subscription fields Meta accepts ("Webhooks for Pages"; "Webhook Events Reference").
-const PAGE_FIELDS = new Set([
-  "feed",
-  "messages",
-  "message_deliveries",
-  "message_echoes",
-  "message_edits",
-  "message_reactions",
-  "message_reads",
-  "messaging_account_linking",
-  "messaging_handovers",
-  "messaging_optins",
-  "messaging_optouts",
-  "messaging_policy_enforcement",
-  "messaging_postbacks",
-  "messaging_referrals",
-  "messaging_seen",
-  "standby",
-]);
+// The Page subscription fields Meta accepts: supabase/functions/_shared/meta/page_fields.ts, the list
+// Meta itself gave when it refused `messaging_seen` on a Page, quoted in restfb/restfb#1210 ("Webhook
+// event messaging_seen", 2022-05), plus `message_edits` ("message_edits Webhook Event Reference"). The
+// quote breaks off after `page_change_proposal`, so the tail of Meta's list is missing and refused here.
+// A field outside it is refused with Meta's words, naming the index of the first bad field:
+//   (#100) Param subscribed_fields[2] must be one of {feed, mention, ...} - got "messaging_seen"
+// (Graph code 100, OAuthException, HTTP 400).
 
 export class FakeMeta {
   readonly calls: Record<Step, number> = {
@@ -580,15 +572,8 @@ export class FakeMeta {
     if (!fields.length) {
       return graphError(400, 100, "(#100) The parameter subscribed_fields is required", "OAuthException");
     }
-    const unknown = fields.find((field) => !PAGE_FIELDS.has(field));
-    if (unknown) {
-      return graphError(
-        400,
-        100,
-        `(#100) Param subscribed_fields must be one of {${[...PAGE_FIELDS].join(", ")}} - got "${unknown}"`,
-        "OAuthException",
-      );
-    }
+    const bad = fields.findIndex((field) => !isPageWebhookField(field));
+    if (bad >= 0) return graphError(400, 100, pageFieldRefusal(bad, fields[bad]), "OAuthException");
     this.subscriptions.set(pageId, fields);
     return Response.json({ success: true });
   }
@@ -620,6 +605,13 @@ export class FakeMeta {
     this.secrets.add(value);
     return value;
   }
+}
+
+/** Meta's refusal of a field that is not a Page field (restfb/restfb#1210 quotes it). */
+export function pageFieldRefusal(index: number, field: string): string {
+  return `(#100) Param subscribed_fields[${index}] must be one of {${
+    PAGE_WEBHOOK_FIELDS.join(", ")
+  }} - got "${field}"`;
 }
 
 function invalidToken(): Response {
