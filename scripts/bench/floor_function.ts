@@ -17,7 +17,8 @@ const DIALOG = `${env("INSTAGRAM_DIALOG_BASE_URL")}/${env("INSTAGRAM_GRAPH_VERSI
 const REDIRECT_URI = `${SUPABASE_URL}/functions/v1/bench-floor-callback`;
 const SCOPES =
   "pages_show_list,instagram_basic,instagram_manage_messages,pages_manage_metadata,business_management";
-const WEBHOOK_FIELDS = "messages,messaging_postbacks,messaging_seen,message_reactions";
+// The functions' default INSTAGRAM_WEBHOOK_FIELDS (Page fields: _shared/meta/page_fields.ts).
+const WEBHOOK_FIELDS = "messages,messaging_postbacks,message_reactions,message_reads";
 const PAGE_FIELDS = "id,name,access_token,tasks,instagram_business_account{id,username}";
 // One fixed PKCE pair: Meta (and the fake) redeem a code only with the verifier of its challenge.
 const CODE_VERIFIER = "floor-floor-floor-floor-floor-floor-floor-floor";

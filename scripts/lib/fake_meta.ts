@@ -17,6 +17,10 @@
 // `latencyMs`; faults can be queued per step; calls are counted.
 import { encodeBase64Url } from "../../supabase/functions/_shared/crypto/base64url.ts";
 import { consentPage, decideDialog } from "./fake_meta_consent.ts";
+import {
+  isPageWebhookField,
+  PAGE_WEBHOOK_FIELDS,
+} from "../../supabase/functions/_shared/meta/page_fields.ts";
 import { type FieldSelection, formatFields, parseFields } from "./fake_meta_fields.ts";
 
 export { decideDialog };
@@ -39,7 +43,11 @@ export type Step =
   | "unsubscribe"
   | "revoke";
 
-/** An admin's tasks on a Page, as Graph lists them. */
+/**
+ * An admin's tasks on a Page, as Graph lists them. The task names: MANAGE, CREATE_CONTENT and MODERATE
+ * in "Page Subscribed Apps", ADVERTISE and ANALYZE in Business Manager "Pages" (permitted_tasks),
+ * MESSAGING in "Webhooks for Pages"; that an admin holds all six is a guess.
+ */
 export const ADMIN_TASKS = ["ADVERTISE", "ANALYZE", "CREATE_CONTENT", "MESSAGING", "MODERATE", "MANAGE"];
 
 export interface FakePage {
@@ -89,31 +97,42 @@ interface CodeGrant {
 
 type Token = { userId: string; kind: "short" | "long" } | { userId: string; kind: "page"; pageId: string };
 
-// RFC 7636 4.1, as Meta's message words it.
+// Where each answer of this fake comes from (an issue thread quoting Meta's real answer, a Meta doc by
+// its title, or a guess):
+//   grant types: authorization code, and fb_exchange_token for the long-lived token ("Long-Lived Access
+//     Tokens"); answer shape {access_token, token_type: "bearer", expires_in} (same doc); the exact
+//     expires_in values are a guess.
+//   /me fields id, name, permissions {permission, status: granted|declined} ("User", "User Permissions");
+//     accounts {data, paging: {cursors, next}} with id, name, access_token, tasks,
+//     instagram_business_account ("User Accounts", "Page"; paging.next without appsecret_proof: observed
+//     behaviour, our own note, no source here); default page size 25: guess from Graph's paging guide.
+//   "This authorization code has been used." code 100, OAuthException: quoted from a real Meta answer in
+//     public threads (subcode 36009 as other clients record it). "has expired" (36007) and "Invalid
+//     verification code format." (36008): same family, not re-checked: guess.
+//   "API calls from the server require an appsecret_proof argument" and "Invalid appsecret_proof provided
+//     in the API argument", GraphMethodException, code 100: quoted from real answers in public code
+//     comments ("Securing Graph API Requests" names the setting).
+//   "Error validating client secret." (code 1), "Error validating application. Invalid application ID."
+//     (101), "Invalid OAuth access token - Cannot parse access token" (190), "A page access token is
+//     required to request this resource." (210), "Unsupported get request." (100/33), "Unknown path
+//     components" (2500), "(#200) Permissions error", "(#100) The parameter subscribed_fields is required"
+//     (quoted in jgorset/facebook-messenger#231's title): Graph's usual texts, not each re-checked here.
+//   Page fields of subscribed_apps and their refusal: PAGE_WEBHOOK_FIELDS below (restfb/restfb#1210).
+// RFC 7636 4.1, as Meta's message words it (not re-checked against a source here).
 const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
 const INVALID_CODE_VERIFIER =
   "Invalid code verifier. Code verifier should be a cryptographically random string using the characters A-Z, a-z, 0-9, and the punctuation characters -._~ (hyphen, period, underscore, and tilde), between 43 and 128 characters long.";
-// "Webhooks for Pages": subscribing needs one of these tasks on the Page.
+// "Page Subscribed Apps": a Page token "requested by a person who can perform the CREATE_CONTENT, MANAGE,
+// or MODERATE" task. Not modelled: "Webhooks for Pages" also asks, for the messages-related fields, the
+// MESSAGING task and pages_messaging (see the report on issue 15: the Instagram messaging docs do not).
 const SUBSCRIBE_TASKS = ["CREATE_CONTENT", "MANAGE", "MODERATE"];
-// The Page subscription fields Meta accepts ("Webhooks for Pages"; "Webhook Events Reference").
-const PAGE_FIELDS = new Set([
-  "feed",
-  "messages",
-  "message_deliveries",
-  "message_echoes",
-  "message_edits",
-  "message_reactions",
-  "message_reads",
-  "messaging_account_linking",
-  "messaging_handovers",
-  "messaging_optins",
-  "messaging_optouts",
-  "messaging_policy_enforcement",
-  "messaging_postbacks",
-  "messaging_referrals",
-  "messaging_seen",
-  "standby",
-]);
+// The Page subscription fields Meta accepts: supabase/functions/_shared/meta/page_fields.ts, the list
+// Meta itself gave when it refused `messaging_seen` on a Page, quoted in restfb/restfb#1210 ("Webhook
+// event messaging_seen", 2022-05), plus `message_edits` ("message_edits Webhook Event Reference"). The
+// quote breaks off after `page_change_proposal`, so the tail of Meta's list is missing and refused here.
+// A field outside it is refused with Meta's words, naming the index of the first bad field:
+//   (#100) Param subscribed_fields[2] must be one of {feed, mention, ...} - got "messaging_seen"
+// (Graph code 100, OAuthException, HTTP 400).
 
 export class FakeMeta {
   readonly calls: Record<Step, number> = {
@@ -580,15 +599,8 @@ export class FakeMeta {
     if (!fields.length) {
       return graphError(400, 100, "(#100) The parameter subscribed_fields is required", "OAuthException");
     }
-    const unknown = fields.find((field) => !PAGE_FIELDS.has(field));
-    if (unknown) {
-      return graphError(
-        400,
-        100,
-        `(#100) Param subscribed_fields must be one of {${[...PAGE_FIELDS].join(", ")}} - got "${unknown}"`,
-        "OAuthException",
-      );
-    }
+    const bad = fields.findIndex((field) => !isPageWebhookField(field));
+    if (bad >= 0) return graphError(400, 100, pageFieldRefusal(bad, fields[bad]), "OAuthException");
     this.subscriptions.set(pageId, fields);
     return Response.json({ success: true });
   }
@@ -620,6 +632,13 @@ export class FakeMeta {
     this.secrets.add(value);
     return value;
   }
+}
+
+/** Meta's refusal of a field that is not a Page field (restfb/restfb#1210 quotes it). */
+export function pageFieldRefusal(index: number, field: string): string {
+  return `(#100) Param subscribed_fields[${index}] must be one of {${
+    PAGE_WEBHOOK_FIELDS.join(", ")
+  }} - got "${field}"`;
 }
 
 function invalidToken(): Response {

@@ -2,6 +2,11 @@
 // zod's classic API at a fortieth of the code to load). A bad value stops the function with one line
 // per variable saying what it must be; values are never echoed, since most of them are secrets.
 import * as z from "zod/mini";
+import {
+  DEFAULT_PAGE_WEBHOOK_FIELDS,
+  INSTAGRAM_ONLY_FIELDS,
+  isPageWebhookField,
+} from "./meta/page_fields.ts";
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
 
@@ -16,25 +21,44 @@ const webUrl = z.string().check(z.refine(isWebUrl));
 const digits = (min: number, max: number) => z.string().check(z.regex(new RegExp(`^\\d{${min},${max}}$`)));
 const integer = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
-const names = (fallback: string[], { allowEmpty }: { allowEmpty: boolean }) =>
+const NAME = /^[a-z_]{1,64}$/;
+const splitNames = (value: string) => value.split(",").map((item) => item.trim()).filter(Boolean);
+const names = (
+  fallback: string[],
+  { allowEmpty, allowed = () => true }: { allowEmpty: boolean; allowed?: (item: string) => boolean },
+) =>
   z._default(
-    z.pipe(
-      z.string(),
-      z.transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean)),
-    ).check(
+    z.pipe(z.string(), z.transform(splitNames)).check(
       z.refine((list) =>
-        (allowEmpty || list.length > 0) && list.every((item) => /^[a-z_]{1,64}$/.test(item))
+        (allowEmpty || list.length > 0) && list.every((item) => NAME.test(item) && allowed(item))
       ),
     ),
     fallback,
   );
+
+/**
+ * Why INSTAGRAM_WEBHOOK_FIELDS was refused. A field name is no secret, so the first one that is not a
+ * Page field is named (only once it looks like a field name: nothing else of the value is echoed).
+ */
+function explainWebhookFields(value: string): string {
+  const items = splitNames(value);
+  if (!items.every((item) => NAME.test(item))) {
+    return "must be a comma-separated list of Page webhook field names (or empty for none)";
+  }
+  const bad = items.find((item) => !isPageWebhookField(item))!;
+  const why = INSTAGRAM_ONLY_FIELDS.includes(bad)
+    ? `${bad} is an Instagram field, chosen in the App Dashboard`
+    : `${bad} is not a Page webhook field`;
+  return `must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): ${why}`;
+}
 const origins = z._default(
   z.pipe(z.string(), z.transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean)))
     .check(z.refine((list) => list.every((item) => URL.canParse(item) && new URL(item).origin === item))),
   [],
 );
 
-// Each variable: its schema, and what it must be (the whole message when its value is refused).
+// Each variable: its schema, and what it must be (the whole message when its value is refused; a
+// function of the value only where the value is no secret).
 const VARIABLES = {
   INSTAGRAM_APP_ID: [digits(5, 25), "must be the numeric Meta app id (App settings > Basic)"],
   INSTAGRAM_APP_SECRET: [
@@ -69,10 +93,11 @@ const VARIABLES = {
     ], { allowEmpty: false }),
     "must be a comma-separated list of Meta permission names (at least one)",
   ],
-  // From the Messenger Platform's "Webhook Events Reference" for Instagram; empty turns it off.
+  // Page fields only (meta/page_fields.ts: Meta's list and the docs the default comes from, "Webhooks for
+  // Instagram Messaging" and "Page Subscribed Apps"); empty turns the subscription off.
   INSTAGRAM_WEBHOOK_FIELDS: [
-    names(["messages", "messaging_postbacks", "messaging_seen", "message_reactions"], { allowEmpty: true }),
-    "must be a comma-separated list of webhook field names (or empty for none)",
+    names([...DEFAULT_PAGE_WEBHOOK_FIELDS], { allowEmpty: true, allowed: isPageWebhookField }),
+    explainWebhookFields,
   ],
   // Meta sends it back at the webhook's verification handshake: a shared secret, not a password.
   INSTAGRAM_WEBHOOK_VERIFY_TOKEN: [
@@ -239,7 +264,9 @@ export function loadConfig<P extends ConfigPart>(
   const problems = parsed.success
     ? []
     : [...new Set(parsed.error.issues.map((issue) => String(issue.path[0]) as VariableName))]
-      .map((name) => present[name] === undefined ? `${name} is required` : `${name} ${VARIABLES[name][1]}`);
+      .map((name) =>
+        present[name] === undefined ? `${name} is required` : `${name} ${explain(name, present[name])}`
+      );
   if (
     names.includes("SUPABASE_SECRET_KEYS") && !secretKeyOf(present) &&
     present.SUPABASE_SECRET_KEYS === undefined
@@ -255,6 +282,11 @@ export function loadConfig<P extends ConfigPart>(
   return Object.freeze(
     Object.fromEntries(parts.map((name) => [name, Object.freeze(build(name)(vars, present))])),
   ) as Config<P>;
+}
+
+function explain(name: VariableName, value: string): string {
+  const what: string | ((value: string) => string) = VARIABLES[name][1];
+  return typeof what === "function" ? what(value) : what;
 }
 
 /**

@@ -34,8 +34,8 @@ Deno.test("a good configuration loads, with every default", () => {
   assert.deepEqual(config.webhooks.pageFields, [
     "messages",
     "messaging_postbacks",
-    "messaging_seen",
     "message_reactions",
+    "message_reads",
   ]);
   assert.equal(config.database.secretKey, SECRET_KEY);
   assert.equal(String(config.sessions.jwks), "https://project.supabase.co/auth/v1/.well-known/jwks.json");
@@ -154,6 +154,41 @@ Deno.test("every kind of bad value: one line naming the variable and what it mus
   }
   const { SUPABASE_SECRET_KEYS: _, ...noKey } = good;
   assert.match(problemsOf(noKey)[0], /^SUPABASE_SECRET_KEYS is required/);
+});
+
+Deno.test("INSTAGRAM_WEBHOOK_FIELDS takes Page webhook fields only, and says which field is not one", () => {
+  // Meta refuses the whole subscription for one non-Page field (restfb/restfb#1210), so finish would
+  // fail for every doctor: refused at start-up instead. A field name is no secret, so it is named.
+  const refusal = (value: string) => problemsOf({ ...good, INSTAGRAM_WEBHOOK_FIELDS: value });
+  assert.deepEqual(refusal("messages,messaging_postbacks,messaging_seen,message_reactions"), [
+    "INSTAGRAM_WEBHOOK_FIELDS must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): messaging_seen is an Instagram field, chosen in the App Dashboard",
+  ]);
+  assert.deepEqual(refusal("feed, comments"), [
+    "INSTAGRAM_WEBHOOK_FIELDS must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): comments is an Instagram field, chosen in the App Dashboard",
+  ]);
+  assert.deepEqual(refusal("messages,no_such_field"), [
+    "INSTAGRAM_WEBHOOK_FIELDS must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): no_such_field is not a Page webhook field",
+  ]);
+  assert.deepEqual(refusal("messages;feed"), [
+    "INSTAGRAM_WEBHOOK_FIELDS must be a comma-separated list of Page webhook field names (or empty for none)",
+  ]);
+  assert.deepEqual(
+    loadConfig(["webhooks"], { INSTAGRAM_WEBHOOK_FIELDS: " feed , message_edits,messages " }).webhooks
+      .pageFields,
+    ["feed", "message_edits", "messages"],
+  );
+});
+
+Deno.test("instagram-connect refuses to start on an Instagram field in INSTAGRAM_WEBHOOK_FIELDS: one line", async () => {
+  const { code, output } = await bootFailure("instagram-connect", {
+    ...good,
+    INSTAGRAM_WEBHOOK_FIELDS: "messages,messaging_seen",
+  });
+  assert.equal(code, 1);
+  assert.deepEqual(output.trim().split("\n"), [
+    "instagram-connect: configuration: INSTAGRAM_WEBHOOK_FIELDS must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): messaging_seen is an Instagram field, chosen in the App Dashboard",
+    "instagram-connect: cannot serve until the variables above are fixed (see .env.example).",
+  ]);
 });
 
 for (const name of ["instagram-connect", "instagram-callback"]) {

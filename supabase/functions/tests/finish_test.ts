@@ -1,6 +1,7 @@
 // POST /instagram-connect/finish over real HTTP: only the doctor who started a flow turns its pending
 // connection into a link, from their own session; the Page picker; every refusal; races; 409.
 import assert from "node:assert/strict";
+import { pageFieldRefusal } from "../../../scripts/lib/fake_meta.ts";
 import { decodeBase64 } from "../_shared/config.ts";
 import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
 import { pendingTokenHash } from "../_shared/oauth/pending_token.ts";
@@ -64,7 +65,7 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
         assert.deepEqual([...row.granted_scopes].sort(), meta.permissionsOf(userId).granted);
         assert.deepEqual(
           meta.subscriptions.get(pages[0].id),
-          ["messages", "messaging_postbacks", "messaging_seen", "message_reactions"],
+          ["messages", "messaging_postbacks", "message_reactions", "message_reads"],
           "the Page is subscribed to the default webhook fields (with its Page token: the fake checks)",
         );
         assert.equal(
@@ -406,3 +407,66 @@ Deno.test("INSTAGRAM_WEBHOOK_FIELDS empty: finish links without subscribing", st
     assert.equal((await linkOf(sql, doctor.id)).instagram_page_id, pages[0].id);
   });
 });
+
+Deno.test(
+  "the default INSTAGRAM_WEBHOOK_FIELDS: a link succeeds against a Meta that refuses non-Page fields",
+  stackTest,
+  async () => {
+    await withStack({}, async (stack, sql) => {
+      assert.equal(stack.env.INSTAGRAM_WEBHOOK_FIELDS, undefined, "nothing configured: the default");
+      const doctor = await newDoctor(stack, sql);
+      const { userId, pages } = stack.meta.newUser(1);
+      stack.meta.resetCounts();
+      const { finished } = await link(stack, doctor.token, userId);
+      assert.equal(finished.status, 200, JSON.stringify(finished.body));
+      assert.equal(finished.body.connected, true);
+      assert.equal(stack.meta.calls.subscribe, 1);
+      assert.deepEqual(stack.meta.subscriptions.get(pages[0].id), [
+        "messages",
+        "messaging_postbacks",
+        "message_reactions",
+        "message_reads",
+      ]);
+      assert.equal((await linkOf(sql, doctor.id)).instagram_page_id, pages[0].id);
+
+      // The same fake refuses what the old default sent, in Meta's words (restfb/restfb#1210).
+      const pageToken = stack.meta.pageTokens.get(pages[0].id)!.at(-1)!;
+      const url = new URL(
+        `${stack.meta.url}/${stack.env.INSTAGRAM_GRAPH_VERSION}/${pages[0].id}/subscribed_apps`,
+      );
+      url.searchParams.set(
+        "subscribed_fields",
+        "messages,messaging_postbacks,messaging_seen,message_reactions",
+      );
+      url.searchParams.set("access_token", pageToken);
+      url.searchParams.set("appsecret_proof", await hmacHex(stack.env.INSTAGRAM_APP_SECRET, pageToken));
+      const refused = await fetch(url, { method: "POST" });
+      const body = await refused.json();
+      assert.equal(refused.status, 400);
+      assert.equal(body.error.code, 100);
+      assert.equal(body.error.type, "OAuthException");
+      assert.equal(body.error.message, pageFieldRefusal(2, "messaging_seen"));
+      assert.match(
+        body.error.message,
+        /^\(#100\) Param subscribed_fields\[2\] must be one of \{feed, mention, name, picture, .*, messages, message_reactions, .*, messaging_postbacks, .*, message_reads, .*\} - got "messaging_seen"$/,
+      );
+      assert.deepEqual(
+        stack.meta.subscriptions.get(pages[0].id),
+        ["messages", "messaging_postbacks", "message_reactions", "message_reads"],
+        "a refused subscribe changes nothing",
+      );
+    });
+  },
+);
+
+async function hmacHex(secret: string, message: string): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
+  return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
