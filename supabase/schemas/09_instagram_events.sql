@@ -106,6 +106,7 @@ declare
   link record;
   kind text;
   mid text;
+  mid_key text;
   unsend boolean;
   key text;
   stored int := 0;
@@ -133,8 +134,10 @@ begin
       union all
       select value from jsonb_array_elements(coalesce(entry -> 'changes', '[]'))
     loop
+      -- A kind the table's CHECK would refuse must not fail the whole delivery (Meta would retry it for
+      -- 36 hours): an unexpected field name is stored as 'other'.
       kind := case
-        when item ? 'field' then item ->> 'field'
+        when item ? 'field' then case when item ->> 'field' ~ '^[a-z_]{1,64}$' then item ->> 'field' else 'other' end
         when item ? 'message' then 'messages'
         when item ? 'reaction' then 'message_reactions'
         when item ? 'read' then 'messaging_seen'
@@ -145,16 +148,18 @@ begin
       end;
       mid := coalesce(item -> 'message' ->> 'mid', item -> 'reaction' ->> 'mid', item -> 'read' ->> 'mid',
                       item -> 'postback' ->> 'mid', item -> 'message_edit' ->> 'mid', item -> 'value' ->> 'mid');
+      -- Long mids (Meta's are about 100 characters) are keyed by their hash, so every key fits the column.
+      mid_key := case when char_length(mid) <= 180 then mid else 'sha256:' || encode(sha256(convert_to(mid, 'UTF8')), 'hex') end;
       -- Meta sends is_deleted as true or as "true".
       unsend := kind = 'messages' and coalesce(item -> 'message' ->> 'is_deleted' = 'true', false);
       key := case
-        when kind = 'messages' and mid is not null then (case when unsend then 'unsend:' else 'message:' end) || mid
+        when kind = 'messages' and mid is not null then (case when unsend then 'unsend:' else 'message:' end) || mid_key
         else kind || ':' || encode(sha256(convert_to(item::text, 'UTF8')), 'hex')
       end;
 
       if kind = 'messages' and not unsend and mid is not null and exists (
         select 1 from public.instagram_events
-        where account_id = link.account_id and event_key = 'unsend:' || mid
+        where account_id = link.account_id and event_key = 'unsend:' || mid_key
       ) then
         -- The unsend came first (Meta does not promise order): the text never lands.
         item := item #- '{message,text}' #- '{message,attachments}';
@@ -190,7 +195,7 @@ begin
       if unsend and inserted = 1 then
         update public.instagram_events
         set payload = payload #- '{message,text}' #- '{message,attachments}', text_removed_at = now()
-        where account_id = link.account_id and event_key = 'message:' || mid;
+        where account_id = link.account_id and event_key = 'message:' || mid_key;
         unsends := unsends + 1;
       end if;
     end loop;

@@ -251,6 +251,49 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
     );
 
     await t.step(
+      "odd but signed events never fail the batch (Meta would retry it for 36 hours)",
+      async () => {
+        const longMid = `m${"x".repeat(300)}`;
+        const answer = await deliver(stack, {
+          object: "instagram",
+          entry: [{
+            id: one.accountId,
+            time: Date.now(),
+            messaging: [
+              directMessage(one.accountId, patient, "long mid", { mid: longMid }),
+              unsend(one.accountId, patient, longMid),
+              {
+                sender: { id: patient },
+                recipient: { id: one.accountId },
+                timestamp: "soon",
+                unknown_thing: {},
+              },
+            ],
+            changes: [{ field: "Not-A-Field!", value: { id: "1" } }],
+          }],
+        });
+        assert.equal(answer.status, 200);
+        assert.deepEqual(await answer.json(), {
+          stored: 4,
+          duplicates: 0,
+          unknown_account_events: 0,
+          unsends: 1,
+        });
+        const [message] = await sql`
+        select payload, event_key from public.instagram_events where message_id = ${
+          longMid.slice(0, 512)
+        } and kind = 'messages'
+        order by id limit 1`;
+        assert.equal(message.payload.message.text, undefined, "the unsend found its long-mid message");
+        assert.match(message.event_key, /^message:sha256:[0-9a-f]{64}$/);
+        assert.equal(
+          (await sql`select count(*)::int as n from public.instagram_events where kind = 'other'`)[0].n,
+          1,
+        );
+      },
+    );
+
+    await t.step(
       "signatures: missing, malformed, forged, or over re-serialised JSON: 401 and nothing stored",
       async () => {
         const body = JSON.stringify(
