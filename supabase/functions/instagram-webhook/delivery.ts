@@ -36,6 +36,14 @@ const Delivery = z.object({
 });
 const STORED_OBJECTS = new Set(["instagram", "page"]);
 
+/**
+ * PostgreSQL's jsonb cannot hold U+0000, and one such character (a patient can type anything) would
+ * fail the whole delivery, which Meta then retries for 36 hours: it is stored as U+FFFD instead.
+ */
+function withoutNul(_key: string, value: unknown): unknown {
+  return typeof value === "string" && value.includes("\u0000") ? value.replaceAll("\u0000", "\uFFFD") : value;
+}
+
 export function delivery({ db, verifier }: WebhookDeps) {
   return async (c: Context<AppEnv>) => {
     const body = new Uint8Array(await c.req.arrayBuffer());
@@ -46,7 +54,7 @@ export function delivery({ db, verifier }: WebhookDeps) {
     }
     let json: unknown;
     try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body), withoutNul);
     } catch {
       throw new AppError("invalid_request", {
         message: "The delivery is not JSON.",
