@@ -3,7 +3,8 @@
 //                                                           at the paths `supabase functions serve` uses)
 //   http://127.0.0.1:54321/rest/v1/...                      (PostgREST-compatible gateway)
 //   http://127.0.0.1:54321/demo/                            (demo dashboard, local only)
-//   the Meta sandbox on its own port (a fake consent page with demo Pages)
+//   the Meta sandbox on its own port (a fake consent page with demo Pages), and its webhook events
+//   (/demo/sandbox/*, the dashboard's Messages panel)
 // A fresh database for this checkout is made at each start: on DATABASE_URL, else the local PostgreSQL
 // server, else (or with --pglite) an embedded PGlite in this process, in memory. Ctrl-C stops everything.
 // Function secrets live where the Supabase CLI keeps them, supabase/functions/.env (`functions serve`
@@ -92,6 +93,7 @@ ${functionLines((name) => stack.functionUrl(name))}
   }, because ${database.why}
 
   Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
+  Then, under Messages, the Meta sandbox sends a patient's message, a reaction or an unsend to instagram-webhook.
   Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.

@@ -1,5 +1,6 @@
 // The local stack dressed for a person: two demo doctors, a Meta sandbox with demo Pages (one of them
-// already linked to the other doctor) and the demo dashboard at /demo/. `deno task dev` runs it on
+// already linked to the other doctor) that also sends webhook events (/demo/sandbox/*), and the demo
+// dashboard at /demo/. `deno task dev` runs it on
 // port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
 import postgres from "postgres";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack, type StackOptions, startLocalStack } from "./local_stack.ts";
@@ -7,6 +8,7 @@ import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shar
 import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
 import type { FakePage } from "./fake_meta.ts";
+import { sandboxRoute } from "./demo_sandbox.ts";
 
 export const DEMO_DOCTORS = {
   demo: { id: "11111111-1111-4111-8111-111111111111", name: "Dr. Demo" },
@@ -77,6 +79,8 @@ export async function startDevStack(
         const accessToken = await stack.jwt.sign({ sub: doctor.id, email: `${doctor.id}@demo.local` });
         return Response.json({ access_token: accessToken, user_id: doctor.id, name: doctor.name });
       }
+      // The Meta sandbox sends webhook events to the doctor's linked account (scripts/lib/demo_sandbox.ts).
+      if (url.pathname.startsWith("/demo/sandbox/")) return await sandboxRoute(stack, request, url);
     },
   });
   try {

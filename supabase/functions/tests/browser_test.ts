@@ -1,7 +1,9 @@
 // The demo dashboard in headless Chromium, as doctors use it: sign in, Connect Instagram, Allow on the
 // Meta sandbox, choose a Page, Disconnect (after confirming); Cancel; a Page another doctor holds; and a
 // connect URL forwarded to someone else, opened in a second browser (context) signed in as another
-// doctor. Each step checks what the page shows and what the database holds. `deno task test` installs
+// doctor; and the Messages panel, where the Meta sandbox sends a patient's messages, a reaction and an
+// unsend through the real instagram-webhook. Each step checks what the page shows and what the database
+// holds. `deno task test` installs
 // Chromium when it is missing and passes its path in CHROMIUM_PATH.
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -13,6 +15,7 @@ import {
   SEEDED_PAGE_TOKEN,
   startDevStack,
 } from "../../../scripts/lib/dev_stack.ts";
+import { SANDBOX_PATIENT_ID } from "../../../scripts/lib/demo_sandbox.ts";
 import { ERRORS } from "../_shared/errors.ts";
 import { decodeBase64 } from "../_shared/config.ts";
 import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
@@ -38,11 +41,16 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true });
     const requested = new Set<string>();
     const pageErrors: string[] = [];
+    const dialogs: string[] = [];
     const answers: string[] = [];
     const open = async (context: BrowserContext) => {
       const page = await context.newPage();
       page.on("request", (request) => requested.add(new URL(request.url()).hostname));
       page.on("pageerror", (error) => pageErrors.push(error.message));
+      page.on("dialog", async (dialog) => {
+        dialogs.push(dialog.message());
+        await dialog.dismiss();
+      });
       page.on("response", async (response) => {
         if (response.url().includes("/functions/v1/")) answers.push(await response.text().catch(() => ""));
       });
@@ -110,6 +118,110 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       );
     });
 
+    await t.step(
+      "Messages: the Meta sandbox's events arrive through instagram-webhook and show as text",
+      async () => {
+        const hostile = "<img src=x onerror=alert(1)>Hello";
+        const later = "Please call me back about Tuesday";
+        const items = page.locator("#message-list li");
+        const batches = () => dev.stack.dbCalls["rpc store_instagram_events"] ?? 0;
+        const batchesBefore = batches();
+        await page.locator("#messages").waitFor();
+        await page.locator("#message-list", { hasText: "No messages yet." }).waitFor();
+        assert.match(await text("#messages .sandbox"), /META SANDBOX/);
+        assert.equal(await page.locator("#sandbox-unsend").isDisabled(), true, "nothing to unsend yet");
+
+        await page.fill("#sandbox-text", hostile);
+        await page.click("#sandbox-send");
+        await page.locator('#message-list li[data-kind="messages"] .text').waitFor();
+        assert.equal(await text('#message-list li[data-kind="messages"] .text'), hostile, "shown literally");
+        assert.equal(await page.locator("#message-list img").count(), 0, "no element made from the text");
+        assert.equal(await page.locator("img").count(), 0);
+        assert.match(await text("#message"), /^Meta sandbox: .*instagram-webhook answered 200\.$/);
+        assert.equal(await page.inputValue("#sandbox-text"), "");
+
+        await page.click("#sandbox-react");
+        await page.locator('#message-list li[data-kind="message_reactions"]', { hasText: "reacted" })
+          .waitFor();
+        await page.fill("#sandbox-text", later);
+        await page.click("#sandbox-send");
+        await page.locator("#message-list li .text", { hasText: later }).waitFor();
+        // "The last message" is the newest one the patient still has there: this one.
+        await page.click("#sandbox-unsend");
+        await page.locator("#message-list li .removed", { hasText: "(removed by the sender)" }).waitFor();
+        await page.click("#messages-refresh");
+        await page.locator("#messages-count", { hasText: "4 events" }).waitFor();
+
+        // Newest first: the unsend, the message it removed, the reaction, the first message.
+        const shown = await items.evaluateAll((lis) =>
+          lis.map((li) => [li.getAttribute("data-kind"), li.lastElementChild!.textContent])
+        );
+        assert.deepEqual(shown, [
+          ["messages", "unsent a message"],
+          ["messages", "(removed by the sender)"],
+          ["message_reactions", "reacted ❤️ to a message"],
+          ["messages", hostile],
+        ]);
+        assert.equal(
+          (await page.content()).includes(later),
+          false,
+          "the unsent text is gone from the page",
+        );
+
+        const rows = await sql`
+          select kind, account_id, sender_id, direction, message_id, payload, text_removed_at
+          from public.instagram_events where doctor_id = ${demo.id} order by id`;
+        assert.deepEqual(rows.map((row) => row.kind), [
+          "messages",
+          "message_reactions",
+          "messages",
+          "messages",
+        ]);
+        for (const row of rows) {
+          assert.equal(row.account_id, DEMO_PAGES.sunrise.instagram.id);
+          assert.equal(row.sender_id, SANDBOX_PATIENT_ID);
+          assert.equal(row.direction, "incoming");
+        }
+        assert.equal(rows[0].payload.message.text, hostile);
+        assert.equal(rows[1].message_id, rows[0].message_id, "the reaction is for the first message");
+        assert.equal(rows[2].payload.message.text, undefined, "the unsent text is gone");
+        assert.ok(rows[2].text_removed_at);
+        assert.equal(rows[3].payload.message.is_deleted, true);
+        assert.equal(rows[3].message_id, rows[2].message_id);
+        assert.equal(JSON.stringify(rows).includes(later), false);
+
+        // Through the real function: four signed deliveries, each checked, logged and stored by its RPC.
+        assert.equal(batches() - batchesBefore, 4);
+        const log = dev.stack.functions["instagram-webhook"].output();
+        assert.equal(log.match(/"event":"webhook_batch"/g)?.length, 4);
+        assert.equal(log.includes("Hello") || log.includes(later), false, "no message text in the log");
+        assert.deepEqual(dialogs, [], "nothing in a message ever ran");
+      },
+    );
+
+    await t.step("the sandbox sends only for a signed-in doctor with a link", async () => {
+      const send = (authorization?: string) =>
+        fetch(`${dev.url}/demo/sandbox/message`, {
+          method: "POST",
+          headers: authorization ? { authorization } : {},
+          body: JSON.stringify({ text: "hi" }),
+        });
+      const anonymous = await send();
+      assert.equal(anonymous.status, 401);
+      assert.equal((await anonymous.json()).error.code, "unauthorized");
+      const forged = await send("Bearer a.b.c");
+      assert.equal(forged.status, 401);
+      await forged.body?.cancel();
+      const visitor = await dev.stack.jwt.sign({ sub: crypto.randomUUID() });
+      const unlinked = await send(`Bearer ${visitor}`);
+      assert.equal(unlinked.status, 404);
+      assert.equal((await unlinked.json()).error.code, "not_connected");
+      assert.equal(
+        (await sql`select count(*)::int as n from public.instagram_events where doctor_id = ${demo.id}`)[0].n,
+        4,
+      );
+    });
+
     await t.step("the browser never receives a Page token, plain or encrypted", async () => {
       const issued = dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!.at(-1)!;
       const seen = (await page.content()) + answers.join("\n");
@@ -130,6 +242,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       await page.click("#confirm-yes");
       await page.locator("#message", { hasText: "Instagram disconnected." }).waitFor();
       await page.locator("#status", { hasText: "No Instagram account connected." }).waitFor();
+      assert.equal(await page.locator("#messages").isHidden(), true, "no Messages panel without a link");
       assert.equal(await linkOf(sql, demo.id), undefined);
       const audit = await demoAudit();
       assert.deepEqual(audit.map((entry) => entry.action), ["instagram.connected", "instagram.disconnected"]);
@@ -267,10 +380,13 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       await page.locator("#linked-username").waitFor();
       assert.equal(await text("#linked-username"), `@${DEMO_PAGES.lakeside.instagram.username}`);
       assert.equal(await text("#linked-page"), DEMO_PAGES.lakeside.name);
+      // Dr. Demo's events stay with Dr. Demo (RLS): none of them is listed here.
+      await page.locator("#message-list", { hasText: "No messages yet." }).waitFor();
     });
 
     await t.step("no script error, and the browsers never left loopback", () => {
       assert.deepEqual(pageErrors, []);
+      assert.deepEqual(dialogs, []);
       assert.deepEqual([...requested].filter((host) => host !== "127.0.0.1"), []);
     });
   } finally {

@@ -1,0 +1,77 @@
+// The Meta sandbox's webhook side, for the demo dashboard: a person trying the demo makes "Meta" send
+// events to the Instagram account of their current link. Local only, like /demo/session:
+//   POST /demo/sandbox/message   {text}   a patient's direct message
+//   POST /demo/sandbox/reaction  {mid}    the patient reacts to that message
+//   POST /demo/sandbox/unsend    {mid}    the patient unsends that message
+// Each call carries the doctor's session (Authorization: Bearer <JWT>); the link is read through the
+// gateway with it (RLS: the doctor's own row only). The delivery is built with fake_meta_webhooks.ts,
+// signed with the app secret as Meta signs it, and POSTed to the stack's real instagram-webhook, which
+// checks the signature and stores it: nothing here writes the table. Its answer is passed back as is.
+import { deliverWebhook, directMessage, instagramDelivery, reaction, unsend } from "./fake_meta_webhooks.ts";
+import { LOCAL_PUBLISHABLE_KEY, type LocalStack } from "./local_stack.ts";
+import { type ErrorCode, ERRORS } from "../../supabase/functions/_shared/errors.ts";
+
+/** The demo's one patient: an Instagram-scoped id, fixed so every demo shows the same sender. */
+export const SANDBOX_PATIENT_ID = "6100000000000001";
+/** Instagram's limit for a direct message's text. */
+const MAX_TEXT = 1000;
+
+export async function sandboxRoute(
+  stack: LocalStack,
+  request: Request,
+  url: URL,
+): Promise<Response | undefined> {
+  const action = url.pathname.match(/^\/demo\/sandbox\/(message|reaction|unsend)$/)?.[1];
+  if (!action) return undefined;
+  if (request.method !== "POST") return fail("method_not_allowed");
+
+  const accountId = await linkedAccount(stack, request);
+  if (accountId instanceof Response) return accountId;
+
+  const body = await request.json().catch(() => null) as Record<string, unknown> | null;
+  let item;
+  if (action === "message") {
+    const text = body?.text;
+    if (typeof text !== "string" || !text.trim() || text.length > MAX_TEXT) return fail("invalid_request");
+    item = directMessage(accountId, SANDBOX_PATIENT_ID, text);
+  } else {
+    const mid = body?.mid;
+    if (typeof mid !== "string" || !/^[\w=+/-]{1,512}$/.test(mid)) return fail("invalid_request");
+    item = action === "reaction"
+      ? reaction(accountId, SANDBOX_PATIENT_ID, mid)
+      : unsend(accountId, SANDBOX_PATIENT_ID, mid);
+  }
+  const answer = await deliverWebhook(
+    stack.functionUrl("instagram-webhook"),
+    stack.env.INSTAGRAM_APP_SECRET,
+    instagramDelivery([{ accountId, items: [item] }]),
+  );
+  const result = await answer.json().catch(() => null);
+  if (!answer.ok) {
+    return Response.json(result ?? { error: { code: "internal_error" } }, { status: answer.status });
+  }
+  const mid = (item as { message?: { mid?: string } }).message?.mid;
+  return Response.json({ sandbox: true, action, mid, webhook: { status: answer.status, result } });
+}
+
+/** The Instagram account of the caller's link, read through RLS with the caller's own JWT. */
+async function linkedAccount(stack: LocalStack, request: Request): Promise<string | Response> {
+  const authorization = request.headers.get("authorization");
+  if (!authorization) return fail("unauthorized");
+  const read = await stack.gateway.handle(
+    new Request(`${stack.url}/rest/v1/doctor_instagram?select=instagram_business_account_id`, {
+      headers: { authorization, apikey: LOCAL_PUBLISHABLE_KEY },
+    }),
+    "/doctor_instagram",
+  );
+  if (read.status === 401) return fail("unauthorized");
+  if (!read.ok) return fail("internal_error");
+  const [link] = await read.json() as { instagram_business_account_id: string | null }[];
+  if (!link?.instagram_business_account_id) return fail("not_connected");
+  return link.instagram_business_account_id;
+}
+
+function fail(code: ErrorCode): Response {
+  const [status, message] = ERRORS[code];
+  return Response.json({ error: { code, message } }, { status });
+}
