@@ -59,8 +59,8 @@ create table public.doctor_instagram (
 );
 
 -- Every new or changed link names its Instagram account. NOT VALID: rows linked before this rule (none
--- is known to lack one: create_pending_connection() has always required it) are not checked, and
--- are routed by their Page until relinked.
+-- is known to lack one: create_pending_connection() has always required it) are not checked; until
+-- relinked, such a row receives no webhook events (they are counted as for an unknown account).
 alter table public.doctor_instagram
   add constraint doctor_instagram_ig_account_required check (instagram_business_account_id is not null) not valid;
 

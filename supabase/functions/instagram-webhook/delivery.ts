@@ -4,7 +4,7 @@
 //   2. The JSON and its shape: `object`, and `entry` items with an account id and `messaging` or
 //      `changes` lists. Objects other than instagram and page are acknowledged and not stored.
 //   3. One RPC stores the whole delivery in one transaction, routed to each account's doctor inside it,
-//      an event delivered again stored once. 200 only after it commits: a failure answers 503, and
+//      an event delivered again stored once. 200 only after it commits: a failure answers 5xx, and
 //      Meta delivers again (for up to 36 hours).
 // Patients' messages are health data: the log line holds counts, never a payload.
 import type { Context } from "hono";
@@ -37,11 +37,17 @@ const Delivery = z.object({
 const STORED_OBJECTS = new Set(["instagram", "page"]);
 
 /**
- * PostgreSQL's jsonb cannot hold U+0000, and one such character (a patient can type anything) would
- * fail the whole delivery, which Meta then retries for 36 hours: it is stored as U+FFFD instead.
+ * The delivery as PostgreSQL's jsonb can hold it: no U+0000 and no lone surrogate (half of an emoji cut
+ * in two), in values or keys, each becoming U+FFFD. One such character (a patient can type anything)
+ * would otherwise fail the whole delivery, for every doctor in it, and Meta retries it for 36 hours.
  */
-function withoutNul(_key: string, value: unknown): unknown {
-  return typeof value === "string" && value.includes("\u0000") ? value.replaceAll("\u0000", "\uFFFD") : value;
+function storable(value: unknown): unknown {
+  if (typeof value === "string") return value.toWellFormed().replaceAll("\u0000", "\uFFFD");
+  if (Array.isArray(value)) return value.map(storable);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [storable(key), storable(item)]));
+  }
+  return value;
 }
 
 export function delivery({ db, verifier }: WebhookDeps) {
@@ -54,7 +60,7 @@ export function delivery({ db, verifier }: WebhookDeps) {
     }
     let json: unknown;
     try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body), withoutNul);
+      json = storable(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body)));
     } catch {
       throw new AppError("invalid_request", {
         message: "The delivery is not JSON.",

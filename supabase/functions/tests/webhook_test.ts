@@ -269,7 +269,10 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
                 unknown_thing: {},
               },
             ],
-            changes: [{ field: "Not-A-Field!", value: { id: "1", text: "nul \u0000 inside" } }],
+            changes: [{
+              field: "Not-A-Field!",
+              value: { id: "1", text: "nul \u0000 inside", "key\ud800": "half \ud83d" },
+            }],
           }],
         });
         assert.equal(answer.status, 200);
@@ -292,6 +295,63 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           "nul \uFFFD inside",
           "U+0000, which jsonb cannot hold, is stored as U+FFFD",
         );
+      },
+    );
+
+    await t.step("an unsend also removes the text of the message's edits, before or after it", async () => {
+      const mid = newMid();
+      const edit = (text: string) => ({
+        sender: { id: patient },
+        recipient: { id: one.accountId },
+        timestamp: Date.now(),
+        message_edit: { mid, text, num_edit: 1 },
+      });
+      await deliver(
+        stack,
+        instagramDelivery([{
+          accountId: one.accountId,
+          items: [directMessage(one.accountId, patient, "first words", { mid }), edit("edited words")],
+        }]),
+      );
+      await deliver(
+        stack,
+        instagramDelivery([{ accountId: one.accountId, items: [unsend(one.accountId, patient, mid)] }]),
+      );
+      await deliver(stack, instagramDelivery([{ accountId: one.accountId, items: [edit("late edit")] }]));
+      const rows =
+        await sql`select kind, payload from public.instagram_events where message_id = ${mid} order by id`;
+      assert.deepEqual(rows.map((row) => row.kind), ["messages", "message_edit", "messages", "message_edit"]);
+      const text = JSON.stringify(rows.map((row) => row.payload));
+      for (const words of ["first words", "edited words", "late edit"]) {
+        assert.ok(!text.includes(words), words);
+      }
+    });
+
+    await t.step(
+      "a message and its unsend stored at the same time: the text does not survive the race",
+      async (t) => {
+        racesRequests(t);
+        const mid = newMid();
+        const entries = (item: Record<string, unknown>) =>
+          sql.json([{ id: one.accountId, messaging: [item] }] as never);
+        // The message's transaction holds on before committing; the unsend arrives meanwhile.
+        const held = sql.reserve();
+        const first = await held;
+        await first`begin`;
+        await first`select public.store_instagram_events('instagram', ${
+          entries(directMessage(one.accountId, patient, "race secret", { mid }))
+        })`;
+        const second = sql`select public.store_instagram_events('instagram', ${
+          entries(unsend(one.accountId, patient, mid))
+        }) as r`;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await first`commit`;
+        first.release();
+        assert.equal((await second)[0].r.unsends, 1);
+        const [message] =
+          await sql`select payload, text_removed_at from public.instagram_events where event_key = ${`message:${mid}`}`;
+        assert.equal(message.payload.message.text, undefined);
+        assert.ok(message.text_removed_at);
       },
     );
 

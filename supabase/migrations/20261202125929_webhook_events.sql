@@ -257,12 +257,12 @@ begin
       -- 36 hours): an unexpected field name is stored as 'other'.
       kind := case
         when item ? 'field' then case when item ->> 'field' ~ '^[a-z_]{1,64}$' then item ->> 'field' else 'other' end
-        when item ? 'message' then 'messages'
+        when jsonb_typeof(item -> 'message') = 'object' then 'messages'
         when item ? 'reaction' then 'message_reactions'
         when item ? 'read' then 'messaging_seen'
         when item ? 'postback' then 'messaging_postbacks'
         when item ? 'referral' then 'messaging_referral'
-        when item ? 'message_edit' then 'message_edit'
+        when jsonb_typeof(item -> 'message_edit') = 'object' then 'message_edit'
         else 'messaging'
       end;
       mid := coalesce(item -> 'message' ->> 'mid', item -> 'reaction' ->> 'mid', item -> 'read' ->> 'mid',
@@ -276,12 +276,18 @@ begin
         else kind || ':' || encode(sha256(convert_to(item::text, 'UTF8')), 'hex')
       end;
 
-      if kind = 'messages' and not unsend and mid is not null and exists (
-        select 1 from public.instagram_events
-        where account_id = link.account_id and event_key = 'unsend:' || mid_key
-      ) then
-        -- The unsend came first (Meta does not promise order): the text never lands.
-        item := item #- '{message,text}' #- '{message,attachments}';
+      if kind in ('messages', 'message_edit') and mid is not null then
+        -- A message, its edits and its unsend may be delivered at the same time (Meta delivers in
+        -- parallel and in no promised order): one at a time per message, so that whichever comes second
+        -- sees the first, committed, and no unsent text survives a race.
+        perform pg_advisory_xact_lock(hashtextextended('instagram_events:' || link.account_id || ':' || mid_key, 0));
+        if not unsend and exists (
+          select 1 from public.instagram_events
+          where account_id = link.account_id and event_key = 'unsend:' || mid_key
+        ) then
+          -- The unsend came first: the text never lands.
+          item := item #- '{message,text}' #- '{message,attachments}' #- '{message_edit,text}';
+        end if;
       end if;
 
       insert into public.instagram_events (
@@ -312,9 +318,12 @@ begin
       duplicates := duplicates + 1 - inserted;
 
       if unsend and inserted = 1 then
-        update public.instagram_events
-        set payload = payload #- '{message,text}' #- '{message,attachments}', text_removed_at = now()
-        where account_id = link.account_id and event_key = 'message:' || mid_key;
+        -- The message and every edit of it lose their text.
+        update public.instagram_events as earlier
+        set payload = earlier.payload #- '{message,text}' #- '{message,attachments}' #- '{message_edit,text}',
+            text_removed_at = now()
+        where earlier.account_id = link.account_id and earlier.message_id = left(mid, 512)
+          and earlier.kind in ('messages', 'message_edit') and earlier.event_key <> 'unsend:' || mid_key;
         unsends := unsends + 1;
       end if;
     end loop;
