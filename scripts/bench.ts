@@ -10,10 +10,14 @@
 import postgres from "postgres";
 import { chooseHost, migrate } from "./lib/database.ts";
 import { signedRequest } from "./lib/fake_meta.ts";
+import { directMessage, instagramDelivery, webhookSignature } from "./lib/fake_meta_webhooks.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
 import { edgeFunctions } from "./lib/edge_functions.ts";
 import { type LocalStack, startLocalStack } from "./lib/local_stack.ts";
+import type { WebhookPlan, WebhookRun } from "./lib/webhook_load.ts";
+import { encryptPageToken, importTokenKey } from "../supabase/functions/_shared/crypto/page_token.ts";
+import { decodeBase64 } from "../supabase/functions/_shared/config.ts";
 
 const numbers = Deno.args.filter((arg) => arg !== "--pglite");
 const [flows, latencyMs] = [numbers[0] ?? 400, numbers[1] ?? 25].map(Number);
@@ -25,6 +29,17 @@ const FLOOR = [
   { name: "bench-floor", entry: "scripts/bench/floor_function.ts" },
   { name: "bench-floor-callback", entry: "scripts/bench/floor_function.ts" },
 ];
+// instagram-webhook's floor: signature, JSON.parse, the same RPC storing the same rows.
+const WEBHOOK_FLOOR = { name: "bench-webhook-floor", entry: "scripts/bench/webhook_floor.ts" };
+// Deliveries per side (both sides, in ROUNDS alternating rounds), each with new mids: one event per
+// delivery for the overhead ratio, 100 for throughput (4 at a time), 1000 (Meta's largest batch) one
+// at a time for the time to answer one.
+const WEBHOOK_SHAPES = [
+  { events: 1, deliveries: flows, concurrency: 8, warmup: 10 },
+  { events: 100, deliveries: Math.ceil(flows / 8), concurrency: 4, warmup: 1 },
+  { events: 1000, deliveries: Math.ceil(flows / 16), concurrency: 1, warmup: 1 },
+] as const;
+type WebhookShape = typeof WEBHOOK_SHAPES[number];
 const HELLO = { name: "hello", entry: "scripts/bench/hello_function.ts" };
 // Every function of supabase/config.toml is bundled and measured; a cold start needs a first real
 // request, which coldStarts defines per function (one without is named in the report, not measured).
@@ -55,14 +70,19 @@ const databaseUrl = await host.createDatabase(name);
 const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
 try {
   await migrate(databaseUrl);
-  const stack = await startLocalStack({ databaseUrl, metaLatencyMs: latencyMs, extraFunctions: FLOOR });
+  const stack = await startLocalStack({
+    databaseUrl,
+    metaLatencyMs: latencyMs,
+    extraFunctions: [...FLOOR, WEBHOOK_FLOOR],
+  });
   const bundles = await bundleAll();
   try {
     const results: Record<number, Record<Side, Measured>> = {};
     for (const c of CONCURRENCY) results[c] = await compare(stack, c === 1 ? Math.ceil(flows / 4) : flows, c);
     assertSameIo(results);
+    const webhooks = await compareWebhooks(stack);
     const cold = await coldStarts(stack, bundles);
-    report(results, cold, bundles, await describeMachine(`${host.version} (${why})`));
+    report(results, webhooks, cold, bundles, await describeMachine(`${host.version} (${why})`));
   } finally {
     await stack.stop();
     await Deno.remove(bundles.dir, { recursive: true });
@@ -116,7 +136,7 @@ async function measure(stack: LocalStack, side: Side, count: number, c: number):
   };
   const processes: FunctionProcess[] = side === "real"
     ? Object.values(stack.functions)
-    : stack.extraFunctions;
+    : stack.extraFunctions.filter((fn) => FLOOR.some((floor) => floor.name === fn.name));
   const cpu = async () => (await Promise.all(processes.map((fn) => fn.cpuMs()))).reduce((a, b) => a + b, 0);
   const counts = () => ({
     meta: Object.fromEntries(Object.entries(stack.meta.calls).filter(([step]) => step !== "dialog")),
@@ -170,6 +190,155 @@ function assertSameIo(results: Record<number, Record<Side, Measured>>) {
     ].filter(Boolean);
     if (problems.length) throw new Error(`concurrency ${c}: ${problems.join("; ")}`);
   }
+}
+
+interface WebhookMeasured extends WebhookRun {
+  /** Deliveries timed, and store_instagram_events calls through the gateway (warm-up included). */
+  rpcs: number;
+  cpuMs: number;
+}
+interface WebhookResult {
+  shape: WebhookShape;
+  real: WebhookMeasured;
+  floor: WebhookMeasured;
+}
+interface Webhooks {
+  results: WebhookResult[];
+  /** Rows stored for each side's account, counted in the table at the end. */
+  rows: Record<Side, number>;
+}
+
+/**
+ * instagram-webhook against its floor: each shape's deliveries on both sides, alternating in ROUNDS
+ * rounds, through the same router (real and floor each with an account linked to a doctor of its own).
+ * Every delivery is new (new mids), so every event is stored once on either side; the benchmark
+ * refuses to report unless both sides answered every delivery 200 and stored the same number of rows.
+ */
+async function compareWebhooks(stack: LocalStack): Promise<Webhooks> {
+  const accounts = { real: await linkedAccount(stack), floor: await linkedAccount(stack) };
+  const urls = {
+    real: stack.functionUrl("instagram-webhook"),
+    floor: stack.functionUrl(WEBHOOK_FLOOR.name),
+  };
+  const processes = {
+    real: stack.functions["instagram-webhook"],
+    floor: stack.extraFunctions.find((fn) => fn.name === WEBHOOK_FLOOR.name)!,
+  };
+  const load = new Worker(new URL("./lib/webhook_load.ts", import.meta.url), { type: "module" });
+  const send = (plan: WebhookPlan) =>
+    new Promise<WebhookRun>((resolve) => {
+      load.onmessage = (event) => resolve(event.data);
+      load.postMessage(plan);
+    });
+  const rpcs = () => stack.dbCalls["rpc store_instagram_events"] ?? 0;
+  let expectedRows = 0;
+  try {
+    const results: WebhookResult[] = [];
+    for (const shape of WEBHOOK_SHAPES) {
+      const empty = (): WebhookMeasured => ({
+        ms: [],
+        failures: 0,
+        stored: 0,
+        seconds: 0,
+        rpcs: 0,
+        cpuMs: 0,
+      });
+      const pooled: Record<Side, WebhookMeasured> = { real: empty(), floor: empty() };
+      const perRound = Math.ceil(shape.deliveries / ROUNDS);
+      for (let round = 0; round < ROUNDS; round++) {
+        const order: Side[] = round % 2 ? ["real", "floor"] : ["floor", "real"];
+        for (const side of order) {
+          const deliveries = await signedDeliveries(
+            stack,
+            accounts[side],
+            shape.events,
+            shape.warmup + perRound,
+          );
+          const before = { rpcs: rpcs(), cpu: await processes[side].cpuMs() };
+          const run = await send({
+            url: urls[side],
+            deliveries,
+            warmup: shape.warmup,
+            concurrency: shape.concurrency,
+          });
+          const into = pooled[side];
+          into.ms.push(...run.ms);
+          into.failures += run.failures;
+          into.stored += run.stored;
+          into.seconds += run.seconds;
+          into.rpcs += rpcs() - before.rpcs;
+          into.cpuMs += (await processes[side].cpuMs()) - before.cpu;
+        }
+        expectedRows += (shape.warmup + perRound) * shape.events;
+      }
+      results.push({ shape, ...pooled });
+    }
+    const counted = await sql<{ account_id: string; rows: number }[]>`
+      select account_id, count(*)::int as rows from public.instagram_events
+      where account_id in ${sql([accounts.real, accounts.floor])} group by account_id`;
+    const rows = {
+      real: counted.find((row) => row.account_id === accounts.real)?.rows ?? 0,
+      floor: counted.find((row) => row.account_id === accounts.floor)?.rows ?? 0,
+    };
+    assertSameWebhookIo(results, rows, expectedRows);
+    return { results, rows };
+  } finally {
+    load.terminate();
+  }
+}
+
+/** A doctor with a link whose Instagram account is new, as dev_stack's seed makes one: its account id. */
+async function linkedAccount(stack: LocalStack): Promise<string> {
+  const [doctorId] = await newDoctors(1);
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join("");
+  const [pageId, accountId] = [`19${digits(13)}`, `17849${digits(12)}`];
+  const key = await importTokenKey(decodeBase64(stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!);
+  const token = await encryptPageToken(key, `EAAGbench${digits(24)}`, { doctorId, pageId });
+  await sql`
+    insert into public.doctor_instagram
+      (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)
+    values (${doctorId}, ${pageId}, ${token}, ${`bench_${pageId}`}, 'Bench Practice', ${accountId})`;
+  return accountId;
+}
+
+/** `count` deliveries of `events` direct messages each, every one with new mids, signed as Meta signs. */
+async function signedDeliveries(stack: LocalStack, accountId: string, events: number, count: number) {
+  const encoder = new TextEncoder();
+  return await Promise.all(Array.from({ length: count }, async () => {
+    const items = Array.from({ length: events }, (_, i) =>
+      directMessage(
+        accountId,
+        String(7_000_000_000_000_000 + Math.floor(Math.random() * 1e15) + i),
+        "Hello! Could I book a check-up for my daughter next Tuesday afternoon? Thank you.",
+      ));
+    const body = encoder.encode(JSON.stringify(instagramDelivery([{ accountId, items }])));
+    return { body, signature: await webhookSignature(stack.env.INSTAGRAM_APP_SECRET, body) };
+  }));
+}
+
+/**
+ * The floor is a floor only if it does the same I/O: every delivery answered 200 on both sides, one
+ * store_instagram_events call per delivery, and the same rows stored (every event once).
+ */
+function assertSameWebhookIo(results: WebhookResult[], rows: Record<Side, number>, expected: number) {
+  const problems = results.flatMap(({ shape, real, floor }) => {
+    const what = `${shape.events} event(s) per delivery`;
+    return [
+      real.failures + floor.failures
+        ? `${what}: ${real.failures} real and ${floor.failures} floor deliveries failed`
+        : "",
+      real.rpcs !== floor.rpcs
+        ? `${what}: ${real.rpcs} real and ${floor.rpcs} floor store_instagram_events calls`
+        : "",
+      real.stored !== floor.stored
+        ? `${what}: real answered ${real.stored} stored, floor ${floor.stored}`
+        : "",
+    ];
+  }).filter(Boolean);
+  if (rows.real !== rows.floor || rows.real !== expected) {
+    problems.push(`rows stored: real ${rows.real}, floor ${rows.floor}, events sent to each ${expected}`);
+  }
+  if (problems.length) throw new Error(`webhooks: ${problems.join("; ")}`);
 }
 
 interface Bundles {
@@ -272,6 +441,7 @@ async function describeMachine(database: string): Promise<string> {
 
 function report(
   results: Record<number, Record<Side, Measured>>,
+  webhooks: Webhooks,
   cold: Record<Form, Counts>,
   bundles: Bundles,
   machine: string,
@@ -325,6 +495,34 @@ function report(
       FUNCTIONS.map(({ name: fn }) => `${fn} ${bundles.kb[fn]} / ${bundles.unminifiedKb[fn]} KB`).join(", ")
     }`,
   );
+  const [small, , large] = webhooks.results;
+  const hook = (side: Side, result: WebhookResult, rank: number) => round(percentile(result[side].ms, rank));
+  const eventsPerS = (side: Side, result: WebhookResult) =>
+    Math.round(result[side].ms.length * result.shape.events / result[side].seconds);
+  const webhookRatio = round(hook("real", small, 50) / hook("floor", small, 50), 3);
+  console.log(
+    `\ninstagram-webhook against its floor (signature, JSON.parse, the same RPC storing the same rows); ${webhooks.rows.real} rows stored by each side`,
+  );
+  console.log(
+    "  events/delivery  concurrency  deliveries  real p50  floor p50  overhead  real p99  floor p99  events/s real / floor  CPU ms/delivery real / floor",
+  );
+  for (const result of webhooks.results) {
+    const { shape, real, floor } = result;
+    console.log(
+      `  ${pad(shape.events, 15)}  ${pad(shape.concurrency, 11)}  ${pad(real.ms.length, 10)} ${
+        pad(hook("real", result, 50), 6)
+      } ms ${pad(hook("floor", result, 50), 6)} ms  ${
+        pad(round(hook("real", result, 50) / hook("floor", result, 50), 3), 8)
+      } ${pad(hook("real", result, 99), 6)} ms ${pad(hook("floor", result, 99), 6)} ms  ${
+        pad(eventsPerS("real", result), 10)
+      } / ${String(eventsPerS("floor", result)).padEnd(10)} ${
+        pad(round(real.cpuMs / real.ms.length, 2), 8)
+      } / ${round(floor.cpuMs / floor.ms.length, 2)}`,
+    );
+  }
+  console.log(
+    "  (overhead = real p50 / floor p50, target <= 1.10 with one event per delivery; a 1000-event delivery well under 1 s)",
+  );
   const unmeasured = FUNCTIONS.map((fn) => fn.name).filter((fn) => !COLD_MEASURED.includes(fn));
   if (unmeasured.length) {
     console.log(
@@ -357,6 +555,15 @@ function report(
     loaded_kb_callback: bundles.kb["instagram-callback"],
     unminified_kb_connect: bundles.unminifiedKb["instagram-connect"],
     unminified_kb_callback: bundles.unminifiedKb["instagram-callback"],
+    webhook_overhead_ratio: webhookRatio,
+    webhook_p50_ms_batch1: hook("real", small, 50),
+    webhook_floor_p50_ms_batch1: hook("floor", small, 50),
+    webhook_events_per_s: eventsPerS("real", webhooks.results[1]),
+    webhook_floor_events_per_s: eventsPerS("floor", webhooks.results[1]),
+    webhook_p99_ms_batch1000: hook("real", large, 99),
+    webhook_floor_p99_ms_batch1000: hook("floor", large, 99),
+    webhook_rows_real: webhooks.rows.real,
+    webhook_rows_floor: webhooks.rows.floor,
   };
   console.log(`\n${Object.entries(figures).map(([key, value]) => `${key}=${value}`).join(" ")}`);
 }

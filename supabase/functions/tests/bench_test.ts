@@ -1,7 +1,8 @@
 // `deno task bench` must keep working and keep measuring what it says: a short run completes every
 // flow, its floor makes the same Meta and database calls as the real flow (the benchmark refuses to
-// report otherwise), and the last line carries every figure the README and the issue name. The figures'
-// values are not asserted: speed goals live in the benchmark, not in timed tests.
+// report otherwise), the webhook floor stores the same rows as instagram-webhook, and the last line
+// carries every figure the README and the issue name. The figures' values are not asserted: speed
+// goals live in the benchmark, not in timed tests.
 import assert from "node:assert/strict";
 import { scriptDatabase, stackTest } from "./_support.ts";
 
@@ -15,6 +16,9 @@ const REQUIRED = [
   "db_calls_per_flow",
   "loaded_kb_connect",
   "loaded_kb_callback",
+  "webhook_overhead_ratio",
+  "webhook_events_per_s",
+  "webhook_p99_ms_batch1000",
 ];
 
 Deno.test(
@@ -50,6 +54,11 @@ Deno.test(
     assert.equal(figures.db_calls_per_flow, "5");
     assert.ok(Number(figures.cpu_ms_per_flow) > 0, "the function processes' CPU time was read");
     assert.match(output, /concurrency 1 .*\n.*concurrency 16 /);
+    // The webhook floor stored exactly the rows the real receiver stored (every event of every delivery,
+    // each once: the benchmark refuses to report otherwise); here that must be more than none.
+    assert.ok(Number(figures.webhook_rows_real) > 0, `webhook rows in: ${last}`);
+    assert.equal(figures.webhook_rows_floor, figures.webhook_rows_real);
+    assert.match(output, /instagram-webhook against its floor/);
     // Cold starts are timed to a real answer (the benchmark stops if one is not a 200).
     assert.match(output, /cold start, source .*instagram-connect [\d.]+ ms, instagram-callback [\d.]+ ms/);
   },
