@@ -80,13 +80,14 @@ export function delivery({ db, verifier }: WebhookDeps) {
       0,
     );
     if (!STORED_OBJECTS.has(object)) {
-      c.var.log.info("webhook_ignored", { object, entries: entry.length, events });
+      c.set("outcome", { object, entries: entry.length, events, ignored: true });
       return c.json({ stored: 0, ignored: events });
     }
     // The entries as Meta sent them (the schema above only checks them; it would drop unknown fields).
     const raw = (json as { entry: unknown[] }).entry;
     const result = await db.storeWebhookEvents(object as "instagram" | "page", raw);
-    c.var.log.info("webhook_batch", { object, entries: entry.length, events, bytes: body.length, ...result });
+    // On the request's own log line: one line per delivery, as Meta may send many.
+    c.set("outcome", { object, entries: entry.length, events, bytes: body.length, ...result });
     return c.json(result);
   };
 }

@@ -193,7 +193,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         // Through the real function: four signed deliveries, each checked, logged and stored by its RPC.
         assert.equal(batches() - batchesBefore, 4);
         const log = dev.stack.functions["instagram-webhook"].output();
-        assert.equal(log.match(/"event":"webhook_batch"/g)?.length, 4);
+        assert.equal(log.match(/"event":"request".*"object":"instagram".*"stored":1/g)?.length, 4);
         assert.equal(log.includes("Hello") || log.includes(later), false, "no message text in the log");
         assert.deepEqual(dialogs, [], "nothing in a message ever ran");
       },

@@ -13,6 +13,8 @@ export type AppEnv = {
     doctorId: string;
     /** Failures answer with a redirect to the dashboard (the OAuth return is a browser navigation). */
     answerByRedirect?: boolean;
+    /** What the route adds to the request's one log line (counts, never content). */
+    outcome?: Record<string, unknown>;
   };
 };
 
@@ -44,6 +46,7 @@ export function requestContext(functionName: string) {
       path: c.req.path,
       status: c.res.status,
       error_code: c.get("errorCode"),
+      ...c.get("outcome"),
       ms: Math.round(performance.now() - started),
     });
   });
