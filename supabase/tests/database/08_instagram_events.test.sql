@@ -2,7 +2,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(16);
+select plan(18);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000e001'),
@@ -44,6 +44,13 @@ select ok(
   'no API role writes events directly; anon cannot read them'
 );
 select ok((select relrowsecurity from pg_class where oid = 'public.instagram_events'::regclass), 'row level security is on');
+-- Plans PL/pgSQL keeps for the session must stay index lookups as the table grows (see the schema file).
+select has_index('public', 'instagram_events', 'instagram_events_message_idx', array['message_id', 'account_id'],
+  'the message index leads with message_id, so a lookup by (account_id, event_key) cannot take it for the account alone');
+select ok(
+  (select proconfig @> array['enable_seqscan=off'] from pg_proc where oid = 'public.store_instagram_events(text, jsonb)'::regprocedure),
+  'store_instagram_events never plans a sequential scan'
+);
 
 -- Storing ----------------------------------------------------------------------------------------
 set local role service_role;

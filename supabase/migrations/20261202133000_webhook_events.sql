@@ -218,6 +218,7 @@ CREATE OR REPLACE FUNCTION public.store_instagram_events (
   LANGUAGE plpgsql
   SECURITY DEFINER
   SET search_path TO ''
+  SET enable_seqscan TO 'off'
   AS $function$
 declare
   entry jsonb;
@@ -239,10 +240,14 @@ begin
   end if;
 
   for entry in select value from jsonb_array_elements(p_entries) loop
-    select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id into link
-    from public.doctor_instagram as d
-    where d.instagram_business_account_id is not null
-      and entry ->> 'id' = case when p_object = 'instagram' then d.instagram_business_account_id else d.instagram_page_id end;
+    -- Each by its unique key (an index), never a scan of every link.
+    if p_object = 'instagram' then
+      select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id into link
+      from public.doctor_instagram as d where d.instagram_business_account_id = entry ->> 'id';
+    else
+      select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id into link
+      from public.doctor_instagram as d where d.instagram_page_id = entry ->> 'id' and d.instagram_business_account_id is not null;
+    end if;
     if not found then
       unknown := unknown + jsonb_array_length(coalesce(entry -> 'messaging', '[]')) + jsonb_array_length(coalesce(entry -> 'changes', '[]'));
       continue;
@@ -348,7 +353,7 @@ CREATE INDEX instagram_events_doctor_received_idx ON public.instagram_events USI
 
 CREATE INDEX instagram_events_facebook_user_idx ON public.instagram_events USING btree (facebook_user_id);
 
-CREATE INDEX instagram_events_message_idx ON public.instagram_events USING btree (account_id, message_id);
+CREATE INDEX instagram_events_message_idx ON public.instagram_events USING btree (message_id, account_id);
 
 CREATE INDEX instagram_events_received_idx ON public.instagram_events USING btree (received_at);
 
