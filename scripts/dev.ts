@@ -12,7 +12,7 @@
 // secret key are set, in the file or the environment), everything runs locally on embedded defaults;
 // then only the functions run, on those settings, against the real Meta and Supabase project.
 import { chooseHost, migrate, redactPassword } from "./lib/database.ts";
-import { proxyToFunction } from "./lib/local_stack.ts";
+import { LOCAL_SECRET_KEY, proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
 import { edgeFunctions } from "./lib/edge_functions.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
@@ -94,6 +94,8 @@ ${functionLines((name) => stack.functionUrl(name))}
 
   Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
   Then, under Messages, the Meta sandbox sends a patient's message, a reaction or an unsend to instagram-webhook.
+  Local-only values (not secrets): webhook Verify Token ${stack.env.INSTAGRAM_WEBHOOK_VERIFY_TOKEN},
+  app secret ${stack.env.INSTAGRAM_APP_SECRET} (signs deliveries), secret key ${LOCAL_SECRET_KEY} (the worker's apikey).
   Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.

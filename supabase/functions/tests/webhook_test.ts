@@ -506,6 +506,50 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
       },
     );
 
+    await t.step(
+      "a worker claims through PostgREST with the secret key: an array, oldest first; a doctor may not",
+      async () => {
+        const rpc = (name: string, body: unknown, auth: Record<string, string>) =>
+          fetch(`${stack.url}/rest/v1/rpc/${name}`, {
+            method: "POST",
+            headers: { "content-type": "application/json", ...auth },
+            body: JSON.stringify(body),
+          });
+        const secret = { apikey: JSON.parse(stack.env.SUPABASE_SECRET_KEYS).default };
+        await deliver(
+          stack,
+          instagramDelivery([{
+            accountId: one.accountId,
+            items: [1, 2, 3].map((i) => directMessage(one.accountId, patient, `queue ${i}`)),
+          }]),
+        );
+        const claimed = await (await rpc("claim_instagram_events", {
+          p_worker: "http-worker",
+          p_limit: 3,
+          p_lease_seconds: 30,
+        }, secret)).json();
+        assert.ok(Array.isArray(claimed) && claimed.length === 3, JSON.stringify(claimed).slice(0, 200));
+        const ids = claimed.map((event: { id: number }) => Number(event.id));
+        assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "oldest first");
+        assert.equal(
+          await (await rpc("ack_instagram_events", { p_worker: "http-worker", p_ids: ids }, secret)).json(),
+          3,
+        );
+        const asDoctor = await rpc("claim_instagram_events", { p_worker: "doctor" }, {
+          apikey: JSON.parse(stack.env.SUPABASE_PUBLISHABLE_KEYS).default,
+          authorization: `Bearer ${one.token}`,
+        });
+        assert.equal(asDoctor.status, 403);
+        await asDoctor.body?.cancel();
+        await sql`update public.instagram_events set processed_at = now() where processed_at is null`;
+        assert.deepEqual(
+          await (await rpc("claim_instagram_events", { p_worker: "idle" }, secret)).json(),
+          [],
+          "nothing free: []",
+        );
+      },
+    );
+
     await t.step("retention removes more rows than one call of the old sweep (50), in one call", async () => {
       await sql`update public.instagram_events set received_at = now() - interval '91 days' where doctor_id = ${two.id}`;
       const old =

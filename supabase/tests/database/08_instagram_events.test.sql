@@ -29,7 +29,7 @@ select ok(
      not has_function_privilege('anon', oid, 'execute')
      and not has_function_privilege('authenticated', oid, 'execute')
      and has_function_privilege('service_role', oid, 'execute')
-     and prosecdef and proconfig = array['search_path=""'])
+     and prosecdef and proconfig @> array['search_path=""'])
    from pg_proc
    where oid in ('public.store_instagram_events(text, jsonb)'::regprocedure,
                  'public.claim_instagram_events(text, int, int)'::regprocedure,

@@ -108,17 +108,21 @@ begin
      or p_lease_seconds is null or p_lease_seconds not between 1 and 3600 then
     raise exception using errcode = '22023', message = 'a worker name ([A-Za-z0-9._:-], up to 128), a limit of 1 to 1000 and a lease of 1 to 3600 seconds are required';
   end if;
+  -- Answered oldest first (UPDATE ... RETURNING keeps no order of its own).
   return query
-  update public.instagram_events as event
-  set claimed_by = p_worker, claimed_until = now() + make_interval(secs => p_lease_seconds)
-  where event.id in (
-    select candidate.id from public.instagram_events as candidate
-    where candidate.processed_at is null and (candidate.claimed_until is null or candidate.claimed_until <= now())
-    order by candidate.id
-    limit p_limit
-    for update skip locked
+  with claimed as (
+    update public.instagram_events as event
+    set claimed_by = p_worker, claimed_until = now() + make_interval(secs => p_lease_seconds)
+    where event.id in (
+      select candidate.id from public.instagram_events as candidate
+      where candidate.processed_at is null and (candidate.claimed_until is null or candidate.claimed_until <= now())
+      order by candidate.id
+      limit p_limit
+      for update skip locked
+    )
+    returning event.*
   )
-  returning event.*;
+  select * from claimed order by claimed.id;
 end;
 $function$;
 
