@@ -1,5 +1,6 @@
 // POST /instagram-connect/finish over real HTTP: only the doctor who started a flow turns its pending
 // connection into a link, from their own session; the Page picker; every refusal; races; 409.
+import { hmacSha256Hex } from "../_shared/crypto/digest.ts";
 import assert from "node:assert/strict";
 import { pageFieldRefusal } from "../../../scripts/lib/fake_meta.ts";
 import { decodeBase64 } from "../_shared/config.ts";
@@ -439,7 +440,7 @@ Deno.test(
         "messages,messaging_postbacks,messaging_seen,message_reactions",
       );
       url.searchParams.set("access_token", pageToken);
-      url.searchParams.set("appsecret_proof", await hmacHex(stack.env.INSTAGRAM_APP_SECRET, pageToken));
+      url.searchParams.set("appsecret_proof", await hmacSha256Hex(stack.env.INSTAGRAM_APP_SECRET, pageToken));
       const refused = await fetch(url, { method: "POST" });
       const body = await refused.json();
       assert.equal(refused.status, 400);
@@ -458,15 +459,3 @@ Deno.test(
     });
   },
 );
-
-async function hmacHex(secret: string, message: string): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message)));
-  return Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
