@@ -5,21 +5,13 @@
 // Instagram", Webhooks: messages, message_reactions, messaging_seen; entry.messaging[] items with
 // sender.id, recipient.id, timestamp in milliseconds, message.mid, message.text, message.is_echo,
 // message.is_deleted for an unsend, reaction {mid, action, reaction, emoji}, read {mid}).
+import { hmacSha256Hex } from "../../supabase/functions/_shared/crypto/digest.ts";
+
 const encoder = new TextEncoder();
 
 /** `sha256=<hex>`: the app secret's HMAC-SHA256 of exactly these bytes, as Meta writes the header. */
 export async function webhookSignature(appSecret: string, body: Uint8Array<ArrayBuffer>): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(appSecret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    [
-      "sign",
-    ],
-  );
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, body));
-  return `sha256=${Array.from(mac, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+  return `sha256=${await hmacSha256Hex(appSecret, body)}`;
 }
 
 /** POSTs a delivery as Meta does: JSON, signed. `body` may be text, to send exact bytes. */

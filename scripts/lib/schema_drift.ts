@@ -9,6 +9,7 @@
 import postgres from "postgres";
 import { applySchemaFiles, type DatabaseHost, migrate } from "./database.ts";
 import { supabaseWith } from "./supabase_cli.ts";
+import { LOOPBACK } from "../../supabase/functions/_shared/config.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
@@ -21,7 +22,7 @@ export const OWN_SCHEMAS = ["public", "private"];
  */
 export async function schemaDiff(fromUrl: string, toUrl: string): Promise<string> {
   const [from, to] = [new URL(fromUrl), new URL(toUrl)];
-  const loopback = [from, to].every((url) => /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(url.hostname));
+  const loopback = [from, to].every((url) => LOOPBACK.test(url.hostname));
   // The password goes in the environment, not on a command line that `ps` shows (both are one server's).
   const password = decodeURIComponent(from.password || to.password);
   from.password = to.password = "";

@@ -8,7 +8,8 @@ import {
   isPageWebhookField,
 } from "./meta/page_fields.ts";
 
-const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+/** A loopback host name (localhost, 127.x.x.x, [::1]). */
+export const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
 
 /** https everywhere; plain http only for loopback, which is what local development uses. */
 function isWebUrl(value: string): boolean {

@@ -13,13 +13,17 @@ export async function sha256Base64Url(text: string): Promise<string> {
   return encodeBase64Url(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text))));
 }
 
-export async function hmacSha256Hex(secret: string | CryptoKey, message: string): Promise<string> {
+export async function hmacSha256Hex(
+  secret: string | CryptoKey,
+  message: string | Uint8Array<ArrayBuffer>,
+): Promise<string> {
   const key = typeof secret === "string"
     ? await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
       "sign",
     ])
     : secret;
-  return toHex(await crypto.subtle.sign("HMAC", key, encoder.encode(message)));
+  const bytes = typeof message === "string" ? encoder.encode(message) : message;
+  return toHex(await crypto.subtle.sign("HMAC", key, bytes));
 }
 
 /** `bytes` random bytes as base64url: 32 bytes give 43 characters and 256 bits to guess. */
