@@ -16,8 +16,7 @@ import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
 import { edgeFunctions } from "./lib/edge_functions.ts";
 import { type LocalStack, startLocalStack } from "./lib/local_stack.ts";
 import type { WebhookPlan, WebhookRun } from "./lib/webhook_load.ts";
-import { encryptPageToken, importTokenKey } from "../supabase/functions/_shared/crypto/page_token.ts";
-import { decodeBase64 } from "../supabase/functions/_shared/config.ts";
+import { seedLink } from "./lib/dev_stack.ts";
 
 const numbers = Deno.args.filter((arg) => arg !== "--pglite");
 const [flows, latencyMs] = [numbers[0] ?? 400, numbers[1] ?? 25].map(Number);
@@ -41,11 +40,33 @@ const WEBHOOK_SHAPES = [
 ] as const;
 type WebhookShape = typeof WEBHOOK_SHAPES[number];
 const HELLO = { name: "hello", entry: "scripts/bench/hello_function.ts" };
+/** Each function's first real request for its cold start; a function without one is not measured. */
+const FIRST_REQUESTS: Record<
+  string,
+  (stack: LocalStack, newDoctor: () => string) => Promise<RequestInit & { path: string }>
+> = {
+  [HELLO.name]: () => Promise.resolve({ path: "/" }),
+  "instagram-connect": async (stack, newDoctor) => ({
+    path: "/instagram-connect",
+    headers: { authorization: `Bearer ${await stack.jwt.sign({ sub: newDoctor() })}` },
+  }),
+  "instagram-callback": async (stack) => ({
+    path: "/instagram-callback/deauthorize",
+    method: "POST",
+    body: new URLSearchParams({
+      signed_request: await signedRequest(stack.env.INSTAGRAM_APP_SECRET, {
+        algorithm: "HMAC-SHA256",
+        issued_at: Math.floor(Date.now() / 1000),
+        user_id: String(Math.floor(Math.random() * 1e15)),
+      }),
+    }),
+  }),
+};
+
 // Every function of supabase/config.toml is bundled and measured; a cold start needs a first real
-// request, which coldStarts defines per function (one without is named in the report, not measured).
+// request, which FIRST_REQUESTS defines per function (one without is named in the report, not measured).
 const FUNCTIONS = edgeFunctions();
-const COLD_MEASURED = ["instagram-connect", "instagram-callback"];
-const FUNCTION_NAMES = FUNCTIONS.map((fn) => fn.name).filter((fn) => COLD_MEASURED.includes(fn));
+const FUNCTION_NAMES = FUNCTIONS.map((fn) => fn.name).filter((fn) => fn in FIRST_REQUESTS);
 const ROOT = new URL("../", import.meta.url);
 
 type Side = "real" | "floor";
@@ -287,17 +308,16 @@ async function compareWebhooks(stack: LocalStack): Promise<Webhooks> {
   }
 }
 
-/** A doctor with a link whose Instagram account is new, as dev_stack's seed makes one: its account id. */
+/** A doctor with a link whose Instagram account is new, seeded as the demo's is: its account id. */
 async function linkedAccount(stack: LocalStack): Promise<string> {
   const [doctorId] = await newDoctors(1);
   const digits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join("");
   const [pageId, accountId] = [`19${digits(13)}`, `17849${digits(12)}`];
-  const key = await importTokenKey(decodeBase64(stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!);
-  const token = await encryptPageToken(key, `EAAGbench${digits(24)}`, { doctorId, pageId });
-  await sql`
-    insert into public.doctor_instagram
-      (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)
-    values (${doctorId}, ${pageId}, ${token}, ${`bench_${pageId}`}, 'Bench Practice', ${accountId})`;
+  await seedLink(sql, stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY, doctorId, {
+    id: pageId,
+    name: "Bench Practice",
+    instagram: { id: accountId, username: `bench_${pageId}` },
+  }, `EAAGbench${digits(24)}`);
   return accountId;
 }
 
@@ -385,31 +405,14 @@ function sourceEntries(): Record<string, string> {
  */
 async function coldStarts(stack: LocalStack, bundles: Bundles): Promise<Record<Form, Counts>> {
   const doctors = await newDoctors(COLD_STARTS * 2);
-  const firstRequest: Record<string, () => Promise<RequestInit & { path: string }>> = {
-    [HELLO.name]: () => Promise.resolve({ path: "/" }),
-    "instagram-connect": async () => ({
-      path: "/instagram-connect",
-      headers: { authorization: `Bearer ${await stack.jwt.sign({ sub: doctors.pop()! })}` },
-    }),
-    "instagram-callback": async () => ({
-      path: "/instagram-callback/deauthorize",
-      method: "POST",
-      body: new URLSearchParams({
-        signed_request: await signedRequest(stack.env.INSTAGRAM_APP_SECRET, {
-          algorithm: "HMAC-SHA256",
-          issued_at: Math.floor(Date.now() / 1000),
-          user_id: String(Math.floor(Math.random() * 1e15)),
-        }),
-      }),
-    }),
-  };
+  const firstRequest = (fn: string) => FIRST_REQUESTS[fn](stack, () => doctors.pop()!);
   const entries: Record<Form, Record<string, string>> = { source: sourceEntries(), bundled: bundles.files };
   const samples: Record<Form, Record<string, number[]>> = { source: {}, bundled: {} };
   for (let i = 0; i < COLD_STARTS; i++) {
     for (const form of ["source", "bundled"] as const) {
       for (const [fn, entry] of Object.entries(entries[form])) {
-        if (!firstRequest[fn]) continue;
-        const { path, ...init } = await firstRequest[fn]();
+        if (!(fn in FIRST_REQUESTS)) continue;
+        const { path, ...init } = await firstRequest(fn);
         const started = performance.now();
         const process = await startFunction(fn, stack.env, { entry });
         const response = await fetch(`${process.url}${path}`, init);
@@ -523,7 +526,7 @@ function report(
   console.log(
     "  (overhead = real p50 / floor p50, target <= 1.10 with one event per delivery; a 1000-event delivery well under 1 s)",
   );
-  const unmeasured = FUNCTIONS.map((fn) => fn.name).filter((fn) => !COLD_MEASURED.includes(fn));
+  const unmeasured = FUNCTIONS.map((fn) => fn.name).filter((fn) => !(fn in FIRST_REQUESTS));
   if (unmeasured.length) {
     console.log(
       `cold start not measured for ${unmeasured.join(", ")}: bench.ts defines no first request for it`,

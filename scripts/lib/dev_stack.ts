@@ -113,15 +113,28 @@ async function seed(databaseUrl: string, base64Key: string) {
     for (const doctor of Object.values(DEMO_DOCTORS)) {
       await sql`insert into auth.users (id, email) values (${doctor.id}, ${`${doctor.id}@demo.local`})`;
     }
-    const key = await importTokenKey(decodeBase64(base64Key)!);
-    const page = DEMO_PAGES.lakeside;
-    const doctorId = DEMO_DOCTORS.other.id;
-    const token = await encryptPageToken(key, SEEDED_PAGE_TOKEN, { doctorId, pageId: page.id });
-    await sql`
-      insert into public.doctor_instagram
-        (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)
-      values (${doctorId}, ${page.id}, ${token}, ${page.instagram.username}, ${page.name}, ${page.instagram.id})`;
+    await seedLink(sql, base64Key, DEMO_DOCTORS.other.id, DEMO_PAGES.lakeside, SEEDED_PAGE_TOKEN);
   } finally {
     await sql.end();
   }
+}
+
+/**
+ * A link written straight into the table, as if the doctor had finished connecting `page` earlier: the
+ * Page token encrypted as the functions encrypt it (bound to the doctor and the Page). For the demo's
+ * seed and the benchmark's webhook accounts.
+ */
+export async function seedLink(
+  sql: postgres.Sql,
+  base64Key: string,
+  doctorId: string,
+  page: FakePage & Required<Pick<FakePage, "instagram">>,
+  pageToken: string,
+): Promise<void> {
+  const key = await importTokenKey(decodeBase64(base64Key)!);
+  const token = await encryptPageToken(key, pageToken, { doctorId, pageId: page.id });
+  await sql`
+    insert into public.doctor_instagram
+      (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)
+    values (${doctorId}, ${page.id}, ${token}, ${page.instagram.username}, ${page.name}, ${page.instagram.id})`;
 }
