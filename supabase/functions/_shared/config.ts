@@ -23,13 +23,14 @@ const digits = (min: number, max: number) => z.string().check(z.regex(new RegExp
 const integer = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
 const NAME = /^[a-z_]{1,64}$/;
-const splitNames = (value: string) => value.split(",").map((item) => item.trim()).filter(Boolean);
+/** A comma-separated list, each item trimmed, empty items dropped. */
+const splitList = (value: string) => value.split(",").map((item) => item.trim()).filter(Boolean);
 const names = (
   fallback: string[],
   { allowEmpty, allowed = () => true }: { allowEmpty: boolean; allowed?: (item: string) => boolean },
 ) =>
   z._default(
-    z.pipe(z.string(), z.transform(splitNames)).check(
+    z.pipe(z.string(), z.transform(splitList)).check(
       z.refine((list) =>
         (allowEmpty || list.length > 0) && list.every((item) => NAME.test(item) && allowed(item))
       ),
@@ -42,7 +43,7 @@ const names = (
  * Page field is named (only once it looks like a field name: nothing else of the value is echoed).
  */
 function explainWebhookFields(value: string): string {
-  const items = splitNames(value);
+  const items = splitList(value);
   if (!items.every((item) => NAME.test(item))) {
     return "must be a comma-separated list of Page webhook field names (or empty for none)";
   }
@@ -53,7 +54,7 @@ function explainWebhookFields(value: string): string {
   return `must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): ${why}`;
 }
 const origins = z._default(
-  z.pipe(z.string(), z.transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean)))
+  z.pipe(z.string(), z.transform(splitList))
     .check(z.refine((list) => list.every((item) => URL.canParse(item) && new URL(item).origin === item))),
   [],
 );
