@@ -44,6 +44,22 @@ const addNotesColumn = (text: string) =>
     "$1,\n  notes text\n);",
   );
 
+/** `deno task db:diff <args>` in the scratch checkout `root`, on the suite's database engine. */
+async function dbDiff(root: URL, args: string[]): Promise<{ code: number; text: string }> {
+  const database = scriptDatabase();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "db:diff", ...args, ...database.args],
+    cwd: root,
+    env: { ...database.env, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: output.code,
+    text: new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr),
+  };
+}
+
 const name = () => `instagram_connect_drift_test_${Date.now()}`;
 
 Deno.test("a schema file edited without a migration is drift: the check names the change", async () => {
@@ -94,29 +110,14 @@ Deno.test("an object pg-delta cannot compare fails the check instead of passing 
 Deno.test("deno task db:diff <name>: the schema edit becomes a migration that leaves no drift", async () => {
   await withCopy(async (root) => {
     await edit(root, LINK_TABLE, addNotesColumn);
-    const database = scriptDatabase();
-    const run = async (args: string[]) => {
-      const output = await new Deno.Command(Deno.execPath(), {
-        args: ["task", "--quiet", "db:diff", ...args, ...database.args],
-        cwd: root,
-        env: { ...database.env, NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      return {
-        code: output.code,
-        text: new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr),
-      };
-    };
-
-    const bad = await run(["Add Notes"]);
+    const bad = await dbDiff(root, ["Add Notes"]);
     assert.equal(bad.code, 2);
     assert.match(bad.text, /^usage: deno task db:diff <name>/m);
 
     const before = new Set(
       [...Deno.readDirSync(new URL("supabase/migrations/", root))].map((entry) => entry.name),
     );
-    const made = await run(["add_link_notes"]);
+    const made = await dbDiff(root, ["add_link_notes"]);
     assert.equal(made.code, 0, made.text);
     const added = [...Deno.readDirSync(new URL("supabase/migrations/", root))].map((entry) => entry.name)
       .filter((file) => !before.has(file));
@@ -138,7 +139,7 @@ Deno.test("deno task db:diff <name>: the schema edit becomes a migration that le
       assert.deepEqual(drift, { schemaOnly: "", migrationsOnly: "", catalog: [] }, describeDrift(drift));
     });
 
-    const again = await run(["add_link_notes_again"]);
+    const again = await dbDiff(root, ["add_link_notes_again"]);
     assert.equal(again.code, 0, again.text);
     assert.match(again.text, /No changes: the schema files and the migrations describe the same database/);
   });
@@ -184,16 +185,8 @@ Deno.test("deno task db:diff: a generated migration that does not apply is not w
       (text) => text.replace(/^ {2}consumed_at timestamptz/m, "  consumed_at integer"),
     );
     const before = [...Deno.readDirSync(new URL("supabase/migrations/", root))].length;
-    const database = scriptDatabase();
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "--quiet", "db:diff", "retype_consumed_at", ...database.args],
-      cwd: root,
-      env: { ...database.env, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-    assert.equal(output.code, 1, text);
+    const { code, text } = await dbDiff(root, ["retype_consumed_at"]);
+    assert.equal(code, 1, text);
     assert.match(text, /does not apply to a database built from the migrations, so nothing was written/);
     assert.equal([...Deno.readDirSync(new URL("supabase/migrations/", root))].length, before, "no file left");
   });
