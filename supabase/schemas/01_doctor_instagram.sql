@@ -55,7 +55,37 @@ create table public.doctor_instagram (
   facebook_user_id text
     constraint doctor_instagram_facebook_user_id_format check (facebook_user_id ~ '^[0-9]{1,32}$'),
   granted_scopes text[]
-    constraint doctor_instagram_granted_scopes_size check (cardinality(granted_scopes) <= 100)
+    constraint doctor_instagram_granted_scopes_size check (cardinality(granted_scopes) <= 100),
+  -- The token model: what the stored token is and when Meta says it expires. A Page access token today
+  -- (a Page token obtained from a long-lived user token does not expire: "Long-Lived Access Tokens");
+  -- an Instagram user token once Instagram Login is added, which expires and is refreshed. Null
+  -- token_expires_at: Meta reported no expiry (debug_token's expires_at 0).
+  token_kind text not null default 'page'
+    constraint doctor_instagram_token_kind check (token_kind in ('page', 'instagram_user')),
+  token_expires_at timestamptz,
+  -- The link's health, which the doctor reads (RLS) and instagram-maintenance keeps up to date:
+  -- needs_reconnect with a reason (public.instagram_link_status_reasons holds each reason's sentence)
+  -- once Meta no longer accepts the link and it cannot be repaired here. A reconnect (finish with the
+  -- same Page) sets it active again.
+  status text not null default 'active'
+    constraint doctor_instagram_status check (status in ('active', 'needs_reconnect')),
+  status_reason text
+    constraint doctor_instagram_status_reason check (status_reason in (
+      'token_expired', 'password_changed', 'app_removed', 'token_invalid', 'page_role_lost',
+      'account_checkpointed', 'data_access_expired', 'permissions_missing', 'page_token_mismatch',
+      'subscription_lost'
+    )),
+  -- When instagram-maintenance last checked the link at Meta (null: not yet), and the date by which the
+  -- doctor must reconnect, only when Meta reports one for this token (debug_token's
+  -- data_access_expires_at): never a guessed date.
+  checked_at timestamptz,
+  reconnect_by timestamptz,
+  -- instagram-maintenance's lease: a run that is checking this link (lease_id) until lease_until, so two
+  -- runs at once never check the same link. Row locks cannot serve: they end with each RPC, and the Meta
+  -- calls happen between two RPCs. Not granted to doctors.
+  lease_id uuid,
+  lease_until timestamptz,
+  constraint doctor_instagram_status_has_reason check ((status = 'needs_reconnect') = (status_reason is not null))
 );
 
 -- Every new or changed link names its Instagram account. NOT VALID: rows linked before this rule (none
@@ -70,6 +100,10 @@ comment on column public.doctor_instagram.instagram_access_token is
   'Page access token, AES-GCM encrypted by the edge function. No client role can read this column.';
 comment on column public.doctor_instagram.connected_at is
   'When the current page was linked; kept when the same page is re-linked with a fresh token.';
+comment on column public.doctor_instagram.status is
+  'active, or needs_reconnect (status_reason says why; the doctor connects again to fix it).';
+comment on column public.doctor_instagram.reconnect_by is
+  'When Meta''s data access for this link expires (debug_token data_access_expires_at); null when Meta reports none.';
 comment on column public.doctor_instagram.facebook_user_id is
   'App-scoped id of the Facebook user who granted the link: what Meta''s deauthorize and data deletion callbacks name.';
 
@@ -77,8 +111,10 @@ comment on column public.doctor_instagram.facebook_user_id is
 -- and a disconnect asks whether another doctor still relies on the same user (prepare_disconnect()).
 create index doctor_instagram_facebook_user_id_idx on public.doctor_instagram (facebook_user_id);
 
--- Keeps updated_at true on every update, whoever makes it. Not SECURITY DEFINER: it only changes the
--- row being written. search_path = '' like every function here (no name can be captured by an object
+-- Keeps updated_at true on every update of the link itself, whoever makes it: the health bookkeeping
+-- (status, checks, the lease) and re-encryption under a new key (which sets app.token_reencryption) are
+-- not a change of the grant, and forget_facebook_user() relies on updated_at to leave alone only links
+-- made or renewed after Meta's request. Not SECURITY DEFINER: it only changes the row being written. search_path = '' like every function here (no name can be captured by an object
 -- in a schema on the caller's path; Supabase's linter flags a mutable search_path). EXECUTE is revoked
 -- from PUBLIC: a trigger function is not checked for EXECUTE when it fires, so nobody needs it.
 create function private.touch_updated_at()
@@ -86,8 +122,17 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  bookkeeping text[] := array[
+    'updated_at', 'status', 'status_reason', 'checked_at', 'reconnect_by', 'token_expires_at', 'lease_id', 'lease_until'
+  ];
 begin
-  new.updated_at := now();
+  if current_setting('app.token_reencryption', true) = 'on' then
+    bookkeeping := bookkeeping || 'instagram_access_token';
+  end if;
+  if to_jsonb(new) - bookkeeping is distinct from to_jsonb(old) - bookkeeping then
+    new.updated_at := now();
+  end if;
   return new;
 end;
 $$;
@@ -103,7 +148,8 @@ alter table public.doctor_instagram enable row level security;
 revoke all on public.doctor_instagram from public, anon, authenticated, service_role;
 grant select (
   doctor_id, instagram_page_id, instagram_username, page_name,
-  instagram_business_account_id, connected_at, updated_at, facebook_user_id, granted_scopes
+  instagram_business_account_id, connected_at, updated_at, facebook_user_id, granted_scopes,
+  token_kind, token_expires_at, status, status_reason, checked_at, reconnect_by
 ) on public.doctor_instagram to authenticated;
 -- The webhook worker (outside this repository) resolves page -> doctor and reads the encrypted token
 -- with the secret key. The edge functions do not use the delete (see the header).
@@ -115,3 +161,44 @@ grant select, delete on public.doctor_instagram to service_role;
 create policy "Doctors can read their own Instagram link"
   on public.doctor_instagram for select to authenticated
   using ((select auth.uid()) = doctor_id);
+
+-- instagram-maintenance leases the least recently checked links first (never-checked ones first).
+create index doctor_instagram_checked_at_idx on public.doctor_instagram (checked_at nulls first);
+
+-- public.instagram_link_status_reasons: each reason a link may need reconnecting, as a stable code and
+-- the sentence the doctor sees (the dashboard shows it as it is). A view over constant rows rather than
+-- a table, so the declarative schema holds the sentences and a migration generated from it carries
+-- them. security_invoker: it reads nothing, but no view here runs with its owner's rights. The codes
+-- are the CHECK doctor_instagram_status_reason above (pgTAP checks the two agree); where each comes
+-- from at Meta: supabase/functions/_shared/meta/link_health.ts.
+create view public.instagram_link_status_reasons
+with (security_invoker = true)
+as
+select code, doctor_message
+from (values
+  ('token_expired',
+   'Facebook''s permission for this connection has expired. Press Reconnect to renew it.'),
+  ('password_changed',
+   'Your Facebook password was changed, which ends our access to your Page. Press Reconnect to restore it.'),
+  ('app_removed',
+   'Our app was removed from your Facebook account''s settings. Press Reconnect and allow it again.'),
+  ('token_invalid',
+   'Facebook no longer accepts this connection. Press Reconnect to restore it.'),
+  ('page_role_lost',
+   'Your Facebook account no longer has a role on this Page that lets us read its messages. Ask the Page''s admin to give you full control again, then press Reconnect.'),
+  ('account_checkpointed',
+   'Facebook asks you to sign in at facebook.com to confirm your account. Do that, then press Reconnect.'),
+  ('data_access_expired',
+   'Facebook asks you to confirm our access to your data again, as it does every 90 days. Press Reconnect.'),
+  ('permissions_missing',
+   'A permission we need was removed in Facebook. Press Reconnect and allow every permission.'),
+  ('page_token_mismatch',
+   'Facebook no longer gives us access to this Page with your connection. Press Reconnect and select the Page again.'),
+  ('subscription_lost',
+   'Facebook stopped sending us your Instagram messages and we could not turn them back on. Press Reconnect.')
+) as reasons (code, doctor_message);
+
+revoke all on public.instagram_link_status_reasons from public, anon, authenticated, service_role;
+grant select on public.instagram_link_status_reasons to authenticated, service_role;
+comment on view public.instagram_link_status_reasons is
+  'Why a link needs reconnecting: each status_reason code with the sentence the doctor sees.';

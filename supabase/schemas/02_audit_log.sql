@@ -34,12 +34,16 @@ create table private.audit_log (
   -- app.actor_role when a function set it ('meta'), else the role in the request's JWT (service_role for
   -- every call the edge functions make), else the database user for direct SQL (e.g. supabase_auth_admin).
   actor_role text not null,
-  -- connected / updated / disconnected: the trigger's insert, update and delete; link_refused: a finish
-  -- from another doctor's session; deauthorized / deleted_by_meta: removals for Meta's callbacks.
+  -- connected / updated / disconnected: the trigger's insert, update and delete; status_changed: a link
+  -- flagged needs_reconnect or found active again; reconnected: the same Page linked again by its doctor
+  -- (a fresh token, status active); token_reencrypted: the token moved to the primary encryption key;
+  -- link_refused: a finish from another doctor's session; deauthorized / deleted_by_meta: removals for
+  -- Meta's callbacks.
   action text not null
     constraint audit_log_action check (action in (
       'instagram.connected', 'instagram.updated', 'instagram.disconnected', 'instagram.link_refused',
-      'instagram.deauthorized', 'instagram.deleted_by_meta'
+      'instagram.deauthorized', 'instagram.deleted_by_meta', 'instagram.status_changed',
+      'instagram.reconnected', 'instagram.token_reencrypted'
     )),
   -- Always 'doctor_instagram'; resource_id is the doctor's id (the doctor whose link or pending
   -- connection it concerns).
@@ -87,11 +91,14 @@ $$;
 revoke all on function private.append_audit(text, text, jsonb) from public;
 
 -- The trigger's entry: insert -> instagram.connected with the Page and names; update ->
--- instagram.updated with each changed column (from, to) and token_rotated; delete ->
--- instagram.disconnected with the Page and username. The function that deletes may set the action
--- (app.audit_action: forget_facebook_user() uses its Meta action) and extra metadata
--- (app.audit_metadata: disconnect_doctor_instagram() adds Meta's outcome). The token, updated_at,
--- facebook_user_id and granted_scopes are never copied.
+-- instagram.updated (instagram.status_changed when the status changed) with each changed column
+-- (from, to) and token_rotated; delete -> instagram.disconnected with the Page and username. The
+-- function that writes may set the action (app.audit_action: forget_facebook_user() uses its Meta
+-- action, link_pending_connection() instagram.reconnected, re-encryption instagram.token_reencrypted)
+-- and extra metadata (app.audit_metadata: disconnect_doctor_instagram() adds Meta's outcome). The
+-- token, updated_at, facebook_user_id and granted_scopes are never copied. The health bookkeeping
+-- (checked_at, reconnect_by, token_expires_at, the lease) is not audited on its own: an update that
+-- changes nothing else writes no entry, so a check every few hours does not flood the trail.
 create function private.audit_doctor_instagram()
 returns trigger
 language plpgsql
@@ -100,7 +107,9 @@ set search_path = ''
 as $$
 declare
   hidden text[] := array['instagram_access_token', 'updated_at', 'facebook_user_id', 'granted_scopes'];
+  bookkeeping text[] := array['checked_at', 'reconnect_by', 'token_expires_at', 'lease_id', 'lease_until'];
   entry_metadata jsonb;
+  token_rotated boolean;
 begin
   if tg_op = 'INSERT' then
     perform private.append_audit('instagram.connected', new.doctor_id::text, jsonb_strip_nulls(jsonb_build_object(
@@ -110,15 +119,27 @@ begin
       'instagram_business_account_id', new.instagram_business_account_id
     )));
   elsif tg_op = 'UPDATE' then
-    select jsonb_build_object(
-      'changed', coalesce(jsonb_object_agg(after.key, jsonb_build_object('from', before.value, 'to', after.value)), '{}'::jsonb),
-      'token_rotated', new.instagram_access_token is distinct from old.instagram_access_token
-    )
+    token_rotated := new.instagram_access_token is distinct from old.instagram_access_token;
+    select coalesce(jsonb_object_agg(after.key, jsonb_build_object('from', before.value, 'to', after.value)), '{}'::jsonb)
     into entry_metadata
-    from jsonb_each(to_jsonb(new) - hidden) as after
-    join jsonb_each(to_jsonb(old) - hidden) as before using (key)
+    from jsonb_each(to_jsonb(new) - hidden - bookkeeping) as after
+    join jsonb_each(to_jsonb(old) - hidden - bookkeeping) as before using (key)
     where after.value is distinct from before.value;
-    perform private.append_audit('instagram.updated', new.doctor_id::text, entry_metadata);
+    if entry_metadata = '{}'::jsonb and not token_rotated then
+      return null;
+    end if;
+    perform private.append_audit(
+      coalesce(
+        nullif(current_setting('app.audit_action', true), ''),
+        case when new.status is distinct from old.status then 'instagram.status_changed' else 'instagram.updated' end
+      ),
+      new.doctor_id::text,
+      jsonb_build_object('changed', entry_metadata, 'token_rotated', token_rotated)
+        || jsonb_strip_nulls(jsonb_build_object(
+          'reconnect_by', case when new.status is distinct from old.status then new.reconnect_by end
+        ))
+        || coalesce(nullif(current_setting('app.audit_metadata', true), '')::jsonb, '{}'::jsonb)
+    );
   else
     perform private.append_audit(
       coalesce(nullif(current_setting('app.audit_action', true), ''), 'instagram.disconnected'),

@@ -113,7 +113,8 @@ grant execute on function public.open_pending_connection(uuid, text, text, text)
 
 -- Step 3 of finish, one transaction: mark the pending connection used and empty it, delete the doctor's
 -- other unused pending connections, refuse a Page another doctor holds, upsert the doctor's row with the
--- Facebook user and scopes (connected_at kept when the same Page is linked again), and return the link
+-- Facebook user and scopes (connected_at kept when the same Page is linked again; that is a reconnect:
+-- the link is active again and audited as instagram.reconnected), and return the link
 -- with the Page it replaced (previous_page_id). The audit trigger records the change under this
 -- request's correlation id. Everything is checked again under the row lock, so of two finishes racing,
 -- one links and the other gets pending_used; a Page linked by another doctor between the check and the
@@ -156,6 +157,10 @@ begin
   end if;
 
   select instagram_page_id into previous_page_id from public.doctor_instagram where doctor_id = p_doctor_id;
+  -- The same Page again: a reconnect (a fresh token, the link active again), audited as such.
+  if previous_page_id = page ->> 'page_id' then
+    perform set_config('app.audit_action', 'instagram.reconnected', true);
+  end if;
 
   begin
     insert into public.doctor_instagram as current_link (
@@ -174,6 +179,13 @@ begin
       instagram_business_account_id = excluded.instagram_business_account_id,
       facebook_user_id = excluded.facebook_user_id,
       granted_scopes = excluded.granted_scopes,
+      -- A new token: its kind and health start over (the next maintenance run checks it first).
+      token_kind = excluded.token_kind,
+      token_expires_at = null,
+      status = 'active',
+      status_reason = null,
+      checked_at = null,
+      reconnect_by = null,
       connected_at = case
         when current_link.instagram_page_id = excluded.instagram_page_id then current_link.connected_at
         else now()
@@ -182,6 +194,7 @@ begin
   exception when unique_violation then
     perform private.raise_page_already_linked(page);
   end;
+  perform set_config('app.audit_action', '', true);
 
   return jsonb_build_object(
     'doctor_id', linked.doctor_id,
@@ -192,6 +205,7 @@ begin
     'facebook_user_id', linked.facebook_user_id,
     'granted_scopes', linked.granted_scopes,
     'connected_at', linked.connected_at,
+    'status', linked.status,
     'previous_page_id', previous_page_id
   );
 end;
