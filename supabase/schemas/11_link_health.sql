@@ -147,22 +147,44 @@ $$;
 revoke all on function public.flag_instagram_link(uuid, text, text, text) from public, anon, authenticated;
 grant execute on function public.flag_instagram_link(uuid, text, text, text) to service_role;
 
--- Asks the next maintenance run to check the link that holds this Page first (checked_at null): a
--- disconnect whose unsubscribe may have reached Meta after another doctor linked the Page calls it, so
--- the subscription that doctor needs is restored at the next run. Answers whether a link holds it.
-create function public.request_instagram_link_check(p_page_id text)
-returns boolean
+-- The link that holds this Page, if any, for a disconnect whose unsubscribe may have reached Meta after
+-- another doctor linked the Page (Meta answered late): the function resubscribes the Page with that
+-- link's token at once, and the link is marked for the next maintenance run first (checked_at null),
+-- which restores the subscription if that failed. Answers {doctor_id, page_id, access_token} or null.
+create function public.page_holder_to_resubscribe(p_page_id text)
+returns jsonb
 language sql
 security definer
 set search_path = ''
 as $$
-  with requested as (
-    update public.doctor_instagram set checked_at = null where instagram_page_id = p_page_id returning 1
+  with holder as (
+    update public.doctor_instagram set checked_at = null where instagram_page_id = p_page_id
+    returning doctor_id, instagram_page_id, instagram_access_token
   )
-  select exists (select 1 from requested);
+  select jsonb_build_object('doctor_id', doctor_id, 'page_id', instagram_page_id, 'access_token', instagram_access_token)
+  from holder;
 $$;
-revoke all on function public.request_instagram_link_check(text) from public, anon, authenticated;
-grant execute on function public.request_instagram_link_check(text) to service_role;
+revoke all on function public.page_holder_to_resubscribe(text) from public, anon, authenticated;
+grant execute on function public.page_holder_to_resubscribe(text) to service_role;
+
+-- Ends this run's leases on the links it did not record (deferred at Meta's rate limit, or failed), so
+-- the next run may take them at once. Answers how many.
+create function public.release_instagram_links(p_lease_id uuid)
+returns int
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  released int;
+begin
+  update public.doctor_instagram set lease_id = null, lease_until = null where lease_id = p_lease_id;
+  get diagnostics released = row_count;
+  return released;
+end;
+$$;
+revoke all on function public.release_instagram_links(uuid) from public, anon, authenticated;
+grant execute on function public.release_instagram_links(uuid) to service_role;
 
 -- Up to p_limit (1 to 500) links whose token is not under the primary key (stored as
 -- "v2.<p_primary_key_id>."), with what re-encryption needs: the doctor and Page it is bound to.

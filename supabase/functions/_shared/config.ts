@@ -129,6 +129,14 @@ const VARIABLES = {
     z._default(webUrl, "https://www.facebook.com"),
     "must be an https URL (http only for localhost)",
   ],
+  // instagram-maintenance: which of SUPABASE_SECRET_KEYS its caller must present (README, "Keeping links
+  // alive"); a named key can be rotated without touching other services.
+  INSTAGRAM_MAINTENANCE_KEY_NAME: [
+    z._default(z.string().check(z.regex(/^[A-Za-z0-9_-]{1,64}$/)), "default"),
+    "must be the name of a key in SUPABASE_SECRET_KEYS (letters, digits, _ or -)",
+  ],
+  INSTAGRAM_MAINTENANCE_BATCH: [integer(1, 50, 50), "must be a whole number of links from 1 to 50"],
+  INSTAGRAM_EVENT_RETENTION_DAYS: [integer(1, 3650, 90), "must be a whole number of days from 1 to 3650"],
   SUPABASE_URL: [webUrl, "must be the project's https URL (provided by Supabase)"],
   SUPABASE_SECRET_KEYS: [
     z.optional(z.string().check(z.refine((value) => Object.keys(parseKeyMap(value) ?? {}).length > 0))),
@@ -219,6 +227,20 @@ const PARTS = {
     secretKey: secretKeyOf(env)!,
     timeoutMs: vars.INSTAGRAM_DB_TIMEOUT_MS,
   })),
+  /** instagram-maintenance: the secret key its caller must present, and what one run does. */
+  maintenance: part([
+    "SUPABASE_SECRET_KEYS",
+    "INSTAGRAM_MAINTENANCE_KEY_NAME",
+    "INSTAGRAM_MAINTENANCE_BATCH",
+    "INSTAGRAM_EVENT_RETENTION_DAYS",
+  ], (vars, env) => ({
+    /** Every secret key by name, as @supabase/server's `secret` auth mode matches them. */
+    secretKeys: secretKeyMap(env),
+    keyName: vars.INSTAGRAM_MAINTENANCE_KEY_NAME,
+    /** Links checked, and tokens re-encrypted, per run. */
+    batch: vars.INSTAGRAM_MAINTENANCE_BATCH,
+    eventRetentionDays: vars.INSTAGRAM_EVENT_RETENTION_DAYS,
+  })),
   /** Where doctors' session tokens are verified: inline keys, or the project's JWKS endpoint. */
   sessions: part(["SUPABASE_URL", "SUPABASE_JWKS", "SUPABASE_JWKS_URL"], (vars) => ({
     // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
@@ -277,6 +299,14 @@ export function loadConfig<P extends ConfigPart>(
       "SUPABASE_SECRET_KEYS is required (provided by Supabase; SUPABASE_SERVICE_ROLE_KEY also works)",
     );
   }
+  if (
+    names.includes("INSTAGRAM_MAINTENANCE_KEY_NAME") && secretKeyOf(present) &&
+    parsed.success && !secretKeyMap(present)[(parsed.data as Variables).INSTAGRAM_MAINTENANCE_KEY_NAME]
+  ) {
+    problems.push(
+      "INSTAGRAM_MAINTENANCE_KEY_NAME names no key of SUPABASE_SECRET_KEYS (the key names are not secret: check the JSON map)",
+    );
+  }
   if (problems.length || !parsed.success) throw new ConfigError(problems);
 
   const vars = parsed.data as Variables;
@@ -324,6 +354,13 @@ export function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined
 function secretKeyOf(env: Record<string, string>): string | undefined {
   return Object.values(parseKeyMap(env.SUPABASE_SECRET_KEYS ?? "") ?? {})[0] ?? env.SUPABASE_SECRET_KEY ??
     env.SUPABASE_SERVICE_ROLE_KEY;
+}
+
+/** SUPABASE_SECRET_KEYS by name; a single legacy key counts as `default`, as @supabase/server reads them. */
+function secretKeyMap(env: Record<string, string>): Record<string, string> {
+  if (env.SUPABASE_SECRET_KEYS) return parseKeyMap(env.SUPABASE_SECRET_KEYS) ?? {};
+  const single = env.SUPABASE_SECRET_KEY ?? env.SUPABASE_SERVICE_ROLE_KEY;
+  return single ? { default: single } : {};
 }
 
 function parseKeyMap(value: string): Record<string, string> | undefined {

@@ -93,6 +93,36 @@ export interface StoredWebhookBatch {
   unsends: number;
 }
 
+/** A link leased by one maintenance run (lease_instagram_links). `access_token` is as stored. */
+export interface LeasedLink {
+  doctor_id: string;
+  page_id: string;
+  instagram_account_id: string | null;
+  access_token: string;
+  token_kind: "page" | "instagram_user";
+  status: "active" | "needs_reconnect";
+  status_reason: string | null;
+}
+
+/** What one check found: no reason means active. */
+export interface LinkCheck {
+  doctorId: string;
+  leaseId: string;
+  /** The stored token the check used: the outcome is dropped if the link holds another by now. */
+  checkedToken: string;
+  reason?: string;
+  reconnectBy?: Date;
+  tokenExpiresAt?: Date;
+  correlationId: string;
+}
+
+/** A link's token as stored, with the doctor and Page it is bound to. */
+export interface StoredLinkToken {
+  doctor_id: string;
+  page_id: string;
+  access_token: string;
+}
+
 export interface Database {
   createOAuthState(doctorId: string, nonceHash: string, expiresAt: Date): Promise<void>;
   /** One attempt per state: throws state_* unless this call is the first use. */
@@ -130,6 +160,23 @@ export interface Database {
   dataDeletionStatus(confirmationCode: string): Promise<DataDeletionRequest>;
   /** One webhook delivery, stored whole (one transaction) for the doctors its accounts belong to. */
   storeWebhookEvents(object: "instagram" | "page", entries: unknown[]): Promise<StoredWebhookBatch>;
+  /** Up to `limit` links, least recently checked first, leased to `leaseId` for a few minutes. */
+  leaseLinks(leaseId: string, limit: number): Promise<LeasedLink[]>;
+  recordLinkCheck(check: LinkCheck): Promise<"unchanged" | "status_changed" | "stale">;
+  /** Ends the leases of links this run did not record. */
+  releaseLinks(leaseId: string): Promise<number>;
+  /** Flags the link needs_reconnect while it still holds `storedToken`; whether this call flagged it. */
+  flagLink(doctorId: string, storedToken: string, reason: string, correlationId: string): Promise<boolean>;
+  /** The link holding the Page, marked to be checked first; null when nobody holds it. */
+  pageHolderToResubscribe(pageId: string): Promise<StoredLinkToken | null>;
+  linksToReencrypt(primaryKeyId: string, limit: number): Promise<StoredLinkToken[]>;
+  /** Stores each `to` while the link still holds `from`; how many were stored. */
+  reencryptTokens(
+    tokens: { doctor_id: string; from: string; to: string }[],
+    correlationId: string,
+  ): Promise<number>;
+  /** Expired states and pending connections, and webhook events past their retention. */
+  runSweeps(eventRetentionDays: number): Promise<{ purged_events: number }>;
 }
 
 interface RpcError {
@@ -207,6 +254,32 @@ export function createDatabase(config: Config<"database">): Database {
       rpc("data_deletion_status", { p_confirmation_code: confirmationCode }),
     storeWebhookEvents: (object, entries) =>
       rpc("store_instagram_events", { p_object: object, p_entries: entries }),
+    leaseLinks: (leaseId, limit) => rpc("lease_instagram_links", { p_lease_id: leaseId, p_limit: limit }),
+    recordLinkCheck: (check) =>
+      rpc("record_instagram_link_check", {
+        p_doctor_id: check.doctorId,
+        p_lease_id: check.leaseId,
+        p_checked_token: check.checkedToken,
+        p_reason: check.reason ?? null,
+        p_reconnect_by: check.reconnectBy?.toISOString() ?? null,
+        p_token_expires_at: check.tokenExpiresAt?.toISOString() ?? null,
+        p_correlation_id: check.correlationId,
+      }),
+    releaseLinks: (leaseId) => rpc("release_instagram_links", { p_lease_id: leaseId }),
+    flagLink: (doctorId, storedToken, reason, correlationId) =>
+      rpc("flag_instagram_link", {
+        p_doctor_id: doctorId,
+        p_stored_token: storedToken,
+        p_reason: reason,
+        p_correlation_id: correlationId,
+      }),
+    pageHolderToResubscribe: (pageId) => rpc("page_holder_to_resubscribe", { p_page_id: pageId }),
+    linksToReencrypt: (primaryKeyId, limit) =>
+      rpc("links_to_reencrypt", { p_primary_key_id: primaryKeyId, p_limit: limit }),
+    reencryptTokens: (tokens, correlationId) =>
+      rpc("reencrypt_instagram_tokens", { p_tokens: tokens, p_correlation_id: correlationId }),
+    runSweeps: (eventRetentionDays) =>
+      rpc("run_instagram_sweeps", { p_event_retention_days: eventRetentionDays }),
   };
 }
 

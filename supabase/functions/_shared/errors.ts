@@ -90,6 +90,12 @@ export const ERRORS = {
     "Connecting Instagram is not available at the moment. Try again later; if it lasts, contact support.",
   ],
   not_found: [404, "Not found."],
+  // instagram-maintenance's callers are schedulers and operators, not doctors.
+  secret_key_required: [401, "This endpoint needs the project's secret key in the apikey header."],
+  token_key_missing: [
+    500,
+    "Stored tokens use an encryption key that INSTAGRAM_TOKEN_ENCRYPTION_KEYS no longer lists. Put the key back (README, Rotating the token encryption key).",
+  ],
   internal_error: [
     500,
     "Something went wrong on our side and nothing was saved. Try again; if it keeps happening, contact support with the reference below.",

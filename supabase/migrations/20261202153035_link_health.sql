@@ -303,6 +303,24 @@ $function$;
 
 REVOKE ALL ON FUNCTION "public"."links_to_reencrypt"(text, integer) FROM PUBLIC, "anon", "authenticated";
 
+CREATE OR REPLACE FUNCTION public.page_holder_to_resubscribe (
+  p_page_id text
+)
+  RETURNS jsonb
+  LANGUAGE sql
+  SECURITY DEFINER
+  SET search_path TO ''
+  AS $function$
+  with holder as (
+    update public.doctor_instagram set checked_at = null where instagram_page_id = p_page_id
+    returning doctor_id, instagram_page_id, instagram_access_token
+  )
+  select jsonb_build_object('doctor_id', doctor_id, 'page_id', instagram_page_id, 'access_token', instagram_access_token)
+  from holder;
+$function$;
+
+REVOKE ALL ON FUNCTION "public"."page_holder_to_resubscribe"(text) FROM PUBLIC, "anon", "authenticated";
+
 CREATE OR REPLACE FUNCTION public.record_instagram_link_check (
   p_doctor_id        uuid,
   p_lease_id         uuid,
@@ -380,21 +398,24 @@ $function$;
 
 REVOKE ALL ON FUNCTION "public"."reencrypt_instagram_tokens"(jsonb, text) FROM PUBLIC, "anon", "authenticated";
 
-CREATE OR REPLACE FUNCTION public.request_instagram_link_check (
-  p_page_id text
+CREATE OR REPLACE FUNCTION public.release_instagram_links (
+  p_lease_id uuid
 )
-  RETURNS boolean
-  LANGUAGE sql
+  RETURNS integer
+  LANGUAGE plpgsql
   SECURITY DEFINER
   SET search_path TO ''
   AS $function$
-  with requested as (
-    update public.doctor_instagram set checked_at = null where instagram_page_id = p_page_id returning 1
-  )
-  select exists (select 1 from requested);
+declare
+  released int;
+begin
+  update public.doctor_instagram set lease_id = null, lease_until = null where lease_id = p_lease_id;
+  get diagnostics released = row_count;
+  return released;
+end;
 $function$;
 
-REVOKE ALL ON FUNCTION "public"."request_instagram_link_check"(text) FROM PUBLIC, "anon", "authenticated";
+REVOKE ALL ON FUNCTION "public"."release_instagram_links"(uuid) FROM PUBLIC, "anon", "authenticated";
 
 CREATE OR REPLACE FUNCTION public.run_instagram_sweeps (
   p_event_retention_days integer DEFAULT 90
@@ -453,11 +474,13 @@ GRANT EXECUTE ON FUNCTION "public"."lease_instagram_links"(uuid, integer, intege
 
 GRANT EXECUTE ON FUNCTION "public"."links_to_reencrypt"(text, integer) TO "service_role";
 
+GRANT EXECUTE ON FUNCTION "public"."page_holder_to_resubscribe"(text) TO "service_role";
+
 GRANT EXECUTE ON FUNCTION "public"."record_instagram_link_check"(uuid, uuid, text, text, timestamp WITH time zone, timestamp WITH time zone, text) TO "service_role";
 
 GRANT EXECUTE ON FUNCTION "public"."reencrypt_instagram_tokens"(jsonb, text) TO "service_role";
 
-GRANT EXECUTE ON FUNCTION "public"."request_instagram_link_check"(text) TO "service_role";
+GRANT EXECUTE ON FUNCTION "public"."release_instagram_links"(uuid) TO "service_role";
 
 GRANT EXECUTE ON FUNCTION "public"."run_instagram_sweeps"(integer) TO "service_role";
 

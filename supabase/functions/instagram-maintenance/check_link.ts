@@ -1,0 +1,77 @@
+// One link's check at Meta, with the Page token it holds (decrypted here, never logged):
+// 1. debug_token (as the app): still valid, still this Page's token for this app, with the permissions
+//    a link needs, and when data access ends (link_health.ts maps each answer to a reason, with its
+//    source);
+// 2. the Page's subscribed apps: a missing subscription, or missing fields, is restored with the Page
+//    fields the link uses; only when Meta refuses that is the link flagged (subscription_lost, or the
+//    reason Meta's error gives).
+// A refusal that says the token is dead (190, a lost permission) is an outcome; a failure that may pass
+// (Meta down, throttled, timed out) is thrown, so nothing is recorded and the next run tries again.
+import type { TokenKeyring } from "../_shared/crypto/page_token.ts";
+import type { LeasedLink } from "../_shared/database.ts";
+import { AppError } from "../_shared/errors.ts";
+import type { MetaGraph } from "../_shared/meta/graph.ts";
+import { assessPageToken, type LinkStatusReason, reasonFromGraphError } from "../_shared/meta/link_health.ts";
+import type { MaintenanceConfig } from "./deps.ts";
+
+export interface LinkHealth {
+  /** None: the link is active. */
+  reason?: LinkStatusReason;
+  reconnectBy?: Date;
+  tokenExpiresAt?: Date;
+  /** The Page's subscription was missing (or lacked fields) and is back. */
+  restored: boolean;
+}
+
+export async function checkLink(
+  link: LeasedLink,
+  { config, keyring, meta }: { config: MaintenanceConfig; keyring: TokenKeyring; meta: MetaGraph },
+): Promise<LinkHealth> {
+  const token = await keyring.decrypt(link.access_token, { doctorId: link.doctor_id, pageId: link.page_id });
+  const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
+  try {
+    const health = assessPageToken(await meta.debugToken(token, deadline), {
+      appId: config.meta.appId,
+      pageId: link.page_id,
+      now: new Date(),
+    });
+    if (health.reason) return { ...health, restored: false };
+    return { ...health, ...await keepSubscribed(link.page_id, token, config, meta, deadline) };
+  } catch (error) {
+    const reason = reasonFromGraphError(error);
+    if (reason) return { reason, restored: false };
+    throw error;
+  }
+}
+
+async function keepSubscribed(
+  pageId: string,
+  token: string,
+  config: MaintenanceConfig,
+  meta: MetaGraph,
+  deadline: AbortSignal,
+): Promise<{ restored: boolean; reason?: LinkStatusReason }> {
+  const fields = config.webhooks.pageFields;
+  if (fields.length === 0) return { restored: false };
+  const ours = (await meta.pageSubscriptions(pageId, token, deadline)).find((app) =>
+    app.appId === config.meta.appId
+  );
+  if (ours && fields.every((field) => ours.fields.includes(field))) return { restored: false };
+  try {
+    await meta.subscribePage(pageId, token, fields, deadline);
+    return { restored: true };
+  } catch (error) {
+    const reason = reasonFromGraphError(error);
+    if (reason) return { restored: false, reason };
+    if (mayPass(error)) throw error;
+    return { restored: false, reason: "subscription_lost" };
+  }
+}
+
+/** Meta down, throttled or slow: worth another run rather than a flag the doctor sees. */
+function mayPass(error: unknown): boolean {
+  if (!(error instanceof AppError)) return true;
+  const status = (error.cause as { status?: number } | undefined)?.status;
+  return error.code === "meta_rate_limited" || error.code === "meta_timeout" || status === undefined ||
+    status >= 500;
+}

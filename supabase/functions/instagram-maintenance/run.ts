@@ -1,0 +1,132 @@
+// POST /instagram-maintenance: one run of the links' upkeep (README, "Keeping links alive").
+// 1. Refuse to run while a stored token uses a key INSTAGRAM_TOKEN_ENCRYPTION_KEYS no longer lists,
+//    naming the key and the count: rows under a dropped key could never be decrypted again.
+// 2. Lease up to `batch` links (50), least recently checked first, and check each at Meta
+//    (check_link.ts), at most 4 at once. Meta's usage headers ("Rate Limits": X-App-Usage,
+//    X-Business-Use-Case-Usage) are read on every answer; once a figure passes 75% no further check
+//    starts, and the links left are deferred to the next run. Each outcome is recorded under the lease;
+//    the leases of links not recorded are released at the end.
+// 3. Re-encrypt up to `batch` tokens under the primary key (compare-and-swap: a token the doctor
+//    replaced meanwhile is left alone).
+// 4. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
+// Two runs at once are safe: a leased link is skipped by the other run, and every write is conditional.
+import type { Context } from "hono";
+import { missingKeys } from "../_shared/crypto/page_token.ts";
+import { AppError } from "../_shared/errors.ts";
+import type { AppEnv } from "../_shared/http/request_context.ts";
+import { createMetaGraph } from "../_shared/meta/graph.ts";
+import { checkLink } from "./check_link.ts";
+import type { MaintenanceDeps } from "./deps.ts";
+
+/** "Rate Limits": Meta throttles at 100%; stopping at 75% leaves room for the doctors' own requests. */
+const USAGE_STOP_PERCENT = 75;
+const META_CALLS_AT_ONCE = 4;
+
+export interface MaintenanceSummary {
+  checked: number;
+  /** Links that became needs_reconnect in this run. */
+  flagged: number;
+  /** Links that were needs_reconnect and are active again. */
+  recovered: number;
+  /** Page subscriptions found missing and restored. */
+  restored: number;
+  reencrypted: number;
+  /** Leased but not checked: Meta's usage passed the threshold. */
+  deferred: number;
+  /** Checks that failed in a way that may pass (Meta down, throttled): tried again next run. */
+  failed: number;
+  purged: number;
+}
+
+export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
+  return async (c: Context<AppEnv>) => {
+    const log = c.var.log;
+    const missing = missingKeys(await db.tokenKeyUsage(), keyring);
+    if (missing.length > 0) {
+      const named = missing.map(({ keyId, rows }) => `${keyId} (${rows} stored tokens)`).join(", ");
+      log.error("token_key_missing", { key_ids: missing.map(({ keyId }) => keyId), missing });
+      throw new AppError("token_key_missing", {
+        message: `Stored tokens use key ${named}, which INSTAGRAM_TOKEN_ENCRYPTION_KEYS no longer lists. ` +
+          "Put the key back until maintenance has re-encrypted them (README, Rotating the token encryption key).",
+      });
+    }
+
+    const summary: MaintenanceSummary = {
+      checked: 0,
+      flagged: 0,
+      recovered: 0,
+      restored: 0,
+      reencrypted: 0,
+      deferred: 0,
+      failed: 0,
+      purged: 0,
+    };
+    let usage = 0;
+    const meta = createMetaGraph(config, log, { onUsage: (percent) => usage = Math.max(usage, percent) });
+    const leaseId = crypto.randomUUID();
+    const links = await db.leaseLinks(leaseId, config.maintenance.batch);
+
+    await eachAtMost(META_CALLS_AT_ONCE, links, async (link) => {
+      if (usage > USAGE_STOP_PERCENT) {
+        summary.deferred++;
+        return;
+      }
+      const health = await checkLink(link, { config, keyring, meta }).catch((error) => {
+        summary.failed++;
+        log.warn("link_check_failed", { doctor_id: link.doctor_id, page_id: link.page_id, error });
+        return undefined;
+      });
+      if (!health) return;
+      const recorded = await db.recordLinkCheck({
+        doctorId: link.doctor_id,
+        leaseId,
+        checkedToken: link.access_token,
+        reason: health.reason,
+        reconnectBy: health.reconnectBy,
+        tokenExpiresAt: health.tokenExpiresAt,
+        correlationId: c.var.correlationId,
+      });
+      summary.checked++;
+      if (health.restored) summary.restored++;
+      if (recorded === "status_changed") {
+        if (health.reason) summary.flagged++;
+        else summary.recovered++;
+        log.info("link_status_changed", {
+          doctor_id: link.doctor_id,
+          page_id: link.page_id,
+          status: health.reason ? "needs_reconnect" : "active",
+          reason: health.reason,
+        });
+      }
+    });
+    await db.releaseLinks(leaseId);
+    if (summary.deferred > 0) log.warn("maintenance_deferred", { deferred: summary.deferred, usage_percent: usage });
+
+    summary.reencrypted = await reencrypt({ config, db, keyring }, c.var.correlationId);
+    summary.purged = (await db.runSweeps(config.maintenance.eventRetentionDays)).purged_events;
+
+    c.set("outcome", { ...summary });
+    return c.json(summary);
+  };
+}
+
+/** Up to `batch` tokens not under the primary key, decrypted with the key they name and encrypted again. */
+async function reencrypt({ config, db, keyring }: MaintenanceDeps, correlationId: string): Promise<number> {
+  const stale = await db.linksToReencrypt(keyring.primaryId, config.maintenance.batch);
+  if (stale.length === 0) return 0;
+  const tokens = await Promise.all(stale.map(async (link) => {
+    const binding = { doctorId: link.doctor_id, pageId: link.page_id };
+    const to = await keyring.encrypt(await keyring.decrypt(link.access_token, binding), binding);
+    return { doctor_id: link.doctor_id, from: link.access_token, to };
+  }));
+  return await db.reencryptTokens(tokens, correlationId);
+}
+
+/** Runs `work` on every item, at most `limit` at once. */
+async function eachAtMost<T>(limit: number, items: T[], work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
