@@ -96,7 +96,7 @@ declare
   ];
 begin
   if current_setting('app.token_reencryption', true) = 'on' then
-    bookkeeping := bookkeeping || 'instagram_access_token';
+    bookkeeping := array_append(bookkeeping, 'instagram_access_token');
   end if;
   if to_jsonb(new) - bookkeeping is distinct from to_jsonb(old) - bookkeeping then
     new.updated_at := now();
