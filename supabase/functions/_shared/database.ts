@@ -93,6 +93,18 @@ export interface StoredWebhookBatch {
   unsends: number;
 }
 
+/**
+ * Stored Page tokens per encryption key (token_key_usage(), 10_token_keys.sql): `legacy` for v1 values,
+ * null for a value in no format the functions read (they never write one).
+ */
+export interface TokenKeyUsage {
+  key_id: string | null;
+  /** In public.doctor_instagram. */
+  link_tokens: number;
+  /** In the pages of pending connections that can still be finished. */
+  pending_tokens: number;
+}
+
 export interface Database {
   createOAuthState(doctorId: string, nonceHash: string, expiresAt: Date): Promise<void>;
   /** One attempt per state: throws state_* unless this call is the first use. */
@@ -130,6 +142,8 @@ export interface Database {
   dataDeletionStatus(confirmationCode: string): Promise<DataDeletionRequest>;
   /** One webhook delivery, stored whole (one transaction) for the doctors its accounts belong to. */
   storeWebhookEvents(object: "instagram" | "page", entries: unknown[]): Promise<StoredWebhookBatch>;
+  /** How many stored tokens each key id encrypts, for key rotation (crypto/token_key_usage.ts). */
+  tokenKeyUsage(): Promise<TokenKeyUsage[]>;
 }
 
 interface RpcError {
@@ -207,6 +221,7 @@ export function createDatabase(config: Config<"database">): Database {
       rpc("data_deletion_status", { p_confirmation_code: confirmationCode }),
     storeWebhookEvents: (object, entries) =>
       rpc("store_instagram_events", { p_object: object, p_entries: entries }),
+    tokenKeyUsage: () => rpc("token_key_usage", {}),
   };
 }
 
