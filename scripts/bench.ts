@@ -14,7 +14,7 @@ import { directMessage, instagramDelivery, webhookSignature } from "./lib/fake_m
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import type { LoadMessage, LoadPlan } from "./lib/load_generator.ts";
 import { edgeFunctions } from "./lib/edge_functions.ts";
-import { type LocalStack, startLocalStack } from "./lib/local_stack.ts";
+import { type LocalStack, startLocalStack, tokenKeyringOf } from "./lib/local_stack.ts";
 import type { WebhookPlan, WebhookRun } from "./lib/webhook_load.ts";
 import { seedLink } from "./lib/dev_stack.ts";
 
@@ -313,7 +313,7 @@ async function linkedAccount(stack: LocalStack): Promise<string> {
   const [doctorId] = await newDoctors(1);
   const digits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join("");
   const [pageId, accountId] = [`19${digits(13)}`, `17849${digits(12)}`];
-  await seedLink(sql, stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY, doctorId, {
+  await seedLink(sql, await tokenKeyringOf(stack.env), doctorId, {
     id: pageId,
     name: "Bench Practice",
     instagram: { id: accountId, username: `bench_${pageId}` },

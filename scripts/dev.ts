@@ -25,13 +25,15 @@ const SECRETS_FILE = Deno.env.get("DEV_SECRETS_FILE") ?? "supabase/functions/.en
 // One database per checkout, so two checkouts on one machine do not drop each other's.
 const DATABASE = Deno.env.get("DEV_DATABASE") ??
   `instagram_connect_dev_${(await hash(ROOT.pathname)).slice(0, 8)}`;
+// Each required setting, by the names config.ts accepts for it (the first is the one to set).
 const REQUIRED = [
-  "INSTAGRAM_APP_ID",
-  "INSTAGRAM_APP_SECRET",
-  "INSTAGRAM_REDIRECT_URI",
-  "INSTAGRAM_TOKEN_ENCRYPTION_KEY",
-  "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
-  "SUPABASE_URL",
+  ["INSTAGRAM_APP_ID"],
+  ["INSTAGRAM_APP_SECRET"],
+  ["INSTAGRAM_REDIRECT_URI"],
+  ["INSTAGRAM_TOKEN_ENCRYPTION_KEYS", "INSTAGRAM_TOKEN_ENCRYPTION_KEY"],
+  ["INSTAGRAM_WEBHOOK_VERIFY_TOKEN"],
+  ["SUPABASE_URL"],
+  ["SUPABASE_SECRET_KEYS", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"],
 ];
 const printLine = (fn: string, line: string) => line.trim() && console.log(formatLogLine(fn, line));
 const FUNCTIONS = edgeFunctions().map((fn) => fn.name);
@@ -41,15 +43,8 @@ const functionLines = (url: (name: string) => string, width = 20) =>
 
 const secrets = await readDotEnv(new URL(SECRETS_FILE, ROOT));
 const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...secrets.values };
-const notReal = REQUIRED.filter((name) => !isReal(settings[name]));
-// The names config.ts accepts for the secret key.
-if (
-  !["SUPABASE_SECRET_KEYS", "SUPABASE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY"].some((name) =>
-    isReal(settings[name])
-  )
-) {
-  notReal.push("SUPABASE_SECRET_KEYS");
-}
+const notReal = REQUIRED.filter((names) => !names.some((name) => isReal(settings[name])))
+  .map(([name]) => name);
 try {
   if (notReal.length === 0) await runAgainstRealServices(settings);
   else await runLocalStack(whyLocal());

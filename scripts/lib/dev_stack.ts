@@ -3,9 +3,14 @@
 // dashboard at /demo/. `deno task dev` runs it on
 // port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
 import postgres from "postgres";
-import { LOCAL_PUBLISHABLE_KEY, type LocalStack, type StackOptions, startLocalStack } from "./local_stack.ts";
-import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/crypto/page_token.ts";
-import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
+import {
+  LOCAL_PUBLISHABLE_KEY,
+  type LocalStack,
+  type StackOptions,
+  startLocalStack,
+  tokenKeyringOf,
+} from "./local_stack.ts";
+import type { TokenKeyring } from "../../supabase/functions/_shared/crypto/page_token.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
 import type { FakePage } from "./fake_meta.ts";
 import { sandboxRoute } from "./demo_sandbox.ts";
@@ -85,7 +90,7 @@ export async function startDevStack(
   });
   try {
     for (const [user, pages] of Object.entries(SANDBOX_USERS)) stack.meta.addUser(user, pages);
-    await seed(options.databaseUrl, stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY);
+    await seed(options.databaseUrl, await tokenKeyringOf(stack.env));
   } catch (error) {
     await stack.stop();
     throw error;
@@ -107,13 +112,13 @@ function dashboardPage(template: string, origin: string): Response {
   return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
 }
 
-async function seed(databaseUrl: string, base64Key: string) {
+async function seed(databaseUrl: string, keyring: TokenKeyring) {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     for (const doctor of Object.values(DEMO_DOCTORS)) {
       await sql`insert into auth.users (id, email) values (${doctor.id}, ${`${doctor.id}@demo.local`})`;
     }
-    await seedLink(sql, base64Key, DEMO_DOCTORS.other.id, DEMO_PAGES.lakeside, SEEDED_PAGE_TOKEN);
+    await seedLink(sql, keyring, DEMO_DOCTORS.other.id, DEMO_PAGES.lakeside, SEEDED_PAGE_TOKEN);
   } finally {
     await sql.end();
   }
@@ -121,18 +126,17 @@ async function seed(databaseUrl: string, base64Key: string) {
 
 /**
  * A link written straight into the table, as if the doctor had finished connecting `page` earlier: the
- * Page token encrypted as the functions encrypt it (bound to the doctor and the Page). For the demo's
- * seed and the benchmark's webhook accounts.
+ * Page token encrypted as the functions encrypt it (the ring's primary key, bound to the doctor and the
+ * Page). For the demo's seed and the benchmark's webhook accounts.
  */
 export async function seedLink(
   sql: postgres.Sql,
-  base64Key: string,
+  keyring: TokenKeyring,
   doctorId: string,
   page: FakePage & Required<Pick<FakePage, "instagram">>,
   pageToken: string,
 ): Promise<void> {
-  const key = await importTokenKey(decodeBase64(base64Key)!);
-  const token = await encryptPageToken(key, pageToken, { doctorId, pageId: page.id });
+  const token = await keyring.encrypt(pageToken, { doctorId, pageId: page.id });
   await sql`
     insert into public.doctor_instagram
       (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)

@@ -6,6 +6,8 @@ import { FakeMeta } from "./fake_meta.ts";
 import { type FunctionProcess, startFunction } from "./function_process.ts";
 import { createJwtIssuer, type JwtIssuer } from "./jwt_issuer.ts";
 import { createRestGateway, type RestGateway } from "./rest_gateway.ts";
+import { loadConfig } from "../../supabase/functions/_shared/config.ts";
+import { importTokenKeyring, type TokenKeyring } from "../../supabase/functions/_shared/crypto/page_token.ts";
 
 /** A function of supabase/config.toml (scripts/lib/edge_functions.ts): the stack runs every one. */
 export type FunctionName = string;
@@ -131,6 +133,14 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       await gateway.close();
     },
   };
+}
+
+/**
+ * The token key ring the functions build from these variables (config part `tokens`), for what writes
+ * or reads stored tokens beside them: the demo's seed, the benchmark, the tests.
+ */
+export async function tokenKeyringOf(env: Record<string, string>): Promise<TokenKeyring> {
+  return await importTokenKeyring(loadConfig(["tokens"], env).tokens.keys);
 }
 
 /** As the platform does: /functions/v1/<name>/... reaches the function as /<name>/..., query untouched. */

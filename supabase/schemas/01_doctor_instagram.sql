@@ -13,7 +13,9 @@
 --   supabase/functions/_shared/crypto/page_token.ts) with this doctor and this Page bound as additional
 --   data, so a dump, a backup or a ciphertext copied to another row yields no usable token. The CHECK
 --   doctor_instagram_token_encrypted refuses any value without the "v<version>." prefix of that
---   ciphertext ("v1.<iv>.<ciphertext>"), so a raw Meta token can never be written by mistake.
+--   ciphertext ("v2.<key id>.<iv>.<ciphertext>", or "v1.<iv>.<ciphertext>" from before key rotation), so
+--   a raw Meta token can never be written by mistake. Which keys the stored values use:
+--   token_key_usage() (10_token_keys.sql).
 -- * Ids from Meta are numeric strings, names and scope lists have bounded sizes (CHECKs);
 --   create_pending_connection() validates ids and cuts names with private.clip() before they get here.
 -- * Doctors (authenticated) may read their own row only (RLS policy) and only the columns granted below,
@@ -23,14 +25,15 @@
 --   needs it) before it deletes the row. anon gets nothing.
 -- * service_role (which bypasses RLS) may select and delete whole rows. The select is for the webhook
 --   worker, which lives outside this repository: it resolves page -> doctor and decrypts the token
---   (decryptPageToken). None of the edge functions deletes rows directly; a direct delete is still
+--   (the key ring's decrypt). None of the edge functions deletes rows directly; a direct delete is still
 --   audited, but tells Meta nothing. The SECURITY DEFINER functions do not need these grants.
 
 create table public.doctor_instagram (
   doctor_id uuid primary key references auth.users (id) on delete cascade,
   instagram_page_id text not null unique
     constraint doctor_instagram_page_id_format check (instagram_page_id ~ '^[0-9]{1,32}$'),
-  -- Always the application's versioned ciphertext ("v1.<iv>.<ciphertext>"), never a raw Meta token.
+  -- Always the application's versioned ciphertext ("v2.<key id>.<iv>.<ciphertext>", or v1 from before key
+  -- rotation), never a raw Meta token.
   instagram_access_token text not null
     constraint doctor_instagram_token_encrypted check (
       instagram_access_token ~ '^v[0-9]+\.' and char_length(instagram_access_token) <= 4096

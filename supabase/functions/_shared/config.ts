@@ -7,6 +7,7 @@ import {
   INSTAGRAM_ONLY_FIELDS,
   isPageWebhookField,
 } from "./meta/page_fields.ts";
+import { LEGACY_KEY_ID, TOKEN_KEY_ID, type TokenKey } from "./crypto/page_token.ts";
 
 /** A loopback host name (localhost, 127.x.x.x, [::1]). */
 export const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
@@ -53,6 +54,44 @@ function explainWebhookFields(value: string): string {
     : `${bad} is not a Page webhook field`;
   return `must be Page webhook fields (POST /{page-id}/subscribed_apps; see README, Meta app set-up): ${why}`;
 }
+/** Where the rotation procedure is, for the messages about the token keys. */
+const ROTATION = "README, Rotating the token encryption key";
+
+/**
+ * INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `id:base64key` pairs, primary first, or why not. The message names
+ * a pair by its position, or by its id once the id is valid (an id is no secret); never a key.
+ */
+export function parseTokenKeys(value: string): { keys: TokenKey[] } | { problem: string } {
+  const pairs = splitList(value);
+  if (pairs.length === 0) {
+    return { problem: `must be comma-separated id:base64key pairs, primary first (${ROTATION})` };
+  }
+  const keys: TokenKey[] = [];
+  for (const [index, pair] of pairs.entries()) {
+    const colon = pair.indexOf(":");
+    const id = pair.slice(0, Math.max(colon, 0)).trim();
+    if (colon < 0 || !TOKEN_KEY_ID.test(id)) {
+      return {
+        problem: `must be comma-separated id:base64key pairs, primary first: pair ${
+          index + 1
+        } does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon`,
+      };
+    }
+    if (keys.some((key) => key.id === id)) {
+      return { problem: `must name each key once: ${id} is listed twice` };
+    }
+    const key = decodeBase64(pair.slice(colon + 1).trim());
+    if (key?.length !== 32) {
+      return {
+        problem:
+          `must give each key as 32 random bytes in base64 (openssl rand -base64 32): the key of ${id} is not`,
+      };
+    }
+    keys.push({ id, key });
+  }
+  return { keys };
+}
+
 const origins = z._default(
   z.pipe(z.string(), z.transform(splitList))
     .check(z.refine((list) => list.every((item) => URL.canParse(item) && new URL(item).origin === item))),
@@ -76,8 +115,14 @@ const VARIABLES = {
     z.optional(webUrl.check(z.refine((value) => !value.includes("#")))),
     "must be an https URL (http only for localhost) without a #fragment: the callback puts the pending connection's token there",
   ],
+  // The key ring of stored Page tokens (crypto/page_token.ts), primary first; either variable, not both.
+  INSTAGRAM_TOKEN_ENCRYPTION_KEYS: [
+    z.optional(z.string().check(z.refine((value) => "keys" in parseTokenKeys(value)))),
+    (value: string) => (parseTokenKeys(value) as { problem: string }).problem,
+  ],
+  // The single key of before rotation: a ring of one key, whose id is `legacy`.
   INSTAGRAM_TOKEN_ENCRYPTION_KEY: [
-    z.string().check(z.refine((value) => decodeBase64(value)?.length === 32)),
+    z.optional(z.string().check(z.refine((value) => decodeBase64(value)?.length === 32))),
     "must be 32 random bytes in base64 (openssl rand -base64 32)",
   ],
   INSTAGRAM_GRAPH_VERSION: [
@@ -155,12 +200,16 @@ const VARIABLES = {
 type Variables = { [K in keyof typeof VARIABLES]: z.output<(typeof VARIABLES)[K][0]> };
 type VariableName = keyof Variables;
 
-/** A part of the configuration: the variables it reads and what it makes of them once they are valid. */
+/**
+ * A part of the configuration: the variables it reads, what it makes of them once they are valid, and
+ * (`check`) a problem spanning several of them, given the variables that are set.
+ */
 function part<const N extends VariableName, R>(
   names: readonly N[],
   build: (vars: Pick<Variables, N>, env: Record<string, string>) => R,
+  check?: (present: Record<string, string>) => string | undefined,
 ) {
-  return { names, build };
+  return { names, build, check };
 }
 
 const trimSlash = (url: string) => url.replace(/\/+$/, "");
@@ -208,10 +257,29 @@ const PARTS = {
     stateTtlSeconds: vars.INSTAGRAM_STATE_TTL_SECONDS,
     dialogBaseUrl: trimSlash(vars.INSTAGRAM_DIALOG_BASE_URL),
   })),
-  /** The AES-GCM key of stored Page tokens (crypto/page_token.ts). */
-  tokens: part(["INSTAGRAM_TOKEN_ENCRYPTION_KEY"], (vars) => ({
-    encryptionKey: decodeBase64(vars.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!,
-  })),
+  /** The AES-GCM keys of stored Page tokens, primary first (crypto/page_token.ts: importTokenKeyring). */
+  tokens: part(
+    ["INSTAGRAM_TOKEN_ENCRYPTION_KEYS", "INSTAGRAM_TOKEN_ENCRYPTION_KEY"],
+    (vars) => ({
+      keys: vars.INSTAGRAM_TOKEN_ENCRYPTION_KEYS === undefined
+        ? [{ id: LEGACY_KEY_ID, key: decodeBase64(vars.INSTAGRAM_TOKEN_ENCRYPTION_KEY!)! }]
+        : (parseTokenKeys(vars.INSTAGRAM_TOKEN_ENCRYPTION_KEYS) as { keys: TokenKey[] }).keys,
+    }),
+    (present) => {
+      const [ring, single] = [
+        present.INSTAGRAM_TOKEN_ENCRYPTION_KEYS,
+        present.INSTAGRAM_TOKEN_ENCRYPTION_KEY,
+      ];
+      if (ring === undefined && single === undefined) {
+        return "INSTAGRAM_TOKEN_ENCRYPTION_KEYS is required (id:base64key pairs, primary first; " +
+          "the single INSTAGRAM_TOKEN_ENCRYPTION_KEY of older set-ups also works)";
+      }
+      if (ring !== undefined && single !== undefined) {
+        return "INSTAGRAM_TOKEN_ENCRYPTION_KEY and INSTAGRAM_TOKEN_ENCRYPTION_KEYS are both set: keep one " +
+          `(to move, list the old key as legacy:<key> in INSTAGRAM_TOKEN_ENCRYPTION_KEYS; ${ROTATION})`;
+      }
+    },
+  ),
   /** What each linked Page is subscribed to; empty: no subscription. */
   webhooks: part(["INSTAGRAM_WEBHOOK_FIELDS"], (vars) => ({ pageFields: vars.INSTAGRAM_WEBHOOK_FIELDS })),
   /** What Meta's webhook deliveries are checked with: the verify token and the app secret's signature. */
@@ -240,7 +308,16 @@ const PARTS = {
     /** Links checked, and tokens re-encrypted, per run. */
     batch: vars.INSTAGRAM_MAINTENANCE_BATCH,
     eventRetentionDays: vars.INSTAGRAM_EVENT_RETENTION_DAYS,
-  })),
+  }), (present) => {
+    // Key names are no secret; the keys themselves are never named.
+    const keyName = present.INSTAGRAM_MAINTENANCE_KEY_NAME ?? "default";
+    const keys = secretKeyMap(present);
+    if (Object.keys(keys).length > 0 && !keys[keyName]) {
+      return `INSTAGRAM_MAINTENANCE_KEY_NAME: SUPABASE_SECRET_KEYS has no key named ${
+        /^[A-Za-z0-9_-]{1,64}$/.test(keyName) ? keyName : "so"
+      } (its keys: ${Object.keys(keys).join(", ")})`;
+    }
+  }),
   /** Where doctors' session tokens are verified: inline keys, or the project's JWKS endpoint. */
   sessions: part(["SUPABASE_URL", "SUPABASE_JWKS", "SUPABASE_JWKS_URL"], (vars) => ({
     // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
@@ -299,13 +376,8 @@ export function loadConfig<P extends ConfigPart>(
       "SUPABASE_SECRET_KEYS is required (provided by Supabase; SUPABASE_SERVICE_ROLE_KEY also works)",
     );
   }
-  if (
-    names.includes("INSTAGRAM_MAINTENANCE_KEY_NAME") && secretKeyOf(present) &&
-    parsed.success && !secretKeyMap(present)[(parsed.data as Variables).INSTAGRAM_MAINTENANCE_KEY_NAME]
-  ) {
-    problems.push(
-      "INSTAGRAM_MAINTENANCE_KEY_NAME names no key of SUPABASE_SECRET_KEYS (the key names are not secret: check the JSON map)",
-    );
+  for (const problem of new Set(parts.map((name) => PARTS[name].check?.(present)))) {
+    if (problem) problems.push(problem);
   }
   if (problems.length || !parsed.success) throw new ConfigError(problems);
 

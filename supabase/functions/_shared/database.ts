@@ -121,6 +121,16 @@ export interface StoredLinkToken {
   doctor_id: string;
   page_id: string;
   access_token: string;
+/**
+ * Stored Page tokens per encryption key (token_key_usage(), 10_token_keys.sql): `legacy` for v1 values,
+ * null for a value in no format the functions read (they never write one).
+ */
+export interface TokenKeyUsage {
+  key_id: string | null;
+  /** In public.doctor_instagram. */
+  link_tokens: number;
+  /** In the pages of pending connections that can still be finished. */
+  pending_tokens: number;
 }
 
 export interface Database {
@@ -177,6 +187,8 @@ export interface Database {
   ): Promise<number>;
   /** Expired states and pending connections, and webhook events past their retention. */
   runSweeps(eventRetentionDays: number): Promise<{ purged_events: number }>;
+  /** How many stored tokens each key id encrypts, for key rotation (crypto/token_key_usage.ts). */
+  tokenKeyUsage(): Promise<TokenKeyUsage[]>;
 }
 
 interface RpcError {
@@ -280,6 +292,7 @@ export function createDatabase(config: Config<"database">): Database {
       rpc("reencrypt_instagram_tokens", { p_tokens: tokens, p_correlation_id: correlationId }),
     runSweeps: (eventRetentionDays) =>
       rpc("run_instagram_sweeps", { p_event_retention_days: eventRetentionDays }),
+    tokenKeyUsage: () => rpc("token_key_usage", {}),
   };
 }
 

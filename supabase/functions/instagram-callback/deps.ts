@@ -1,6 +1,6 @@
 // What instagram-callback's routes share, made once per instance at start-up.
 import type { Config } from "../_shared/config.ts";
-import { importTokenKey } from "../_shared/crypto/page_token.ts";
+import { importTokenKeyring, type TokenKeyring } from "../_shared/crypto/page_token.ts";
 import { createDatabase, type Database } from "../_shared/database.ts";
 import { createSignedRequestVerifier, type SignedRequestVerifier } from "../_shared/meta/signed_request.ts";
 import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
@@ -13,8 +13,8 @@ export interface CallbackDeps {
   config: CallbackConfig;
   db: Database;
   states: OAuthStates;
-  /** Encrypts Page tokens for the pending connection. */
-  tokenKey: CryptoKey;
+  /** Encrypts Page tokens for the pending connection (under the primary key). */
+  keyring: TokenKeyring;
   signedRequests: SignedRequestVerifier;
 }
 
@@ -23,7 +23,7 @@ export async function callbackDeps(config: CallbackConfig): Promise<CallbackDeps
     config,
     db: createDatabase(config),
     states: await createOAuthStates(config.meta.appSecret),
-    tokenKey: await importTokenKey(config.tokens.encryptionKey),
+    keyring: await importTokenKeyring(config.tokens.keys),
     signedRequests: await createSignedRequestVerifier(config.meta.appSecret),
   };
 }

@@ -5,7 +5,6 @@
 // it. Only the doctor who started the flow can turn it into a link, from their own session
 // (instagram-connect/finish).
 import type { Context } from "hono";
-import { encryptPageToken } from "../_shared/crypto/page_token.ts";
 import type { PendingPage } from "../_shared/database.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
@@ -15,7 +14,7 @@ import { pendingAnswer } from "./answer.ts";
 import type { CallbackDeps } from "./deps.ts";
 import { requireScopes, type UsablePage, usablePages } from "./usable_pages.ts";
 
-export function oauthReturn({ config, db, states, tokenKey }: CallbackDeps) {
+export function oauthReturn({ config, db, states, keyring }: CallbackDeps) {
   return async (c: Context<AppEnv>) => {
     c.set("answerByRedirect", true);
     const params = parseCallbackParams(new URL(c.req.url).searchParams);
@@ -65,7 +64,7 @@ export function oauthReturn({ config, db, states, tokenKey }: CallbackDeps) {
       instagram_account_id: page.instagramAccountId,
       instagram_username: page.instagramUsername,
       // Bound to the doctor and Page exactly as doctor_instagram binds it: finish copies it as is.
-      access_token: await encryptPageToken(tokenKey, page.accessToken, { doctorId, pageId: page.id }),
+      access_token: await keyring.encrypt(page.accessToken, { doctorId, pageId: page.id }),
     };
   }
 }

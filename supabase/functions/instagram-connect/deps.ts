@@ -1,6 +1,6 @@
 // What instagram-connect's routes share, made once per instance at start-up.
 import type { Config } from "../_shared/config.ts";
-import { importTokenKey } from "../_shared/crypto/page_token.ts";
+import { importTokenKeyring, type TokenKeyring } from "../_shared/crypto/page_token.ts";
 import { createDatabase, type Database } from "../_shared/database.ts";
 import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
 
@@ -21,7 +21,7 @@ export interface ConnectDeps {
   db: Database;
   states: OAuthStates;
   /** Decrypts the stored Page token for webhook (un)subscriptions. */
-  tokenKey: CryptoKey;
+  keyring: TokenKeyring;
 }
 
 export async function connectDeps(config: ConnectConfig): Promise<ConnectDeps> {
@@ -29,6 +29,6 @@ export async function connectDeps(config: ConnectConfig): Promise<ConnectDeps> {
     config,
     db: createDatabase(config),
     states: await createOAuthStates(config.meta.appSecret),
-    tokenKey: await importTokenKey(config.tokens.encryptionKey),
+    keyring: await importTokenKeyring(config.tokens.keys),
   };
 }

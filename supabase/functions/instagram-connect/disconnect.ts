@@ -10,13 +10,13 @@ import { createMetaGraph } from "../_shared/meta/graph.ts";
 import type { ConnectDeps } from "./deps.ts";
 import { pageWebhooks } from "./page_webhooks.ts";
 
-export function disconnect({ config, db, tokenKey }: ConnectDeps) {
+export function disconnect({ config, db, keyring }: ConnectDeps) {
   return async (c: Context<AppEnv>) => {
     const doctorId = c.var.doctorId;
     const link = await db.prepareDisconnect(doctorId);
 
     const meta = createMetaGraph(config, c.var.log);
-    const webhooks = pageWebhooks(config, tokenKey, meta, c.var.log);
+    const webhooks = pageWebhooks(config, keyring, meta, c.var.log);
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const unsubscribed = await webhooks.unsubscribe(
       { doctorId, pageId: link.page_id, encryptedToken: link.access_token },

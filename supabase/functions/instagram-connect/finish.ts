@@ -22,7 +22,7 @@ const FinishRequest = z.object({
   page_id: optionalPageId,
 });
 
-export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
+export function finishConnect({ config, db, keyring }: ConnectDeps) {
   return async (c: Context<AppEnv>) => {
     const body = await readJsonBody(c, FinishRequest);
     const doctorId = c.var.doctorId;
@@ -42,7 +42,7 @@ export function finishConnect({ config, db, tokenKey }: ConnectDeps) {
       return c.json({ connected: false, choose: opened.pages, expires_at: opened.expires_at });
     }
 
-    const webhooks = pageWebhooks(config, tokenKey, createMetaGraph(config, c.var.log), c.var.log);
+    const webhooks = pageWebhooks(config, keyring, createMetaGraph(config, c.var.log), c.var.log);
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const page = stored(doctorId, opened.page);
     const leaving = opened.leaving && stored(doctorId, opened.leaving);

@@ -2,7 +2,7 @@
 // reaches the webhook worker ("Webhooks for Pages": POST /{page-id}/subscribed_apps with the Page token).
 // Subscribing is idempotent at Meta, so a relink simply subscribes again; unsubscribing is best effort.
 import type { Config } from "../_shared/config.ts";
-import { decryptPageToken } from "../_shared/crypto/page_token.ts";
+import type { TokenKeyring } from "../_shared/crypto/page_token.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { Logger } from "../_shared/log.ts";
 import type { MetaGraph } from "../_shared/meta/graph.ts";
@@ -27,12 +27,12 @@ const SPECIFIC_META_FAILURES = new Set(["meta_token_invalid", "permissions_missi
 
 export function pageWebhooks(
   config: Config<"webhooks">,
-  tokenKey: CryptoKey,
+  keyring: TokenKeyring,
   meta: MetaGraph,
   log: Logger,
 ): PageWebhooks {
   const pageToken = (page: StoredPage) =>
-    decryptPageToken(tokenKey, page.encryptedToken, { doctorId: page.doctorId, pageId: page.pageId });
+    keyring.decrypt(page.encryptedToken, { doctorId: page.doctorId, pageId: page.pageId });
 
   return {
     async subscribe(page, deadline) {

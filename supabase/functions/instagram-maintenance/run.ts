@@ -11,7 +11,7 @@
 // 4. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
 // Two runs at once are safe: a leased link is skipped by the other run, and every write is conditional.
 import type { Context } from "hono";
-import { missingKeys } from "../_shared/crypto/page_token.ts";
+import { describeMissingKeys, missingKeys } from "../_shared/crypto/token_key_usage.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
@@ -43,12 +43,8 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
     const log = c.var.log;
     const missing = missingKeys(await db.tokenKeyUsage(), keyring);
     if (missing.length > 0) {
-      const named = missing.map(({ keyId, rows }) => `${keyId} (${rows} stored tokens)`).join(", ");
       log.error("token_key_missing", { key_ids: missing.map(({ keyId }) => keyId), missing });
-      throw new AppError("token_key_missing", {
-        message: `Stored tokens use key ${named}, which INSTAGRAM_TOKEN_ENCRYPTION_KEYS no longer lists. ` +
-          "Put the key back until maintenance has re-encrypted them (README, Rotating the token encryption key).",
-      });
+      throw new AppError("token_key_missing", { message: describeMissingKeys(missing) });
     }
 
     const summary: MaintenanceSummary = {

@@ -17,8 +17,7 @@ import {
 } from "../../../scripts/lib/dev_stack.ts";
 import { SANDBOX_PATIENT_ID } from "../../../scripts/lib/demo_sandbox.ts";
 import { ERRORS } from "../_shared/errors.ts";
-import { decodeBase64 } from "../_shared/config.ts";
-import { decryptPageToken, importTokenKey } from "../_shared/crypto/page_token.ts";
+import { tokenKeyringOf } from "../../../scripts/lib/local_stack.ts";
 import { auditOf, databaseUrl, linkOf, stackTest } from "./_support.ts";
 
 const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -60,7 +59,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
 
     const demo = DEMO_DOCTORS.demo;
     const other = DEMO_DOCTORS.other;
-    const tokenKey = await importTokenKey(decodeBase64(dev.stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY)!);
+    const keyring = await tokenKeyringOf(dev.stack.env);
     const text = (selector: string) => page.locator(selector).innerText();
     // The audit log is append-only and outlives the demo doctors: count only this run's entries.
     const auditBefore = (await auditOf(sql, demo.id)).length;
@@ -105,7 +104,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       const link = await linkOf(sql, demo.id);
       assert.equal(link.instagram_page_id, DEMO_PAGES.sunrise.id);
       assert.equal(
-        await decryptPageToken(tokenKey, link.instagram_access_token, {
+        await keyring.decrypt(link.instagram_access_token, {
           doctorId: demo.id,
           pageId: DEMO_PAGES.sunrise.id,
         }),
@@ -273,7 +272,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         const kept = await linkOf(sql, other.id);
         assert.equal(kept.instagram_page_id, DEMO_PAGES.lakeside.id);
         assert.equal(
-          await decryptPageToken(tokenKey, kept.instagram_access_token, {
+          await keyring.decrypt(kept.instagram_access_token, {
             doctorId: other.id,
             pageId: DEMO_PAGES.lakeside.id,
           }),

@@ -38,6 +38,11 @@ Deno.test("a good configuration loads, with every default", () => {
     "message_reads",
   ]);
   assert.equal(config.database.secretKey, SECRET_KEY);
+  assert.deepEqual(
+    config.tokens.keys,
+    [{ id: "legacy", key: decodeBase64(good.INSTAGRAM_TOKEN_ENCRYPTION_KEY) }],
+    "the old single key alone: a ring of one key, legacy",
+  );
   assert.equal(String(config.sessions.jwks), "https://project.supabase.co/auth/v1/.well-known/jwks.json");
   assert.deepEqual(
     loadConfig(["webhooks"], { ...good, INSTAGRAM_WEBHOOK_FIELDS: "" }).webhooks.pageFields,
@@ -154,6 +159,126 @@ Deno.test("every kind of bad value: one line naming the variable and what it mus
   }
   const { SUPABASE_SECRET_KEYS: _, ...noKey } = good;
   assert.match(problemsOf(noKey)[0], /^SUPABASE_SECRET_KEYS is required/);
+});
+
+// Two keys as `openssl rand -base64 32` prints them, and one more: none may ever appear in a message.
+const KEY_1 = btoa(String.fromCharCode(...Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 250) % 256)));
+const KEY_2 = btoa(String.fromCharCode(...Uint8Array.from({ length: 32 }, (_, i) => (i * 11 + 3) % 256)));
+const { INSTAGRAM_TOKEN_ENCRYPTION_KEY: OLD_KEY, ...withoutKey } = good;
+
+Deno.test("INSTAGRAM_TOKEN_ENCRYPTION_KEYS: id:key pairs, primary first, in standard or URL-safe base64", () => {
+  const urlSafe = KEY_1.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const { tokens } = loadConfig(["tokens"], {
+    INSTAGRAM_TOKEN_ENCRYPTION_KEYS: ` k2:${KEY_2} , legacy : ${urlSafe},k-1_old:${OLD_KEY}`,
+  });
+  assert.deepEqual(tokens.keys, [
+    { id: "k2", key: decodeBase64(KEY_2) },
+    { id: "legacy", key: decodeBase64(KEY_1) },
+    { id: "k-1_old", key: decodeBase64(OLD_KEY) },
+  ]);
+  assert.deepEqual(
+    loadConfig(["tokens"], { ...withoutKey, INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `k1:${KEY_1}` }).tokens,
+    {
+      keys: [{ id: "k1", key: decodeBase64(KEY_1) }],
+    },
+  );
+  // Empty counts as unset: the old variable alone still works beside an empty new one.
+  assert.equal(
+    loadConfig(["tokens"], { ...good, INSTAGRAM_TOKEN_ENCRYPTION_KEYS: "" }).tokens.keys[0].id,
+    "legacy",
+  );
+});
+
+Deno.test("INSTAGRAM_TOKEN_ENCRYPTION_KEYS refused: one line each, naming at most a valid id, never a key", () => {
+  const cases: [string, string][] = [
+    [
+      " , ,",
+      "must be comma-separated id:base64key pairs, primary first (README, Rotating the token encryption key)",
+    ],
+    [
+      KEY_1,
+      "must be comma-separated id:base64key pairs, primary first: pair 1 does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon",
+    ],
+    [
+      `K1:${KEY_1}`,
+      "must be comma-separated id:base64key pairs, primary first: pair 1 does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon",
+    ],
+    [
+      `${"k".repeat(33)}:${KEY_1}`,
+      "must be comma-separated id:base64key pairs, primary first: pair 1 does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon",
+    ],
+    [
+      `k2:${KEY_2},${KEY_1}`,
+      "must be comma-separated id:base64key pairs, primary first: pair 2 does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon",
+    ],
+    [
+      `k2:${KEY_2},:${KEY_1}`,
+      "must be comma-separated id:base64key pairs, primary first: pair 2 does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon",
+    ],
+    [`k1:${KEY_1},k1:${KEY_2}`, "must name each key once: k1 is listed twice"],
+    [
+      `k2:${KEY_2},k1:c2hvcnQta2V5`,
+      "must give each key as 32 random bytes in base64 (openssl rand -base64 32): the key of k1 is not",
+    ],
+    [
+      `k1:${KEY_1.slice(0, 20)}!!${KEY_1.slice(22)}`,
+      "must give each key as 32 random bytes in base64 (openssl rand -base64 32): the key of k1 is not",
+    ],
+    [
+      `k1:${KEY_1}:${KEY_2}`,
+      "must give each key as 32 random bytes in base64 (openssl rand -base64 32): the key of k1 is not",
+    ],
+    [
+      `k1:`,
+      "must give each key as 32 random bytes in base64 (openssl rand -base64 32): the key of k1 is not",
+    ],
+  ];
+  for (const [value, expected] of cases) {
+    const problems = problemsOf({ ...withoutKey, INSTAGRAM_TOKEN_ENCRYPTION_KEYS: value });
+    assert.deepEqual(problems, [`INSTAGRAM_TOKEN_ENCRYPTION_KEYS ${expected}`], value);
+    for (const secret of [KEY_1, KEY_2, KEY_1.slice(0, 20), KEY_2.slice(0, 20), "c2hvcnQta2V5"]) {
+      assert.ok(!problems[0].includes(secret), `${value}: no key material is echoed`);
+    }
+  }
+});
+
+Deno.test("the token keys: one of the two variables is required, and both at once are refused", () => {
+  assert.deepEqual(problemsOf(withoutKey), [
+    "INSTAGRAM_TOKEN_ENCRYPTION_KEYS is required (id:base64key pairs, primary first; the single INSTAGRAM_TOKEN_ENCRYPTION_KEY of older set-ups also works)",
+  ]);
+  const both = problemsOf({ ...good, INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `k2:${KEY_2},legacy:${OLD_KEY}` });
+  assert.deepEqual(both, [
+    "INSTAGRAM_TOKEN_ENCRYPTION_KEY and INSTAGRAM_TOKEN_ENCRYPTION_KEYS are both set: keep one (to move, list the old key as legacy:<key> in INSTAGRAM_TOKEN_ENCRYPTION_KEYS; README, Rotating the token encryption key)",
+  ]);
+  assert.ok(!both[0].includes(OLD_KEY) && !both[0].includes(KEY_2));
+  // Each variable's own problem is still said, once, beside the other's.
+  assert.deepEqual(
+    problemsOf({
+      ...good,
+      INSTAGRAM_TOKEN_ENCRYPTION_KEY: "c2hvcnQta2V5",
+      INSTAGRAM_TOKEN_ENCRYPTION_KEYS: "k1",
+    }),
+    [
+      "INSTAGRAM_TOKEN_ENCRYPTION_KEYS must be comma-separated id:base64key pairs, primary first: pair 1 does not start with a key id (1 to 32 of a-z, 0-9, _ and -, first a letter or digit) and a colon",
+      "INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64 (openssl rand -base64 32)",
+      both[0],
+    ],
+  );
+  // A function that does not read the tokens part is not stopped by them.
+  assert.doesNotThrow(() => loadConfig(["receiver", "database"], withoutKey));
+});
+
+Deno.test("instagram-callback refuses to start with both token key variables set: one line, no key", async () => {
+  const { code, output } = await bootFailure("instagram-callback", {
+    ...good,
+    INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `k2:${KEY_2},legacy:${OLD_KEY}`,
+  });
+  assert.equal(code, 1);
+  assert.deepEqual(output.trim().split("\n"), [
+    "instagram-callback: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY and INSTAGRAM_TOKEN_ENCRYPTION_KEYS are both set: keep one (to move, list the old key as legacy:<key> in INSTAGRAM_TOKEN_ENCRYPTION_KEYS; README, Rotating the token encryption key)",
+    "instagram-callback: cannot serve until the variables above are fixed (see .env.example).",
+  ]);
+  assert.ok(!output.includes(OLD_KEY) && !output.includes(KEY_2));
 });
 
 Deno.test("INSTAGRAM_WEBHOOK_FIELDS takes Page webhook fields only, and says which field is not one", () => {
