@@ -16,7 +16,13 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     const link = await db.prepareDisconnect(doctorId);
 
     const meta = createMetaGraph(config, c.var.log);
-    const webhooks = pageWebhooks(config, keyring, meta, c.var.log);
+    const webhooks = pageWebhooks(
+      config,
+      keyring,
+      meta,
+      c.var.log,
+      (page, reason) => db.flagLink(page.doctorId, page.encryptedToken, reason, c.var.correlationId),
+    );
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const unsubscribed = await webhooks.unsubscribe(
       { doctorId, pageId: link.page_id, encryptedToken: link.access_token },
@@ -40,6 +46,19 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     if (deleted && deleted.page_id !== link.page_id) {
       await webhooks.unsubscribe(
         { doctorId, pageId: deleted.page_id, encryptedToken: deleted.access_token },
+        deadline,
+      );
+    }
+    // Another doctor may hold a Page unsubscribed here by now (this doctor's other tab moved to another
+    // Page, and someone linked the one left, before Meta carried out our unsubscribe): resubscribe it with
+    // that doctor's token. The holder is also checked first by the next maintenance run, which restores
+    // the subscription if this fails, and repairs the late unsubscribes no request can see.
+    for (const pageId of new Set([link.page_id, deleted?.page_id].filter((id) => id !== undefined))) {
+      const holder = await db.pageHolderToResubscribe(pageId);
+      if (!holder) continue;
+      c.var.log.warn("page_linked_elsewhere_during_disconnect", { page_id: pageId, holder_id: holder.doctor_id });
+      await webhooks.resubscribe(
+        { doctorId: holder.doctor_id, pageId, encryptedToken: holder.access_token },
         deadline,
       );
     }

@@ -42,7 +42,13 @@ export function finishConnect({ config, db, keyring }: ConnectDeps) {
       return c.json({ connected: false, choose: opened.pages, expires_at: opened.expires_at });
     }
 
-    const webhooks = pageWebhooks(config, keyring, createMetaGraph(config, c.var.log), c.var.log);
+    const webhooks = pageWebhooks(
+      config,
+      keyring,
+      createMetaGraph(config, c.var.log),
+      c.var.log,
+      (page, reason) => db.flagLink(page.doctorId, page.encryptedToken, reason, c.var.correlationId),
+    );
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const page = stored(doctorId, opened.page);
     const leaving = opened.leaving && stored(doctorId, opened.leaving);

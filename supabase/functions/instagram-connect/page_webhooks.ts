@@ -6,6 +6,7 @@ import type { TokenKeyring } from "../_shared/crypto/page_token.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { Logger } from "../_shared/log.ts";
 import type { MetaGraph } from "../_shared/meta/graph.ts";
+import { type LinkStatusReason, reasonFromGraphError } from "../_shared/meta/link_health.ts";
 
 export interface StoredPage {
   doctorId: string;
@@ -19,18 +20,33 @@ export interface PageWebhooks {
   subscribe(page: StoredPage, deadline: AbortSignal): Promise<void>;
   /** True when Meta confirmed; false (logged) on any failure. */
   unsubscribe(page: StoredPage, deadline: AbortSignal): Promise<boolean>;
-  /** Best effort, to undo an unsubscribe whose link then failed. */
+  /** Best effort, to undo an unsubscribe whose link then failed, or a late unsubscribe of another doctor. */
   resubscribe(page: StoredPage, deadline: AbortSignal): Promise<void>;
 }
 
 const SPECIFIC_META_FAILURES = new Set(["meta_token_invalid", "permissions_missing", "meta_rate_limited"]);
+
+/**
+ * Told when Meta refuses a stored token for good (a 190, a permission taken back): the link that holds
+ * it is flagged needs_reconnect (flag_instagram_link), whatever call found it out.
+ */
+export type TokenRefused = (page: StoredPage, reason: LinkStatusReason) => Promise<unknown>;
 
 export function pageWebhooks(
   config: Config<"webhooks">,
   keyring: TokenKeyring,
   meta: MetaGraph,
   log: Logger,
+  tokenRefused?: TokenRefused,
 ): PageWebhooks {
+  /** A refusal that means the stored token is dead flags its link; the error is passed on as it was. */
+  const noteRefusal = async (page: StoredPage, error: unknown) => {
+    const reason = reasonFromGraphError(error);
+    if (!reason || !tokenRefused) return;
+    await tokenRefused(page, reason).catch((flagError) => log.warn("link_flag_failed", { error: flagError }));
+    log.warn("stored_token_refused", { doctor_id: page.doctorId, page_id: page.pageId, reason });
+  };
+
   const pageToken = (page: StoredPage) =>
     keyring.decrypt(page.encryptedToken, { doctorId: page.doctorId, pageId: page.pageId });
 
@@ -46,9 +62,10 @@ export function pageWebhooks(
     },
 
     async resubscribe(page, deadline) {
-      await this.subscribe(page, deadline).catch((error) =>
-        log.warn("page_resubscribe_failed", { page_id: page.pageId, error })
-      );
+      await this.subscribe(page, deadline).catch(async (error) => {
+        log.warn("page_resubscribe_failed", { page_id: page.pageId, error });
+        await noteRefusal(page, error.cause ?? error);
+      });
     },
 
     async unsubscribe(page, deadline) {
@@ -57,6 +74,7 @@ export function pageWebhooks(
         return true;
       } catch (error) {
         log.warn("page_unsubscribe_failed", { page_id: page.pageId, error });
+        await noteRefusal(page, error);
         return false;
       }
     },
