@@ -56,7 +56,10 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     for (const pageId of new Set([link.page_id, deleted?.page_id].filter((id) => id !== undefined))) {
       const holder = await db.pageHolderToResubscribe(pageId);
       if (!holder) continue;
-      c.var.log.warn("page_linked_elsewhere_during_disconnect", { page_id: pageId, holder_id: holder.doctor_id });
+      c.var.log.warn("page_linked_elsewhere_during_disconnect", {
+        page_id: pageId,
+        holder_id: holder.doctor_id,
+      });
       await webhooks.resubscribe(
         { doctorId: holder.doctor_id, pageId, encryptedToken: holder.access_token },
         deadline,

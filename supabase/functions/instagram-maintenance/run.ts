@@ -96,7 +96,9 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       }
     });
     await db.releaseLinks(leaseId);
-    if (summary.deferred > 0) log.warn("maintenance_deferred", { deferred: summary.deferred, usage_percent: usage });
+    if (summary.deferred > 0) {
+      log.warn("maintenance_deferred", { deferred: summary.deferred, usage_percent: usage });
+    }
 
     summary.reencrypted = await reencrypt({ config, db, keyring }, c.var.correlationId);
     summary.purged = (await db.runSweeps(config.maintenance.eventRetentionDays)).purged_events;
