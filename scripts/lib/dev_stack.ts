@@ -5,7 +5,7 @@
 import postgres from "postgres";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack, type StackOptions, startLocalStack } from "./local_stack.ts";
 import { encryptPageToken, importTokenKey } from "../../supabase/functions/_shared/crypto/page_token.ts";
-import { decodeBase64 } from "../../supabase/functions/_shared/config.ts";
+import { decodeBase64, loadConfig } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
 import type { FakePage } from "./fake_meta.ts";
 import { sandboxRoute } from "./demo_sandbox.ts";
@@ -85,6 +85,11 @@ export async function startDevStack(
   });
   try {
     for (const [user, pages] of Object.entries(SANDBOX_USERS)) stack.meta.addUser(user, pages);
+    // Dr. Other's seeded link works as a real one would: the sandbox knows its token (with the granted
+    // permissions) and the Page is subscribed, so a health check finds it fine until the sandbox breaks it.
+    const { login, webhooks } = loadConfig(["login", "webhooks"], stack.env);
+    stack.meta.adoptPageToken(SEEDED_PAGE_TOKEN, "lakeside_admin", DEMO_PAGES.lakeside.id, login.scopes);
+    stack.meta.subscriptions.set(DEMO_PAGES.lakeside.id, [...webhooks.pageFields]);
     await seed(options.databaseUrl, stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY);
   } catch (error) {
     await stack.stop();

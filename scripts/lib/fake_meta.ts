@@ -352,10 +352,12 @@ export class FakeMeta {
 
   /**
    * Makes `token` (issued earlier, outside this fake: the demo's seeded link) a Page token of `userId` for
-   * `pageId`, got with a long-lived user token, so it works here like one this fake issued.
+   * `pageId`, got with a long-lived user token after the user granted `granted`, so it works here like one
+   * this fake issued.
    */
-  adoptPageToken(token: string, userId: string, pageId: string): void {
-    this.#user(userId);
+  adoptPageToken(token: string, userId: string, pageId: string, granted: readonly string[] = []): void {
+    const user = this.#user(userId);
+    for (const permission of granted) user.granted.add(permission);
     this.#tokens.set(token, { userId, kind: "page", pageId, from: "long", issuedAt: Date.now() });
     this.pageTokens.set(pageId, [...(this.pageTokens.get(pageId) ?? []), token]);
   }
