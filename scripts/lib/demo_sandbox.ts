@@ -7,7 +7,10 @@
 // gateway with it (RLS: the doctor's own row only). The delivery is built with fake_meta_webhooks.ts,
 // signed with the app secret as Meta signs it, and POSTed to the stack's real instagram-webhook, which
 // checks the signature and stores it: nothing here writes the table. Its answer is passed back as is.
+// The same way, POST /demo/sandbox/<kill-token|drop-subscription|data-access|remove-permission|usage>
+// breaks the caller's link as Meta can (demo_sandbox_health.ts).
 import { deliverWebhook, directMessage, instagramDelivery, reaction, unsend } from "./fake_meta_webhooks.ts";
+import { HEALTH_ACTIONS, type HealthAction, healthControl } from "./demo_sandbox_health.ts";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack } from "./local_stack.ts";
 import { type ErrorCode, ERRORS } from "../../supabase/functions/_shared/errors.ts";
 
@@ -21,14 +24,18 @@ export async function sandboxRoute(
   request: Request,
   url: URL,
 ): Promise<Response | undefined> {
-  const action = url.pathname.match(/^\/demo\/sandbox\/(message|reaction|unsend)$/)?.[1];
-  if (!action) return undefined;
+  const name = url.pathname.match(/^\/demo\/sandbox\/([a-z-]+)$/)?.[1] ?? "";
+  const health = (HEALTH_ACTIONS as readonly string[]).includes(name) ? name as HealthAction : undefined;
+  const action = ["message", "reaction", "unsend"].includes(name) ? name : undefined;
+  if (!action && !health) return undefined;
   if (request.method !== "POST") return fail("method_not_allowed");
 
-  const accountId = await linkedAccount(stack, request);
-  if (accountId instanceof Response) return accountId;
+  const link = await linkOfCaller(stack, request);
+  if (link instanceof Response) return link;
 
   const body = await request.json().catch(() => null) as Record<string, unknown> | null;
+  if (health) return healthControl(stack, health, link.pageId, body, fail);
+  const accountId = link.accountId;
   let item;
   if (action === "message") {
     const text = body?.text;
@@ -54,21 +61,28 @@ export async function sandboxRoute(
   return Response.json({ sandbox: true, action, mid, webhook: { status: answer.status, result } });
 }
 
-/** The Instagram account of the caller's link, read through RLS with the caller's own JWT. */
-async function linkedAccount(stack: LocalStack, request: Request): Promise<string | Response> {
+/** The Page and Instagram account of the caller's link, read through RLS with the caller's own JWT. */
+async function linkOfCaller(
+  stack: LocalStack,
+  request: Request,
+): Promise<{ pageId: string; accountId: string } | Response> {
   const authorization = request.headers.get("authorization");
   if (!authorization) return fail("unauthorized");
   const read = await stack.gateway.handle(
-    new Request(`${stack.url}/rest/v1/doctor_instagram?select=instagram_business_account_id`, {
-      headers: { authorization, apikey: LOCAL_PUBLISHABLE_KEY },
-    }),
+    new Request(
+      `${stack.url}/rest/v1/doctor_instagram?select=instagram_page_id,instagram_business_account_id`,
+      { headers: { authorization, apikey: LOCAL_PUBLISHABLE_KEY } },
+    ),
     "/doctor_instagram",
   );
   if (read.status === 401) return fail("unauthorized");
   if (!read.ok) return fail("internal_error");
-  const [link] = await read.json() as { instagram_business_account_id: string | null }[];
+  const [link] = await read.json() as {
+    instagram_page_id: string;
+    instagram_business_account_id: string | null;
+  }[];
   if (!link?.instagram_business_account_id) return fail("not_connected");
-  return link.instagram_business_account_id;
+  return { pageId: link.instagram_page_id, accountId: link.instagram_business_account_id };
 }
 
 function fail(code: ErrorCode): Response {

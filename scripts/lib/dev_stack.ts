@@ -11,6 +11,7 @@ import {
   tokenKeyringOf,
 } from "./local_stack.ts";
 import type { TokenKeyring } from "../../supabase/functions/_shared/crypto/page_token.ts";
+import { loadConfig } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
 import type { FakePage } from "./fake_meta.ts";
 import { sandboxRoute } from "./demo_sandbox.ts";
@@ -90,6 +91,11 @@ export async function startDevStack(
   });
   try {
     for (const [user, pages] of Object.entries(SANDBOX_USERS)) stack.meta.addUser(user, pages);
+    // Dr. Other's seeded link works as a real one would: the sandbox knows its token (with the granted
+    // permissions) and the Page is subscribed, so a health check finds it fine until the sandbox breaks it.
+    const { login, webhooks } = loadConfig(["login", "webhooks"], stack.env);
+    stack.meta.adoptPageToken(SEEDED_PAGE_TOKEN, "lakeside_admin", DEMO_PAGES.lakeside.id, login.scopes);
+    stack.meta.subscriptions.set(DEMO_PAGES.lakeside.id, [...webhooks.pageFields]);
     await seed(options.databaseUrl, await tokenKeyringOf(stack.env));
   } catch (error) {
     await stack.stop();

@@ -5,16 +5,21 @@
 //   GET    /{v}/oauth/access_token      code (+ PKCE verifier) -> short-lived; fb_exchange_token -> long-lived
 //   GET    /{v}/me?fields=...           field expansion: id, permissions, accounts.limit(n){... tasks ...}
 //   GET    /{v}/{user-id}/accounts      the next pages of Pages (Meta's paging.next links point here)
+//   GET    /{v}/{page-id}/subscribed_apps   the apps subscribed to the Page's webhooks (Page token)
 //   POST   /{v}/{page-id}/subscribed_apps   subscribe a Page to the app's webhooks (Page token)
 //   DELETE /{v}/{page-id}/subscribed_apps   unsubscribe it
 //   DELETE /{v}/{user-id}/permissions       revoke the app (app token or the user's own token)
+//   GET    /{v}/debug_token                 what a token is and whether it still works (app token)
 // Codes are single-use and bound to the redirect_uri and, when the dialog had a PKCE code_challenge, to
 // its code_verifier (Meta: "Invalid code verifier", code 1, HTTP 400, even with the app secret). With
 // "Require App Secret" (on by default here) every call with an access_token needs its appsecret_proof,
 // and paging.next links come without it, as Meta sends them. A permission the user declined is not
 // asked again without auth_type=rerequest. Revoking invalidates all of that user's tokens. Errors use
 // Graph's body ({"error":{message,type,code,error_subcode,fbtrace_id}}); every Graph call waits
-// `latencyMs`; faults can be queued per step; calls are counted.
+// `latencyMs`; faults can be queued per step; calls are counted. A link's life after it is made can be
+// played from here (fake_meta_health.ts has the answers and their sources): kill a Page's tokens with a
+// 190 subcode, drop its subscription, end a user's data access, take back a permission (for every Page
+// or one), hand out another app's token, and set the usage headers' figures.
 import { encodeBase64Url } from "../../supabase/functions/_shared/crypto/base64url.ts";
 import { consentPage, decideDialog } from "./fake_meta_consent.ts";
 import {
@@ -22,6 +27,16 @@ import {
   PAGE_WEBHOOK_FIELDS,
 } from "../../supabase/functions/_shared/meta/page_fields.ts";
 import { type FieldSelection, formatFields, parseFields } from "./fake_meta_fields.ts";
+import {
+  APP_NAME,
+  DATA_ACCESS_DAYS,
+  type DeadToken,
+  deadTokenError,
+  type Usage,
+  usageHeaders,
+  usageOf,
+  type UsageSetting,
+} from "./fake_meta_health.ts";
 
 export { decideDialog };
 
@@ -41,7 +56,9 @@ export type Step =
   | "list_pages"
   | "subscribe"
   | "unsubscribe"
-  | "revoke";
+  | "revoke"
+  | "debug_token"
+  | "read_subscriptions";
 
 /**
  * An admin's tasks on a Page, as Graph lists them. The task names: MANAGE, CREATE_CONTENT and MODERATE
@@ -85,6 +102,10 @@ interface FakeUser {
   pages: FakePage[];
   granted: Set<string>;
   declined: Set<string>;
+  /** When the app's access to this user's data ends (ms); renewed by each Allow. */
+  dataAccessExpiresAt: number;
+  /** Pages a granted permission no longer covers (the user unticked them in the app's settings). */
+  excludedPages: Map<string, Set<string>>;
 }
 
 interface CodeGrant {
@@ -95,7 +116,17 @@ interface CodeGrant {
   pkce?: { challenge: string; method: "S256" | "plain" };
 }
 
-type Token = { userId: string; kind: "short" | "long" } | { userId: string; kind: "page"; pageId: string };
+interface TokenLife {
+  issuedAt: number;
+  /** Killed with this 190 error: every Graph call with it fails so, and debug_token says so. */
+  dead?: DeadToken;
+  /** Issued to another app than this fake's (debug_token refuses to inspect it). */
+  otherApp?: boolean;
+}
+type TokenKind =
+  | { userId: string; kind: "short" | "long" }
+  | { userId: string; kind: "page"; pageId: string; from: "short" | "long" };
+type Token = TokenKind & TokenLife;
 
 // Where each answer of this fake comes from (an issue thread quoting Meta's real answer, a Meta doc by
 // its title, or a guess):
@@ -118,6 +149,18 @@ type Token = { userId: string; kind: "short" | "long" } | { userId: string; kind
 //     components" (2500), "(#200) Permissions error", "(#100) The parameter subscribed_fields is required"
 //     (quoted in jgorset/facebook-messenger#231's title): Graph's usual texts, not each re-checked here.
 //   Page fields of subscribed_apps and their refusal: PAGE_WEBHOOK_FIELDS below (restfb/restfb#1210).
+//   GET subscribed_apps: {"data":[{category, link, name, id, subscribed_fields}]}, an empty list when no
+//     app is subscribed ("Webhooks for Instagram Messaging" and "Webhooks for Messenger Platform" sample
+//     responses; the link https://www.facebook.com/games/?app_id=... as a real answer quoted in public
+//     notes shows it); it needs pages_manage_metadata and pages_show_list and the CREATE_CONTENT, MANAGE
+//     or MODERATE task ("Page Subscribed Apps", Reading). Another Page's token is refused as for POST.
+//   debug_token: fake_meta_health.ts.
+// The lifetimes this fake gives ("Long-Lived Access Tokens" answers expires_in; these exact values are a
+// guess, as above), and a Page token got with a short-lived user token: "These Page access tokens are
+// valid for 1 hour" ("Get a Page Access Token").
+const SHORT_LIVED_SECONDS = 5_183_944;
+const LONG_LIVED_SECONDS = 5_184_000;
+const PAGE_TOKEN_MS = 3_600_000;
 // RFC 7636 4.1, as Meta's message words it (not re-checked against a source here).
 const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
 const INVALID_CODE_VERIFIER =
@@ -143,6 +186,8 @@ export class FakeMeta {
     subscribe: 0,
     unsubscribe: 0,
     revoke: 0,
+    debug_token: 0,
+    read_subscriptions: 0,
   };
   /** Every Page token handed out, newest last, by Page id: what a link should end up storing. */
   readonly pageTokens = new Map<string, string[]>();
@@ -168,6 +213,9 @@ export class FakeMeta {
   #codes = new Map<string, CodeGrant>();
   #tokens = new Map<string, Token>();
   #faults = new Map<Step, Fault[]>();
+  /** Other apps subscribed to a Page, by Page id (GET subscribed_apps lists them beside ours). */
+  #otherApps = new Map<string, { id: string; name: string; fields: string[] }[]>();
+  #usage: { app?: Usage; business?: Usage } = {};
   #nextId = 1;
 
   constructor(private options: FakeMetaOptions) {
@@ -235,6 +283,96 @@ export class FakeMeta {
     for (const step of Object.keys(this.calls) as Step[]) this.calls[step] = 0;
   }
 
+  // ---- A link's life after it is made (fake_meta_health.ts has the answers and their sources) ----
+
+  /**
+   * Kills every Page token issued so far for `pageId`, as Meta does after a password change (460), the
+   * app's removal (458), a lost Page role (492), ...: each Graph call with one answers 190 with `subcode`
+   * (none: a plain 190), and debug_token reports it invalid with that error. Tokens issued later (the
+   * doctor reconnecting) work. Answers how many were killed.
+   */
+  killPageTokens(pageId: string, subcode?: number): number {
+    let killed = 0;
+    for (const token of this.#tokens.values()) {
+      if (token.kind !== "page" || token.pageId !== pageId) continue;
+      token.dead = deadTokenError(this.options.appId, subcode);
+      killed++;
+    }
+    return killed;
+  }
+
+  /** Removes the Page's subscription to this app, as another app or a Page admin could. */
+  dropSubscription(pageId: string): boolean {
+    return this.subscriptions.delete(pageId);
+  }
+
+  /** Another app subscribed to the Page (GET subscribed_apps lists it; ours is told apart by its id). */
+  subscribeOtherApp(pageId: string, app: { id: string; name: string; fields: string[] }): void {
+    this.#otherApps.set(pageId, [...(this.#otherApps.get(pageId) ?? []), app]);
+  }
+
+  /**
+   * When the app's access to the user's data ends: debug_token reports it as data_access_expires_at, and
+   * once it is past, every Graph call with the user's tokens answers 190/493 (MrSwitch/hello.js#548). The
+   * user's next Allow renews it for 90 days.
+   */
+  setDataAccessExpiry(userId: string, at: Date): void {
+    this.#user(userId).dataAccessExpiresAt = at.getTime();
+  }
+
+  /**
+   * The user takes a permission back in the app's settings: for every Page, or (with `pageId`) only for
+   * that Page (and its Instagram account), which then leaves the permission's granular targets. Graph
+   * calls that need it answer (#200); debug_token no longer lists it (or that target). Taken back for
+   * every Page, it counts as declined, so the dialog asks again only with auth_type=rerequest (guess: as
+   * for a permission declined in the dialog).
+   */
+  removePermission(userId: string, permission: string, pageId?: string): void {
+    const user = this.#user(userId);
+    if (pageId === undefined) {
+      user.granted.delete(permission);
+      user.declined.add(permission);
+      return;
+    }
+    user.excludedPages.set(permission, new Set([...(user.excludedPages.get(permission) ?? []), pageId]));
+  }
+
+  /**
+   * The figures of the usage headers ("Rate Limits"): `app` for calls with the app's or a user's token
+   * (X-App-Usage), `business` for calls with a Page token (X-Business-Use-Case-Usage); a number sets
+   * both. None: no usage headers, as before enough calls were made.
+   */
+  setUsage(usage?: number | { app?: UsageSetting; business?: UsageSetting }): void {
+    const { app, business } = typeof usage === "number" ? { app: usage, business: usage } : usage ?? {};
+    this.#usage = {
+      app: app === undefined ? undefined : usageOf(app),
+      business: business === undefined ? undefined : usageOf(business),
+    };
+  }
+
+  /**
+   * Makes `token` (issued earlier, outside this fake: the demo's seeded link) a Page token of `userId` for
+   * `pageId`, got with a long-lived user token after the user granted `granted`, so it works here like one
+   * this fake issued.
+   */
+  adoptPageToken(token: string, userId: string, pageId: string, granted: readonly string[] = []): void {
+    const user = this.#user(userId);
+    for (const permission of granted) user.granted.add(permission);
+    this.#tokens.set(token, { userId, kind: "page", pageId, from: "long", issuedAt: Date.now() });
+    this.pageTokens.set(pageId, [...(this.pageTokens.get(pageId) ?? []), token]);
+  }
+
+  /** A Page token another app issued for the user's Page: Meta will not tell this app about it. */
+  otherAppPageToken(userId: string, pageId: string): string {
+    return this.#issueToken({ userId, kind: "page", pageId, from: "long", otherApp: true });
+  }
+
+  /** The user whose newest Page token is for `pageId` (who a link of that Page acts as). */
+  pageTokenOwner(pageId: string): string | undefined {
+    const newest = this.pageTokens.get(pageId)?.at(-1);
+    return newest === undefined ? undefined : this.#tokens.get(newest)?.userId;
+  }
+
   /** What the browser does when the doctor presses Allow (as `userId`, declining `declined`). */
   async approve(dialogUrl: string, userId: string, declined: string[] = []): Promise<string> {
     return await decideDialog(dialogUrl, { decision: "allow", user: userId, declined: declined.join(",") });
@@ -256,6 +394,8 @@ export class FakeMeta {
       pages,
       granted: new Set<string>(),
       declined: new Set<string>(),
+      dataAccessExpiresAt: Date.now() + DATA_ACCESS_DAYS * 86_400_000,
+      excludedPages: new Map<string, Set<string>>(),
     };
     this.#users.set(userId, user);
     return user;
@@ -276,9 +416,23 @@ export class FakeMeta {
     }
     const route = this.#route(request.method, path, url.searchParams);
     if (!route) return graphError(400, 2500, "Unknown path components", "OAuthException");
+    const response = await this.#answer(request, url.searchParams, route);
+    // Usage headers ride on Graph's answers, refusals included ("Rate Limits": "most API responses").
+    const token = this.#tokens.get(url.searchParams.get("access_token") ?? "");
+    const caller = { pageId: token?.kind === "page" ? token.pageId : undefined };
+    for (const [name, value] of Object.entries(usageHeaders(this.#usage, caller))) {
+      if (!response.headers.has(name)) response.headers.set(name, value);
+    }
+    return response;
+  }
 
+  async #answer(
+    request: Request,
+    q: URLSearchParams,
+    route: { step: Step; handle: () => Response | Promise<Response> },
+  ): Promise<Response> {
     this.calls[route.step]++;
-    for (const value of url.searchParams.values()) {
+    for (const value of q.values()) {
       for (const part of value.split("|")) if (part.length > 20) this.secrets.add(part);
     }
     const fault = this.#faults.get(route.step)?.shift();
@@ -297,11 +451,48 @@ export class FakeMeta {
         fault.headers,
       );
     }
-    if (route.step !== "code_exchange" && route.step !== "token_exchange") {
-      const refused = await this.#checkProof(url.searchParams);
-      if (refused) return refused;
+    if (route.step === "code_exchange" || route.step === "token_exchange") return await route.handle();
+    // debug_token wants the app token before anything else (fake_meta_health.ts).
+    if (route.step === "debug_token" && q.get("access_token") !== this.#appToken) {
+      return graphError(
+        400,
+        100,
+        "(#100) You must provide an app access token, or a user access token that is an owner or developer of the app",
+        "OAuthException",
+      );
     }
+    const refused = await this.#checkProof(q);
+    if (refused) return refused;
+    // A dead token fails every call it is used for with its 190 ("Handling Errors").
+    const token = this.#tokens.get(q.get("access_token") ?? "");
+    const dead = token && this.#deadness(token);
+    if (dead) return graphError(400, 190, dead.message, "OAuthException", dead.subcode);
     return await route.handle();
+  }
+
+  get #appToken(): string {
+    return `${this.options.appId}|${this.options.appSecret}`;
+  }
+
+  /** Why a token no longer works, if it does not: killed, its user's data access over, or expired. */
+  #deadness(token: Token): DeadToken | undefined {
+    if (token.dead) return token.dead;
+    if (this.#users.get(token.userId)!.dataAccessExpiresAt <= Date.now()) {
+      return deadTokenError(this.options.appId, 493);
+    }
+    const expiresAt = this.#expiresAt(token);
+    if (expiresAt !== undefined && expiresAt <= Date.now()) return deadTokenError(this.options.appId, 463);
+  }
+
+  /** When a token expires (ms), or undefined for never (fake_meta_health.ts: expires_at). */
+  #expiresAt(token: Token): number | undefined {
+    if (token.kind === "page") return token.from === "long" ? undefined : token.issuedAt + PAGE_TOKEN_MS;
+    return token.issuedAt + (token.kind === "long" ? LONG_LIVED_SECONDS : SHORT_LIVED_SECONDS) * 1000;
+  }
+
+  /** Whether the user granted `permission` for this Page (not taken back for it alone). */
+  #grants(user: FakeUser, permission: string, pageId: string): boolean {
+    return user.granted.has(permission) && !user.excludedPages.get(permission)?.has(pageId);
   }
 
   #route(method: string, path: string, q: URLSearchParams) {
@@ -315,7 +506,13 @@ export class FakeMeta {
     if (method === "GET" && segments.length === 2 && segments[1] === "accounts") {
       return { step: "list_pages" as const, handle: () => this.#accountsOf(segments[0], q) };
     }
+    if (method === "GET" && path === "/debug_token") {
+      return { step: "debug_token" as const, handle: () => this.#debugToken(q) };
+    }
     if (segments.length === 2 && segments[1] === "subscribed_apps") {
+      if (method === "GET") {
+        return { step: "read_subscriptions" as const, handle: () => this.#readSubscriptions(segments[0], q) };
+      }
       if (method === "POST") {
         return {
           step: "subscribe" as const,
@@ -347,7 +544,8 @@ export class FakeMeta {
         "GraphMethodException",
       );
     }
-    if (proof !== await hmacHex(this.options.appSecret, token)) {
+    // Another app's token is proved with that app's secret, which no call made here has.
+    if (proof !== await hmacHex(this.options.appSecret, token) || this.#tokens.get(token)?.otherApp) {
       return graphError(
         400,
         100,
@@ -403,6 +601,8 @@ export class FakeMeta {
       }
     }
     user.granted.add("public_profile");
+    // Allowing is the user's activity that renews the app's data access ("Authentication Versus Data Access").
+    user.dataAccessExpiresAt = Date.now() + DATA_ACCESS_DAYS * 86_400_000;
 
     const code = `AQ${randomToken(120)}`;
     this.secrets.add(code);
@@ -457,7 +657,7 @@ export class FakeMeta {
     return Response.json({
       access_token: this.#issueToken({ userId: grant.userId, kind: "short" }),
       token_type: "bearer",
-      expires_in: 5_183_944,
+      expires_in: SHORT_LIVED_SECONDS,
     });
   }
 
@@ -469,15 +669,17 @@ export class FakeMeta {
     return Response.json({
       access_token: this.#issueToken({ userId: token.userId, kind: "long" }),
       token_type: "bearer",
-      expires_in: 5_184_000,
+      expires_in: LONG_LIVED_SECONDS,
     });
   }
 
-  #userToken(q: URLSearchParams): { userId: string; user: FakeUser; token: string } | Response {
+  #userToken(
+    q: URLSearchParams,
+  ): { userId: string; user: FakeUser; token: string; kind: "short" | "long" } | Response {
     const value = q.get("access_token") ?? "";
     const token = this.#tokens.get(value);
     if (!token || token.kind === "page") return invalidToken();
-    return { userId: token.userId, user: this.#users.get(token.userId)!, token: value };
+    return { userId: token.userId, user: this.#users.get(token.userId)!, token: value, kind: token.kind };
   }
 
   #me(q: URLSearchParams): Response {
@@ -522,7 +724,7 @@ export class FakeMeta {
 
   /** One page of Pages; its paging.next carries the token but not the proof, as Meta's do. */
   #pageList(
-    { userId, user, token }: { userId: string; user: FakeUser; token: string },
+    { userId, user, token, kind }: { userId: string; user: FakeUser; token: string; kind: "short" | "long" },
     fields: FieldSelection[],
     limit: number,
     offset: number,
@@ -534,13 +736,13 @@ export class FakeMeta {
       if (asked("name")) item.name = page.name;
       if (asked("tasks")) item.tasks = page.tasks ?? ADMIN_TASKS;
       if (asked("access_token")) {
-        const pageToken = this.#issueToken({ userId, kind: "page", pageId: page.id });
+        const pageToken = this.#issueToken({ userId, kind: "page", pageId: page.id, from: kind });
         this.pageTokens.set(page.id, [...(this.pageTokens.get(page.id) ?? []), pageToken]);
         item.access_token = pageToken;
       }
       const instagram = asked("instagram_business_account");
       // Reading the Instagram account needs instagram_basic ("IG User", Page reference).
-      if (instagram && page.instagram && user.granted.has("instagram_basic")) {
+      if (instagram && page.instagram && this.#grants(user, "instagram_basic", page.id)) {
         item.instagram_business_account = instagram.children.some((field) => field.name === "username")
           ? { id: page.instagram.id, username: page.instagram.username }
           : { id: page.instagram.id };
@@ -581,10 +783,15 @@ export class FakeMeta {
     return { user, page: user.pages.find((page) => page.id === pageId)! };
   }
 
-  #subscribe(pageId: string, q: URLSearchParams): Response {
-    const owner = this.#pageToken(pageId, q);
-    if (owner instanceof Response) return owner;
-    if (!owner.user.granted.has("pages_manage_metadata")) {
+  /**
+   * "Page Subscribed Apps": a Page token of someone who can perform CREATE_CONTENT, MANAGE or MODERATE
+   * on the Page, with the permissions the call needs.
+   */
+  #subscriptionRefusal(
+    owner: { user: FakeUser; page: FakePage },
+    permissions: string[],
+  ): Response | undefined {
+    if (!permissions.every((permission) => this.#grants(owner.user, permission, owner.page.id))) {
       return graphError(400, 200, "(#200) Permissions error", "OAuthException");
     }
     if (!(owner.page.tasks ?? ADMIN_TASKS).some((task) => SUBSCRIBE_TASKS.includes(task))) {
@@ -595,6 +802,13 @@ export class FakeMeta {
         "OAuthException",
       );
     }
+  }
+
+  #subscribe(pageId: string, q: URLSearchParams): Response {
+    const owner = this.#pageToken(pageId, q);
+    if (owner instanceof Response) return owner;
+    const refused = this.#subscriptionRefusal(owner, ["pages_manage_metadata"]);
+    if (refused) return refused;
     const fields = (q.get("subscribed_fields") ?? "").split(",").filter(Boolean);
     if (!fields.length) {
       return graphError(400, 100, "(#100) The parameter subscribed_fields is required", "OAuthException");
@@ -603,6 +817,77 @@ export class FakeMeta {
     if (bad >= 0) return graphError(400, 100, pageFieldRefusal(bad, fields[bad]), "OAuthException");
     this.subscriptions.set(pageId, fields);
     return Response.json({ success: true });
+  }
+
+  /** Our subscription and other apps' ("Page Subscribed Apps", Reading: also pages_show_list). */
+  #readSubscriptions(pageId: string, q: URLSearchParams): Response {
+    const owner = this.#pageToken(pageId, q);
+    if (owner instanceof Response) return owner;
+    const refused = this.#subscriptionRefusal(owner, ["pages_manage_metadata", "pages_show_list"]);
+    if (refused) return refused;
+    const ours = this.subscriptions.get(pageId);
+    const apps = [
+      ...(this.#otherApps.get(pageId) ?? []),
+      ...(ours ? [{ id: this.options.appId, name: APP_NAME, fields: ours }] : []),
+    ];
+    return Response.json({
+      data: apps.map((app) => ({
+        category: "Business",
+        link: `https://www.facebook.com/games/?app_id=${app.id}`,
+        name: app.name,
+        id: app.id,
+        subscribed_fields: app.fields,
+      })),
+    });
+  }
+
+  /** What a token is (fake_meta_health.ts has each answer's source). The app token was checked first. */
+  #debugToken(q: URLSearchParams): Response {
+    const token = this.#tokens.get(q.get("input_token") ?? "");
+    if (!token) {
+      return Response.json({
+        data: {
+          error: { code: 190, message: "Invalid OAuth access token - Cannot parse access token" },
+          is_valid: false,
+          scopes: [],
+        },
+      });
+    }
+    if (token.otherApp) {
+      return graphError(
+        400,
+        100,
+        "(#100) The App_id in the input_token did not match the Viewing App",
+        "OAuthException",
+      );
+    }
+    const user = this.#users.get(token.userId)!;
+    const dead = this.#deadness(token);
+    const longLived = token.kind === "long" || (token.kind === "page" && token.from === "long");
+    return Response.json({
+      data: {
+        app_id: this.options.appId,
+        type: token.kind === "page" ? "PAGE" : "USER",
+        application: APP_NAME,
+        data_access_expires_at: unixSeconds(user.dataAccessExpiresAt),
+        ...(dead ? { error: { code: 190, message: dead.message, subcode: dead.subcode } } : {}),
+        expires_at: unixSeconds(this.#expiresAt(token) ?? 0),
+        is_valid: !dead,
+        ...(longLived ? { issued_at: unixSeconds(token.issuedAt) } : {}),
+        ...(token.kind === "page" ? { profile_id: token.pageId } : {}),
+        scopes: [...user.granted],
+        granular_scopes: [...user.granted].filter((scope) => /^(pages|instagram)_/.test(scope)).map((
+          scope,
+        ) => ({
+          scope,
+          target_ids: user.pages
+            .filter((page) => this.#grants(user, scope, page.id))
+            .map((page) => scope.startsWith("instagram_") ? page.instagram?.id : page.id)
+            .filter((id) => id !== undefined),
+        })),
+        user_id: user.appScopedId,
+      },
+    });
   }
 
   #unsubscribe(pageId: string, q: URLSearchParams): Response {
@@ -626,9 +911,9 @@ export class FakeMeta {
     return Response.json({ success: true });
   }
 
-  #issueToken(token: Token): string {
+  #issueToken(token: TokenKind & { otherApp?: boolean }): string {
     const value = `EAAG${token.kind}${randomToken(180)}`;
-    this.#tokens.set(value, token);
+    this.#tokens.set(value, { ...token, issuedAt: Date.now() });
     this.secrets.add(value);
     return value;
   }
@@ -639,6 +924,10 @@ export function pageFieldRefusal(index: number, field: string): string {
   return `(#100) Param subscribed_fields[${index}] must be one of {${
     PAGE_WEBHOOK_FIELDS.join(", ")
   }} - got "${field}"`;
+}
+
+function unixSeconds(ms: number): number {
+  return Math.floor(ms / 1000);
 }
 
 function invalidToken(): Response {

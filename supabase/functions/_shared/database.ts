@@ -121,6 +121,8 @@ export interface StoredLinkToken {
   doctor_id: string;
   page_id: string;
   access_token: string;
+}
+
 /**
  * Stored Page tokens per encryption key (token_key_usage(), 10_token_keys.sql): `legacy` for v1 values,
  * null for a value in no format the functions read (they never write one).

@@ -33,6 +33,7 @@ export async function checkLink(
     const health = assessPageToken(await meta.debugToken(token, deadline), {
       appId: config.meta.appId,
       pageId: link.page_id,
+      instagramAccountId: link.instagram_account_id ?? undefined,
       now: new Date(),
     });
     if (health.reason) return { ...health, restored: false };

@@ -10,7 +10,9 @@ import { AppError } from "../errors.ts";
 import type { AppEnv } from "./request_context.ts";
 
 export function requireSecretKey(config: Config<"maintenance" | "database">) {
-  const mode = config.maintenance.keyName === "default" ? "secret" : `secret:${config.maintenance.keyName}`;
+  const mode: "secret" | `secret:${string}` = config.maintenance.keyName === "default"
+    ? "secret"
+    : `secret:${config.maintenance.keyName}`;
   // Only the keys matter here: no JWKS, so no user token can pass, whatever the request carries.
   const env = {
     url: config.database.url,

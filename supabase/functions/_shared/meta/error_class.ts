@@ -6,6 +6,14 @@
 //   is_transient                       likewise
 //   1, 2, 341, HTTP 5xx, no answer     Meta failed: retried, then 502
 //   100 / "code verifier" at the code exchange: the code is used, expired or another flow's
+// debug_token is different: it answers 200 with the inspected token's own error in `data.error`
+// ("Debug Token": "Any error that a request to the graph api would return due to the access token"), so
+// a Graph error there is about the app token we sent, not the doctor's:
+//   190 at debug_token                 our app token ({app-id}|{app-secret}) was refused: the app's
+//                                      configuration is wrong, no link is to blame (meta_error)
+//   100 "did not match the Viewing App" the inspected token was issued to another app (quoted in many
+//                                      public clients, e.g. "(#100) The App_id in the input_token did not
+//                                      match the Viewing App"): the token is not ours (reason other_app)
 import * as z from "zod/mini";
 import { AppError, type ErrorCode } from "../errors.ts";
 
@@ -15,7 +23,9 @@ export type GraphStep =
   | "read_user"
   | "subscribe_page"
   | "unsubscribe_page"
-  | "revoke_permissions";
+  | "revoke_permissions"
+  | "debug_token"
+  | "read_subscriptions";
 
 const GraphErrorBody = z.object({
   error: z.object({
@@ -55,16 +65,25 @@ export function classifyGraphError(
     meta_type: graph?.type,
     fbtrace_id: graph?.fbtrace_id,
   };
-  const failure = (errorCode: ErrorCode, transient: boolean, retryAfterSeconds?: number): GraphFailure => ({
-    transient,
-    error: new AppError(errorCode, { retryAfterSeconds, cause: detail }),
-    detail,
-  });
+  const failure = (
+    errorCode: ErrorCode,
+    transient: boolean,
+    { retryAfterSeconds, reason }: { retryAfterSeconds?: number; reason?: string } = {},
+  ): GraphFailure => {
+    const said = reason ? { ...detail, reason } : detail;
+    return { transient, error: new AppError(errorCode, { retryAfterSeconds, cause: said }), detail: said };
+  };
 
   if (
     step === "code_exchange" && status < 500 && (code === 100 || /code verifier/i.test(graph?.message ?? ""))
   ) {
     return failure("oauth_code_invalid", false);
+  }
+  if (step === "debug_token" && code === 190) {
+    return failure("meta_error", false, { reason: "app_token_refused" });
+  }
+  if (step === "debug_token" && code === 100 && /did not match the Viewing App/i.test(graph?.message ?? "")) {
+    return failure("meta_token_invalid", false, { reason: "other_app" });
   }
   if (code === 190) return failure("meta_token_invalid", false);
   if (code === 10 || (code !== undefined && code >= 200 && code <= 299)) {
@@ -73,10 +92,12 @@ export function classifyGraphError(
   if (
     (code !== undefined && (RATE_LIMIT_CODES.has(code) || (code >= 80001 && code <= 80009))) || status === 429
   ) {
-    return failure("meta_rate_limited", true, retryAfter(headers));
+    return failure("meta_rate_limited", true, { retryAfterSeconds: retryAfter(headers) });
   }
   if (status >= 500 || (code !== undefined && SERVER_CODES.has(code))) return failure("meta_error", true);
-  if (graph?.is_transient) return failure("meta_rate_limited", true, retryAfter(headers));
+  if (graph?.is_transient) {
+    return failure("meta_rate_limited", true, { retryAfterSeconds: retryAfter(headers) });
+  }
   return failure("meta_error", false);
 }
 

@@ -3,7 +3,11 @@
 // code exchange is retried only when Meta never answered: a code is single-use, so once Meta has
 // answered, a retry could only fail. Every call that carries a token also carries appsecret_proof
 // (required when the app has "Require App Secret" on), re-attached to Meta's paging links, which
-// drop it.
+// drop it. Every answer's usage headers are reported to `onUsage` ("Rate Limits"; usage.ts).
+//
+// Only the code exchange needs the OAuth client's settings (`login`: the redirect URI and PKCE); every
+// other call needs the app alone (`meta`), so a caller without a login flow (instagram-maintenance)
+// loads only `meta` and gets a MetaGraph without exchangeCode.
 import * as z from "zod/mini";
 import type { Config } from "../config.ts";
 import { hmacSha256Hex } from "../crypto/digest.ts";
@@ -11,6 +15,9 @@ import { AppError } from "../errors.ts";
 import { META_ID } from "../ids.ts";
 import type { Logger } from "../log.ts";
 import { classifyGraphError, type GraphFailure, type GraphStep } from "./error_class.ts";
+import { highestUsagePercent } from "./usage.ts";
+
+export { highestUsagePercent };
 
 const MAX_PAGING_REQUESTS = 10;
 const BACKOFF_BASE_MS = 100;
@@ -41,7 +48,82 @@ const UserResponse = z.object({
 });
 const Success = z.object({ success: z.literal(true) });
 
+/** An id Meta sends as a string (or, in older answers, a number): compared, never stored from here. */
+const AnyId = z.pipe(z.union([z.string(), z.number()]), z.transform(String));
+
+// "Debug Token" (Graph API reference), fields: app_id, type, application, expires_at ("Timestamp when
+// this access token expires"), data_access_expires_at, is_valid, issued_at, metadata, profile_id ("For
+// impersonated access tokens, the ID of the page this token contains"), scopes, granular_scopes
+// ("shape('scope' => string,'target_ids' => ?int[],)[]"; "If permission applies to all, targets will not
+// be shown"), user_id, and error {code, message, subcode} ("Any error that a request to the graph api
+// would return due to the access token"). A token Meta no longer accepts is answered HTTP 200 with
+// is_valid false and that error, as recorded real answers show (bk-rs/facebook-apis-rs test fixtures:
+// subcode 460 "The session has been invalidated because the user changed their password...", 463
+// "Session has expired on ...", 466; a token it cannot read: code 190 without subcode, "Invalid OAuth
+// access token - Cannot parse access token"). expires_at 0 means it never expires (same fixtures, and
+// "Access Token Guide": Page tokens from a long-lived user token have no expiry).
+const DebugTokenAnswer = z.object({
+  data: z.object({
+    is_valid: z.boolean(),
+    type: z.optional(z.string()),
+    app_id: z.optional(AnyId),
+    profile_id: z.optional(AnyId),
+    user_id: z.optional(AnyId),
+    expires_at: z.optional(z.number()),
+    data_access_expires_at: z.optional(z.number()),
+    scopes: z._default(z.array(z.string()), []),
+    granular_scopes: z._default(
+      z.array(z.object({ scope: z.string(), target_ids: z.nullish(z.array(AnyId)) })),
+      [],
+    ),
+    error: z.optional(z.object({
+      code: z.optional(z.number()),
+      subcode: z.optional(z.number()),
+      message: z.optional(z.string()),
+    })),
+  }),
+});
+
+// "Page Subscribed Apps" (reading) and "Webhooks for Instagram Messaging" (sample response):
+// {"data":[{"category","link","name","id":"<APP_ID>","subscribed_fields":["messages"]}]}; "If your Page
+// has not installed any apps, the API will return an empty data set".
+const SubscribedApps = z.object({
+  data: z.array(z.object({ id: AnyId, subscribed_fields: z._default(z.array(z.string()), []) })),
+  paging: Paging,
+});
+
 export type FacebookPage = z.infer<typeof FacebookPage>;
+
+/** What Meta says about a token (debug_token), in our words; see DebugTokenAnswer for the sources. */
+export interface DebugToken {
+  isValid: boolean;
+  /**
+   * Meta would not inspect it because another app issued it: "(#100) The App_id in the input_token did
+   * not match the Viewing App" (then nothing else is known about it).
+   */
+  otherApp: boolean;
+  /** "PAGE" for a Page token, "USER", "APP", ... */
+  type?: string;
+  appId?: string;
+  /** For a Page token: the Page it acts as. */
+  profileId?: string;
+  userId?: string;
+  /** When the token expires; undefined when it never does (expires_at 0) or Meta did not say. */
+  expiresAt?: Date;
+  /** When the app's access to the user's data ends ("Data Access Expiration"), when Meta says. */
+  dataAccessExpiresAt?: Date;
+  scopes: string[];
+  /** targetIds undefined: granted for every Page (or account), not for some of them. */
+  granularScopes: { scope: string; targetIds?: string[] }[];
+  /** Why the token is not valid, as a Graph call with it would fail. */
+  error?: { code?: number; subcode?: number; message?: string };
+}
+
+/** One app's webhook subscription on a Page. */
+export interface PageSubscription {
+  appId: string;
+  fields: string[];
+}
 
 export interface FacebookUser {
   /** The app-scoped Facebook user id: what deauthorize and data deletion callbacks name. */
@@ -50,9 +132,8 @@ export interface FacebookUser {
   pages: FacebookPage[];
 }
 
+/** The Graph calls that need only the app (the `meta` part of the configuration). */
 export interface MetaGraph {
-  /** `codeVerifier`: the flow's PKCE verifier, sent when PKCE is on. */
-  exchangeCode(code: string, codeVerifier: string, deadline: AbortSignal): Promise<string>;
   exchangeForLongLivedToken(shortLivedToken: string, deadline: AbortSignal): Promise<string>;
   /** One read (plus Meta's paging) for the user's id, granted permissions and Pages. */
   readUser(userToken: string, deadline: AbortSignal): Promise<FacebookUser>;
@@ -65,9 +146,41 @@ export interface MetaGraph {
   unsubscribePage(pageId: string, pageToken: string, deadline: AbortSignal): Promise<void>;
   /** Removes every permission the user granted the app (and so invalidates all their tokens for it). */
   revokePermissions(facebookUserId: string, deadline: AbortSignal): Promise<void>;
+  /**
+   * What Meta says about `inputToken` (GET /debug_token with the app token). A token Meta no longer
+   * accepts is an answer (isValid false, with Meta's error), not a failure; the call fails only when
+   * Meta could not be asked (AppError meta_error / meta_timeout / meta_rate_limited).
+   */
+  debugToken(inputToken: string, deadline: AbortSignal): Promise<DebugToken>;
+  /** Every app subscribed to the Page's webhooks and its fields (GET /{page-id}/subscribed_apps). */
+  pageSubscriptions(pageId: string, pageToken: string, deadline: AbortSignal): Promise<PageSubscription[]>;
 }
 
-export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): MetaGraph {
+/** Plus the code exchange, which needs the OAuth client's settings (the `login` part). */
+export interface MetaLoginGraph extends MetaGraph {
+  /** `codeVerifier`: the flow's PKCE verifier, sent when PKCE is on. */
+  exchangeCode(code: string, codeVerifier: string, deadline: AbortSignal): Promise<string>;
+}
+
+export interface MetaGraphOptions {
+  /**
+   * Called after every call Meta answered (successfully or not) that carried usage headers, with the
+   * highest percentage among them (highestUsagePercent): how close the app is to being throttled.
+   */
+  onUsage?: (percent: number) => void;
+}
+
+export function createMetaGraph(
+  config: Config<"meta" | "login">,
+  log: Logger,
+  options?: MetaGraphOptions,
+): MetaLoginGraph;
+export function createMetaGraph(config: Config<"meta">, log: Logger, options?: MetaGraphOptions): MetaGraph;
+export function createMetaGraph(
+  config: Config<"meta"> & Partial<Config<"login">>,
+  log: Logger,
+  options: MetaGraphOptions = {},
+): MetaGraph | MetaLoginGraph {
   const base = `${config.meta.graphBaseUrl}/${config.meta.graphVersion}`;
   const appAccessToken = `${config.meta.appId}|${config.meta.appSecret}`;
 
@@ -96,6 +209,8 @@ export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): 
           signal: AbortSignal.any([deadline, AbortSignal.timeout(config.meta.callTimeoutMs)]),
         });
         const body = await response.json().catch(() => undefined);
+        const usage = highestUsagePercent(response.headers);
+        if (usage !== undefined) options.onUsage?.(usage);
         if (response.ok) {
           const parsed = schema.safeParse(body);
           if (parsed.success) return parsed.data;
@@ -158,6 +273,7 @@ export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): 
   }
 
   async function* followPaging<T extends { data: unknown[]; paging?: { next?: string } }>(
+    step: GraphStep,
     first: T | undefined,
     schema: z.ZodMiniType<T>,
     token: string,
@@ -167,23 +283,11 @@ export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): 
     for (let requests = 0; answer; requests++) {
       yield* answer.data as T["data"][number][];
       const url = await nextPage(answer.paging?.next, token, requests);
-      answer = url ? await call("read_user", { url }, schema, deadline) : undefined;
+      answer = url ? await call(step, { url }, schema, deadline) : undefined;
     }
   }
 
-  return {
-    async exchangeCode(code, codeVerifier, deadline) {
-      const url = new URL(`${base}/oauth/access_token`);
-      url.search = new URLSearchParams({
-        client_id: config.meta.appId,
-        client_secret: config.meta.appSecret,
-        redirect_uri: config.login.redirectUri,
-        code,
-        ...(config.login.pkce ? { code_verifier: codeVerifier } : {}),
-      }).toString();
-      return (await call("code_exchange", { url }, TokenResponse, deadline)).access_token;
-    },
-
+  const graph: MetaGraph = {
     async exchangeForLongLivedToken(shortLivedToken, deadline) {
       const url = new URL(`${base}/oauth/access_token`);
       url.search = new URLSearchParams({
@@ -200,11 +304,15 @@ export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): 
       url.searchParams.set("fields", `id,permissions,accounts.limit(100){${PAGE_FIELDS}}`);
       const user = await call("read_user", { url: await withToken(url, userToken) }, UserResponse, deadline);
       const permissions = [];
-      for await (const permission of followPaging(user.permissions, PermissionList, userToken, deadline)) {
+      for await (
+        const permission of followPaging("read_user", user.permissions, PermissionList, userToken, deadline)
+      ) {
         permissions.push(permission);
       }
       const pages = [];
-      for await (const page of followPaging(user.accounts, PageList, userToken, deadline)) pages.push(page);
+      for await (const page of followPaging("read_user", user.accounts, PageList, userToken, deadline)) {
+        pages.push(page);
+      }
       return {
         id: user.id,
         grantedScopes: permissions.filter((p) => p.status === "granted").map((p) => p.permission),
@@ -242,7 +350,88 @@ export function createMetaGraph(config: Config<"meta" | "login">, log: Logger): 
         deadline,
       );
     },
+
+    async debugToken(inputToken, deadline) {
+      const url = new URL(`${base}/debug_token`);
+      url.searchParams.set("input_token", inputToken);
+      try {
+        const answer = await call(
+          "debug_token",
+          { url: await withToken(url, appAccessToken) },
+          DebugTokenAnswer,
+          deadline,
+        );
+        return debugTokenOf(answer.data);
+      } catch (error) {
+        // Another app's token: Meta refuses to inspect it, which tells all there is to know about it.
+        if (
+          error instanceof AppError &&
+          (error.cause as { reason?: string } | undefined)?.reason === "other_app"
+        ) {
+          return { isValid: false, otherApp: true, scopes: [], granularScopes: [] };
+        }
+        throw error;
+      }
+    },
+
+    async pageSubscriptions(pageId, pageToken, deadline) {
+      const url = new URL(`${base}/${pageId}/subscribed_apps`);
+      const first = await call(
+        "read_subscriptions",
+        { url: await withToken(url, pageToken) },
+        SubscribedApps,
+        deadline,
+      );
+      const subscriptions = [];
+      for await (
+        const app of followPaging("read_subscriptions", first, SubscribedApps, pageToken, deadline)
+      ) {
+        subscriptions.push({ appId: app.id, fields: app.subscribed_fields });
+      }
+      return subscriptions;
+    },
   };
+
+  const login = config.login;
+  if (!login) return graph;
+  return {
+    ...graph,
+    async exchangeCode(code, codeVerifier, deadline) {
+      const url = new URL(`${base}/oauth/access_token`);
+      url.search = new URLSearchParams({
+        client_id: config.meta.appId,
+        client_secret: config.meta.appSecret,
+        redirect_uri: login.redirectUri,
+        code,
+        ...(login.pkce ? { code_verifier: codeVerifier } : {}),
+      }).toString();
+      return (await call("code_exchange", { url }, TokenResponse, deadline)).access_token;
+    },
+  } satisfies MetaLoginGraph;
+}
+
+function debugTokenOf(data: z.infer<typeof DebugTokenAnswer>["data"]): DebugToken {
+  return {
+    isValid: data.is_valid,
+    otherApp: false,
+    type: data.type,
+    appId: data.app_id,
+    profileId: data.profile_id,
+    userId: data.user_id,
+    expiresAt: unixTime(data.expires_at),
+    dataAccessExpiresAt: unixTime(data.data_access_expires_at),
+    scopes: data.scopes,
+    granularScopes: data.granular_scopes.map(({ scope, target_ids }) => ({
+      scope,
+      targetIds: target_ids ?? undefined,
+    })),
+    error: data.error,
+  };
+}
+
+/** Meta's unix seconds; 0 (never) and absence are both undefined. */
+function unixTime(seconds: number | undefined): Date | undefined {
+  return seconds ? new Date(seconds * 1000) : undefined;
 }
 
 function backoff(attempt: number): number {

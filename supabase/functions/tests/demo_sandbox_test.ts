@@ -1,0 +1,140 @@
+// The Meta sandbox's health controls over HTTP (/demo/sandbox/<control>, demo_sandbox_health.ts), as the
+// demo dashboard calls them: each breaks the caller's own link in one way, and the Graph client then sees
+// it as maintenance would. Dr. Other's seeded link is the one broken: the sandbox knows its token.
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import {
+  DEMO_DOCTORS,
+  DEMO_PAGES,
+  SEEDED_PAGE_TOKEN,
+  startDevStack,
+} from "../../../scripts/lib/dev_stack.ts";
+import { loadConfig } from "../_shared/config.ts";
+import type { Logger } from "../_shared/log.ts";
+import { createMetaGraph } from "../_shared/meta/graph.ts";
+import { assessPageToken } from "../_shared/meta/link_health.ts";
+import { databaseUrl, stackTest } from "./_support.ts";
+
+const quiet: Logger = { info() {}, warn() {}, error() {}, child: () => quiet };
+
+Deno.test("demo sandbox: the health controls break the caller's link as Meta can", stackTest, async (t) => {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const dev = await startDevStack({ databaseUrl });
+  try {
+    const usage: number[] = [];
+    const config = loadConfig(["meta"], dev.stack.env);
+    const graph = createMetaGraph(config, quiet, { onUsage: (percent) => usage.push(percent) });
+    const page = DEMO_PAGES.lakeside;
+    const expected = () => ({
+      appId: config.meta.appId,
+      pageId: page.id,
+      instagramAccountId: page.instagram.id,
+      now: new Date(),
+    });
+    const check = async () =>
+      assessPageToken(await graph.debugToken(SEEDED_PAGE_TOKEN, deadline()), expected());
+    const other = `Bearer ${await dev.stack.jwt.sign({ sub: DEMO_DOCTORS.other.id })}`;
+    const control = async (action: string, body: unknown, authorization = other) => {
+      const response = await fetch(`${dev.url}/demo/sandbox/${action}`, {
+        method: "POST",
+        headers: { authorization, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, body: await response.json() };
+    };
+
+    await t.step("the seeded link starts healthy and subscribed", async () => {
+      assert.equal((await check()).reason, undefined);
+      const subscriptions = await graph.pageSubscriptions(page.id, SEEDED_PAGE_TOKEN, deadline());
+      assert.deepEqual(subscriptions.map((s) => s.appId), [config.meta.appId]);
+    });
+
+    await t.step("only a signed-in doctor with a link, with a sound body", async () => {
+      const anonymous = await fetch(`${dev.url}/demo/sandbox/kill-token`, { method: "POST", body: "{}" });
+      assert.equal(anonymous.status, 401);
+      await anonymous.body?.cancel();
+      const demo = `Bearer ${await dev.stack.jwt.sign({ sub: DEMO_DOCTORS.demo.id })}`;
+      assert.equal((await control("kill-token", {}, demo)).body.error.code, "not_connected");
+      assert.equal((await control("kill-token", { subcode: 123 })).status, 400);
+      assert.equal((await control("data-access", { days: "soon" })).status, 400);
+      assert.equal((await control("remove-permission", { permission: "DROP TABLE" })).status, 400);
+      assert.equal((await control("usage", { percent: -1 })).status, 400);
+      const get = await fetch(`${dev.url}/demo/sandbox/usage`, { headers: { authorization: other } });
+      assert.equal(get.status, 405);
+      await get.body?.cancel();
+      assert.equal((await check()).reason, undefined, "nothing was changed by a refused control");
+    });
+
+    await t.step("usage: the figure comes back in the usage headers", async () => {
+      assert.deepEqual((await control("usage", { percent: 80 })).body, {
+        sandbox: true,
+        action: "usage",
+        percent: 80,
+      });
+      await graph.debugToken(SEEDED_PAGE_TOKEN, deadline());
+      await graph.pageSubscriptions(page.id, SEEDED_PAGE_TOKEN, deadline());
+      assert.deepEqual(usage.slice(-2), [80, 80]);
+      await control("usage", { percent: null });
+      const before = usage.length;
+      await graph.debugToken(SEEDED_PAGE_TOKEN, deadline());
+      assert.equal(usage.length, before, "no headers once cleared");
+    });
+
+    await t.step("data-access: an expiry ahead is reported, one past ends the link's access", async () => {
+      const ahead = await control("data-access", { days: 7 });
+      assert.equal(ahead.status, 200);
+      const { reason, reconnectBy } = await check();
+      assert.equal(reason, undefined);
+      assert.equal(
+        Math.floor(reconnectBy!.getTime() / 1000),
+        Math.floor(Date.parse(ahead.body.data_access_expires_at) / 1000),
+      );
+      await control("data-access", { days: -1 });
+      assert.equal((await check()).reason, "data_access_expired");
+      await control("data-access", { days: 90 });
+      assert.equal((await check()).reason, undefined);
+    });
+
+    await t.step("remove-permission: for this Page only, then for every Page", async () => {
+      const pageOnly = await control("remove-permission", {
+        permission: "pages_manage_metadata",
+        page_only: true,
+      });
+      assert.deepEqual(pageOnly.body, {
+        sandbox: true,
+        action: "remove-permission",
+        permission: "pages_manage_metadata",
+        page_only: true,
+      });
+      assert.equal((await check()).reason, "permissions_missing");
+      await control("remove-permission", { permission: "instagram_manage_messages" });
+      const debug = await graph.debugToken(SEEDED_PAGE_TOKEN, deadline());
+      assert.equal(debug.scopes.includes("instagram_manage_messages"), false);
+    });
+
+    await t.step("drop-subscription: our app is no longer subscribed to the Page", async () => {
+      assert.deepEqual((await control("drop-subscription", {})).body, {
+        sandbox: true,
+        action: "drop-subscription",
+        dropped: true,
+      });
+      assert.equal(dev.stack.meta.subscriptions.has(page.id), false);
+    });
+
+    await t.step("kill-token: the Page's token dies with the subcode asked for", async () => {
+      const killed = await control("kill-token", { subcode: 460 });
+      assert.deepEqual(killed.body, { sandbox: true, action: "kill-token", subcode: 460, killed: 1 });
+      assert.equal((await check()).reason, "password_changed");
+    });
+  } finally {
+    await dev.stop();
+    await sql`delete from auth.users where id in ${
+      sql(Object.values(DEMO_DOCTORS).map((doctor) => doctor.id))
+    }`;
+    await sql.end();
+  }
+});
+
+function deadline() {
+  return AbortSignal.timeout(5_000);
+}
