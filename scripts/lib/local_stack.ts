@@ -143,7 +143,12 @@ export async function tokenKeyringOf(env: Record<string, string>): Promise<Token
   return await importTokenKeyring(loadConfig(["tokens"], env).tokens.keys);
 }
 
-/** As the platform does: /functions/v1/<name>/... reaches the function as /<name>/..., query untouched. */
+/**
+ * As the platform does: /functions/v1/<name>/... reaches the function as /<name>/..., query untouched.
+ * The body is streamed through as it arrives, never read whole here: the function's own limits (16 KiB
+ * for JSON, its streaming reads) decide what a large or slow body costs, as on the platform, and the
+ * router holds no more of it than a chunk in flight. A client's Content-Length goes along with it.
+ */
 export async function proxyToFunction(
   request: Request,
   url: URL,
@@ -152,11 +157,10 @@ export async function proxyToFunction(
   const match = url.pathname.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
   const target = functions.find((fn) => fn.name === match?.[1]);
   if (!match || !target) return undefined;
-  const body = ["GET", "HEAD"].includes(request.method) ? undefined : await request.arrayBuffer();
   return await fetch(`${target.url}/${match[1]}${match[2] ?? ""}${url.search}`, {
     method: request.method,
     headers: request.headers,
-    body,
+    body: ["GET", "HEAD"].includes(request.method) ? undefined : request.body,
     redirect: "manual",
   }).catch(() =>
     Response.json({ code: 503, message: `function ${match[1]} is not running` }, { status: 503 })

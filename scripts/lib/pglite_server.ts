@@ -8,7 +8,9 @@
 // what races on a server runs one after the other here. A client that leaves with the session held has
 // its work rolled back; one that holds it idle while others wait is disconnected after IDLE_HOLD_MS, as
 // a server's idle_in_transaction_session_timeout would. Each connection starts from the database's
-// settings and the session user, and its prepared statements go when it does. (@electric-sql/pglite-socket
+// settings and the session user; when it goes, so do its prepared statements and the session settings it
+// leaves behind (a role, session_replication_role, default_transaction_read_only: anything SET without
+// LOCAL), before any other client's next exchange. (@electric-sql/pglite-socket
 // hands the session over between single messages instead: two postgres.js clients at once then fail
 // with `portal "" does not exist`.)
 import { PGlite } from "@electric-sql/pglite";
@@ -36,7 +38,9 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const EXCHANGE_ENDS = [SYNC, QUERY, FLUSH, 0x63, 0x66];
 // What a new backend starts from: its session user (PGlite's is postgres; `default` does not bring it
 // back there), the defaults, then the database's own settings (the Supabase shim puts `extensions` on
-// the search_path there). RESET ALL leaves the role alone.
+// the search_path there). RESET ALL leaves the role alone. Run when a client starts and when one leaves:
+// DISCARD ALL would do it too, but also drop the prepared statements, temporary tables and locks of the
+// clients still connected, and it cannot run inside their transactions.
 const NEW_SESSION = `
   set session authorization postgres;
   reset role;
@@ -169,8 +173,10 @@ class SharedSession {
 
   /**
    * What a client leaves behind: a transaction, open or implicit (after a Flush), rolled back; its
-   * prepared statements; and, when it was the last client, the session's temporary tables, cursors,
-   * listeners and advisory locks, which cannot be told apart by client while others are connected.
+   * prepared statements; its session settings, back to the database's (those of the clients still
+   * connected go too: one session holds one value of each); and, when it was the last client, the
+   * session's temporary tables, cursors, listeners and advisory locks, which cannot be told apart by
+   * client while others are connected. Done under the session lock, before anyone's next exchange.
    */
   async #leave(statements: Set<string>, holding: boolean): Promise<void> {
     if (holding || this.db.isInTransaction()) {
@@ -179,6 +185,7 @@ class SharedSession {
       if (this.db.isInTransaction()) await this.#run(query("rollback"));
     }
     for (const name of statements) await this.#run(query(`deallocate "${name.replaceAll('"', '""')}"`));
+    await this.#run(query(NEW_SESSION));
     if (this.#connections.size === 1) {
       await this.#run(query("discard temp; close all; unlisten *; select pg_advisory_unlock_all()"));
     }

@@ -90,6 +90,10 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
 
   // One round trip per request: begin, the role and claims, the query and commit are pipelined on one
   // connection. When a statement fails, the rest run in an aborted transaction and commit rolls it back.
+  // PostgREST begins with an explicit access mode (READ WRITE for a volatile function: hasql-transaction's
+  // "BEGIN ... READ WRITE"), which a standby refuses with 25006; this plain begin follows the database's
+  // default_transaction_read_only instead, which is how a test makes one database refuse writes (25006).
+  // The SQLSTATE, and the HTTP status below, are the same either way.
   async function run(
     role: string,
     claims: Claims,
@@ -226,7 +230,13 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
   };
 }
 
-/** PostgREST's documented SQLSTATE -> HTTP status table (docs: Errors > SQL). */
+/**
+ * PostgREST's SQLSTATE -> HTTP status table, as its docs give it (References > "Errors", HTTP Status
+ * Codes; Supabase's "Error Codes" page repeats it). Kept exact, odd entries included: a read-only
+ * database's 25006 is 405, class 57 (a server shutting down, 57P01-57P03) 500, 53 (disk full, out of
+ * memory, too many connections) and 08 503. The functions must not read "unavailable" from these
+ * statuses: _shared/database.ts maps such errors by their SQLSTATE.
+ */
 export function httpStatusFor(sqlstate: string, role: string): number {
   if (/^PT\d{3}$/.test(sqlstate)) return Number(sqlstate.slice(2));
   const exact: Record<string, number> = {

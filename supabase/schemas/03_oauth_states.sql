@@ -5,8 +5,8 @@
 -- ours, this table makes it usable once. Only the SHA-256 of the nonce is stored (the CHECK demands
 -- 64 lower-case hex digits), so the database never holds a usable state.
 --
--- Life of a row: create_oauth_state() records it when a doctor starts a link (at most 10 open states
--- per doctor); claim_oauth_state() marks it used when Meta's redirect reaches the callback, before any
+-- Life of a row: create_oauth_state() records it when a doctor starts a link (at most 10 states per
+-- doctor within their lifetime, used, cancelled or not); claim_oauth_state() marks it used when Meta's redirect reaches the callback, before any
 -- call to Meta, so a replay, a parallel duplicate or a retry after a failure never reaches Meta (both in
 -- 06_start_and_callback.sql, because they also sweep and check pending connections);
 -- private.sweep_expired() (05_sweep_expired.sql) deletes it an hour after it expired;

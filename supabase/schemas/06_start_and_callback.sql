@@ -16,8 +16,13 @@
 --   in HINT); supabase/functions/_shared/database.ts maps them.
 
 -- Records a state for a doctor: refused with PT429 too_many_requests when the doctor already has 10
--- open (unconsumed, unexpired) states. The per-doctor advisory lock makes count-then-insert atomic, so
--- parallel connects cannot exceed the limit. Sweeps before inserting.
+-- states within their lifetime (created, not yet expired), whether still open, used by a callback or
+-- cancelled at Meta (a cancel also uses the state up). So a doctor starts at most 10 flows per state
+-- lifetime (INSTAGRAM_STATE_TTL_SECONDS, 10 minutes by default, at most an hour), and start-then-cancel
+-- rounds cannot pile up rows: a doctor holds at most 10 live states, plus the expired ones the sweep
+-- deletes an hour after they expired. HINT: the seconds until the oldest of them expires and frees a
+-- place (Retry-After). The per-doctor advisory lock makes count-then-insert atomic, so parallel connects
+-- cannot exceed the limit. Sweeps before inserting.
 create function public.create_oauth_state(p_doctor_id uuid, p_nonce_hash text, p_expires_at timestamptz)
 returns void
 language plpgsql
@@ -25,15 +30,15 @@ security definer
 set search_path = ''
 as $$
 declare
-  open_states int;
+  live_states int;
   retry_after_seconds int;
 begin
   perform pg_advisory_xact_lock(hashtextextended('private.oauth_states:' || p_doctor_id::text, 0));
   select count(*), ceil(extract(epoch from min(expires_at) - now()))
-  into open_states, retry_after_seconds
+  into live_states, retry_after_seconds
   from private.oauth_states
-  where doctor_id = p_doctor_id and consumed_at is null and expires_at > now();
-  if open_states >= 10 then
+  where doctor_id = p_doctor_id and expires_at > now();
+  if live_states >= 10 then
     raise exception using
       errcode = 'PT429',
       message = 'Too many connection attempts have been started; wait for one to expire',

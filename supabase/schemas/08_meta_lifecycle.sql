@@ -25,18 +25,21 @@
 -- The doctor's link as the function needs it to clean up at Meta: the Page and its (encrypted) token,
 -- the Facebook user, and whether another doctor still needs that user's grant, through a link or a
 -- connection waiting to be finished (then it must not be revoked: one practice manager may link
--- Pages for several doctors). PT404 not_connected when there is no link. STABLE: it only reads.
+-- Pages for several doctors). PT404 not_connected when there is no link. It reads, but locks the link
+-- (FOR UPDATE, hence not STABLE): a row lock is a write, so a database that cannot write now (read-only
+-- mode, a standby: SQLSTATE 25006; a full disk) refuses here, before the function changes anything at
+-- Meta, rather than at disconnect_doctor_instagram() after Meta has unsubscribed the Page. The lock
+-- ends with this call.
 create function public.prepare_disconnect(p_doctor_id uuid)
 returns jsonb
 language plpgsql
-stable
 security definer
 set search_path = ''
 as $$
 declare
   link public.doctor_instagram;
 begin
-  select * into link from public.doctor_instagram where doctor_id = p_doctor_id;
+  select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
   if not found then
     raise exception using errcode = 'PT404', message = 'No Instagram account is connected', detail = 'not_connected';
   end if;

@@ -193,7 +193,7 @@ export interface Database {
   tokenKeyUsage(): Promise<TokenKeyUsage[]>;
 }
 
-interface RpcError {
+export interface RpcError {
   code?: string;
   message?: string;
   details?: string | null;
@@ -298,14 +298,44 @@ export function createDatabase(config: Config<"database">): Database {
   };
 }
 
+/** Seconds a client should wait after database_unavailable: the catalogue's sentence says "in a minute". */
+export const DATABASE_RETRY_AFTER_SECONDS = 60;
+
+/**
+ * SQLSTATEs (PostgreSQL, "Appendix A. PostgreSQL Error Codes") that mean the database cannot write or
+ * answer now, whatever HTTP status PostgREST gave them: its table ("Errors", HTTP Status Codes) answers
+ * 25006 with 405, class 57 with 500 and 08 and 53 with 503, so the status alone would call a read-only
+ * database (Supabase's disk-full mode) a bug. 08xxx, any connection exception, is matched by its class.
+ */
+const UNAVAILABLE_SQLSTATES = new Set([
+  "25006", // read_only_sql_transaction: read-only mode, a standby
+  "53000", // insufficient_resources
+  "53100", // disk_full
+  "53200", // out_of_memory
+  "53300", // too_many_connections
+  "57014", // query_canceled: statement_timeout, the server's side of our own request timeout
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now: starting up, shutting down, recovering
+]);
+
+/**
+ * PostgREST's own codes for a database it cannot reach ("Errors", PostgREST error codes, group 0):
+ * PGRST000 could not connect, PGRST001 internal connection error, PGRST002 schema cache not built,
+ * PGRST003 timed out acquiring a connection from the pool.
+ */
+const UNREACHABLE_PGRST = /^PGRST00[0-3]$/;
+
 /**
  * Maps PostgREST's error to what the caller sees. Our SQL raises SQLSTATE PTxyz (PostgREST answers
  * HTTP xyz) with the error code in DETAIL; a 429 carries the seconds to wait in HINT, and a 409 a
- * message that names the Page.
+ * message that names the Page. Any other error is mapped by its SQLSTATE; only an answer without one
+ * (no answer at all, status 0 after our timeout; or a proxy in front of PostgREST) by its HTTP status.
  */
-function toAppError(error: RpcError, status: number): AppError {
-  const cause = { sqlstate: error.code, status, message: error.message };
-  if (/^PT\d{3}$/.test(error.code ?? "") && isErrorCode(error.details)) {
+export function toAppError(error: RpcError, status: number): AppError {
+  const code = error.code ?? "";
+  const cause = { sqlstate: code || undefined, status, message: error.message };
+  if (/^PT\d{3}$/.test(code) && isErrorCode(error.details)) {
     return new AppError(error.details, {
       cause,
       message: error.details === "page_already_linked" ? error.message : undefined,
@@ -313,9 +343,12 @@ function toAppError(error: RpcError, status: number): AppError {
     });
   }
   // A JWT whose user no longer exists in auth.users (foreign key on the state's doctor).
-  if (error.code === "23503") return new AppError("unauthorized", { cause });
-  if (status === 0 || status >= 500 || error.code?.startsWith("08") || error.code === "57P03") {
-    return new AppError("database_unavailable", { cause });
+  if (code === "23503") return new AppError("unauthorized", { cause });
+  const unavailable = code
+    ? UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08") || UNREACHABLE_PGRST.test(code)
+    : status === 0 || status >= 500;
+  if (unavailable) {
+    return new AppError("database_unavailable", { cause, retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
   }
   return new AppError("internal_error", { cause });
 }

@@ -1,12 +1,12 @@
 // instagram-connect (start) over real HTTP: JWT verification by @supabase/server plus our claim
-// checks, the state it records (at most 10 open), the dialog URL with PKCE, JSON vs redirect, request
+// checks, the state it records (at most 10 per state lifetime), the dialog URL with PKCE, JSON vs redirect, request
 // bodies, CORS and the headers every answer carries.
 import assert from "node:assert/strict";
 import { createJwtIssuer } from "../../../scripts/lib/jwt_issuer.ts";
 import { LOCAL_PUBLISHABLE_KEY } from "../../../scripts/lib/local_stack.ts";
 import { pkceChallenge } from "../_shared/oauth/pkce.ts";
 import { createOAuthStates } from "../_shared/oauth/state.ts";
-import { newDoctor, racesRequests, stackTest, startConnect, withStack } from "./_support.ts";
+import { callback, newDoctor, racesRequests, stackTest, startConnect, withStack } from "./_support.ts";
 
 Deno.test("instagram-connect", stackTest, async (t) => {
   await withStack(
@@ -165,7 +165,7 @@ Deno.test("instagram-connect", stackTest, async (t) => {
         assert.equal((await response.json()).error.code, "unauthorized");
       });
 
-      await t.step("at most 10 open states per doctor, even when requested at once: then 429", async (t) => {
+      await t.step("at most 10 states per doctor, even when requested at once: then 429", async (t) => {
         racesRequests(t);
         const doctor = await newDoctor(stack, sql);
         const responses = await Promise.all(
@@ -183,11 +183,51 @@ Deno.test("instagram-connect", stackTest, async (t) => {
         await Promise.all(responses.filter((response) => !response.bodyUsed).map((r) => r.body?.cancel()));
         assert.equal((await statesOf(doctor.id)).length, 10);
 
-        // A claimed or expired state no longer counts.
-        await sql`update private.oauth_states set consumed_at = now()
-                  where nonce_hash = (select nonce_hash from private.oauth_states where doctor_id = ${doctor.id} limit 1)`;
-        assert.ok(await startConnect(stack, doctor.token));
+        // A claimed state counts until it expires; an expired one no longer does.
+        const [oldest] = await sql`select nonce_hash from private.oauth_states where doctor_id = ${doctor.id}
+                                   order by expires_at limit 1`;
+        await sql`update private.oauth_states set consumed_at = now() where nonce_hash = ${oldest.nonce_hash}`;
+        const stillRefused = await fetch(connectUrl, {
+          headers: { authorization: `Bearer ${doctor.token}` },
+        });
+        assert.equal(stillRefused.status, 429, "a claimed state still holds its place");
+        await stillRefused.body?.cancel();
+        await sql`update private.oauth_states
+                  set created_at = now() - interval '11 minutes', expires_at = now() - interval '1 minute'
+                  where nonce_hash = ${oldest.nonce_hash}`;
+        assert.ok(await startConnect(stack, doctor.token), "an expired state frees a place");
       });
+
+      await t.step(
+        "start-then-cancel rounds: the cancelled states count, so the 11th start is 429 and rows stay bounded",
+        async () => {
+          const doctor = await newDoctor(stack, sql);
+          for (let round = 1; round <= 10; round++) {
+            const { url } = await startConnect(stack, doctor.token);
+            // Cancel at Meta: its redirect (error=access_denied) reaches the callback, which uses the state up.
+            const cancelled = await callback(await stack.meta.cancel(url));
+            assert.equal(cancelled.body.error.code, "access_denied", `round ${round}`);
+          }
+          const states = await statesOf(doctor.id);
+          assert.equal(states.length, 10);
+          assert.ok(states.every((state) => state.consumed_at !== null), "each was used up by its cancel");
+
+          for (let round = 11; round <= 30; round++) {
+            const refused = await fetch(connectUrl, { headers: { authorization: `Bearer ${doctor.token}` } });
+            assert.equal(refused.status, 429, `round ${round}`);
+            assert.equal((await refused.json()).error.code, "too_many_requests");
+            // When the oldest of the ten expires (they live 10 minutes) a place frees.
+            const retryAfter = Number(refused.headers.get("retry-after"));
+            const oldest = Math.min(...states.map((state) => state.expires_at.getTime()));
+            const expected = (oldest - Date.now()) / 1000;
+            assert.ok(
+              Math.abs(retryAfter - expected) <= 2,
+              `Retry-After ${retryAfter}, expected ${expected}`,
+            );
+          }
+          assert.equal((await statesOf(doctor.id)).length, 10, "no row for a refused start");
+        },
+      );
 
       await t.step(
         "the correlation id is ours; a caller's is only logged, and only when well-formed",

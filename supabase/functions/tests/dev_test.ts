@@ -27,15 +27,25 @@ Deno.test(
       const { code, output, interrupted } = await runDev(
         secrets,
         {},
-        /instagram-connect\s+info\s+request .*status=401/,
+        /instagram-connect\s+info\s+request method=GET path=\/instagram-connect status=401/,
         async (origin) => {
+          // A path with ESC codes (fetch sends %1B; the function logs the path decoded): it must not
+          // reach the terminal as a "clear screen".
+          await (await fetch(`${origin}/functions/v1/instagram-connect/%1B[2J`)).body?.cancel();
           const answer = await fetch(`${origin}/functions/v1/instagram-connect`);
           correlationId = (await answer.json()).correlation_id;
         },
       );
       assert.ok(interrupted, output);
+      const escaped = output.split("\n").find((line) =>
+        line.includes(String.raw`path=/instagram-connect/\x1b[2J`)
+      );
+      assert.match(escaped ?? "", /instagram-connect\s+info\s+request method=GET .* status=\d{3} /, output);
+      assert.ok(!output.includes("\x1b"), "no ESC reached the terminal");
       // Each function's log lines, one per line, readable, ending with the answer's correlation id.
-      const requestLine = output.split("\n").find((line) => / request method=GET/.test(line)) ?? "";
+      const requestLine = output.split("\n").find((line) =>
+        / request method=GET path=\/instagram-connect status/.test(line)
+      ) ?? "";
       assert.match(
         requestLine,
         /^\d\d:\d\d:\d\d\.\d{3} instagram-connect\s+info\s+request method=GET path=\/instagram-connect status=401 error_code=unauthorized ms=\d+\s+\[[0-9a-f]{8}\]$/,

@@ -1,8 +1,20 @@
 // DELETE /instagram-connect: the Page unsubscribed, the Facebook user's grant revoked unless another
 // doctor's link needs it, the row deleted whatever Meta says, and the audit entry saying what Meta did.
 import assert from "node:assert/strict";
-import { auditOf, finish, fullFlow, link, linkOf, newDoctor, stackTest, withStack } from "./_support.ts";
+import postgres from "postgres";
+import {
+  auditOf,
+  databaseUrl,
+  finish,
+  fullFlow,
+  link,
+  linkOf,
+  newDoctor,
+  stackTest,
+  withStack,
+} from "./_support.ts";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack } from "../../../scripts/lib/local_stack.ts";
+import { DATABASE_RETRY_AFTER_SECONDS } from "../_shared/database.ts";
 
 const FAST_FAILURES = { INSTAGRAM_META_TIMEOUT_MS: "400", INSTAGRAM_CALLBACK_DEADLINE_MS: "3000" };
 
@@ -11,7 +23,44 @@ async function disconnect(stack: LocalStack, token: string) {
     method: "DELETE",
     headers: token ? { authorization: `Bearer ${token}` } : {},
   });
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, body: await response.json(), headers: response.headers };
+}
+
+/**
+ * The test database read-only (or writable again) for every session from now on, as a standby or
+ * Supabase's read-only mode ("Database size": "cannot execute INSERT in a read-only transaction") makes
+ * it: a database setting, which a session takes when it starts. So the sessions already open are ended
+ * (the gateway's pool opens new ones); on PGlite's one shared session a client's start or end applies
+ * the database's settings, so a short-lived client does it.
+ */
+async function setReadOnly(readOnly: boolean) {
+  const client = () => postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const admin = client();
+  try {
+    const [{ name }] = await admin`select current_database() as name`;
+    const setting = readOnly
+      ? "set default_transaction_read_only = on"
+      : "reset default_transaction_read_only";
+    // READ WRITE explicitly: this session may itself have started read-only.
+    await admin.begin("read write", (tx) => tx.unsafe(`alter database "${name}" ${setting}`));
+    await admin`select pg_terminate_backend(pid) from pg_stat_activity
+                where datname = current_database() and pid <> pg_backend_pid()`;
+    for (let i = 0; i < 50; i++) {
+      const [{ others }] = await admin`select count(*)::int as others from pg_stat_activity
+                                       where datname = current_database() and pid <> pg_backend_pid()`;
+      if (others === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    await admin.end();
+  }
+  const fresh = client();
+  const [{ mode }] = await fresh`select current_setting('default_transaction_read_only') as mode`;
+  await fresh.end();
+  assert.equal(mode, readOnly ? "on" : "off", "a new session starts from the database's setting");
+  // The gateway and the test's own pool (both in this process) drop their ended connections as the
+  // sockets close.
+  await new Promise((resolve) => setTimeout(resolve, 200));
 }
 
 Deno.test("instagram-connect disconnect", stackTest, async (t) => {
@@ -171,3 +220,67 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
     });
   });
 });
+
+Deno.test(
+  "a read-only database (SQLSTATE 25006): 503 database_unavailable with Retry-After, Meta untouched, nothing written",
+  stackTest,
+  async () => {
+    await withStack({ env: FAST_FAILURES }, async (stack, sql) => {
+      const meta = stack.meta;
+      const doctor = await newDoctor(stack, sql);
+      const { userId, pages } = meta.newUser(1);
+      assert.equal((await link(stack, doctor.token, userId)).finished.status, 200);
+      const auditBefore = (await auditOf(sql, doctor.id)).length;
+      const statesBefore = await sql`select count(*)::int as n from private.oauth_states
+                                     where doctor_id = ${doctor.id}`;
+      const connect = stack.functions["instagram-connect"];
+      const logBefore = connect.output().length;
+
+      await setReadOnly(true);
+      try {
+        meta.resetCounts();
+        const refused = await disconnect(stack, doctor.token);
+        assert.equal(refused.status, 503, JSON.stringify(refused.body));
+        assert.equal(refused.body.error.code, "database_unavailable");
+        assert.equal(refused.headers.get("retry-after"), String(DATABASE_RETRY_AFTER_SECONDS));
+        // Refused at its first step (prepare_disconnect locks the link): the Page still sends its
+        // webhooks and the grant stands, matching the link the doctor still sees.
+        assert.equal(meta.calls.unsubscribe + meta.calls.revoke, 0, "no call to Meta");
+        assert.ok(meta.subscriptions.has(pages[0].id));
+        assert.ok(await linkOf(sql, doctor.id), "the link is still there");
+        assert.equal((await auditOf(sql, doctor.id)).length, auditBefore, "no audit entry");
+
+        // A write that fails in the database itself (create_oauth_state's insert): the same answer.
+        const start = await fetch(stack.functionUrl("instagram-connect"), {
+          headers: { authorization: `Bearer ${doctor.token}`, accept: "application/json" },
+        });
+        assert.equal(start.status, 503);
+        assert.equal((await start.json()).error.code, "database_unavailable");
+        assert.equal(start.headers.get("retry-after"), String(DATABASE_RETRY_AFTER_SECONDS));
+        const statesAfter = await sql`select count(*)::int as n from private.oauth_states
+                                      where doctor_id = ${doctor.id}`;
+        assert.equal(statesAfter[0].n, statesBefore[0].n, "no state was recorded");
+
+        // Both came from the database as 25006, which the gateway answered 405 as PostgREST does.
+        const failures = connect.output().slice(logBefore).split("\n")
+          .filter((line) => line.includes('"event":"request_failed"'));
+        assert.equal(failures.length, 2, failures.join("\n"));
+        for (const line of failures) {
+          const { error_code, cause } = JSON.parse(line);
+          assert.deepEqual([error_code, cause.sqlstate, cause.status], [
+            "database_unavailable",
+            "25006",
+            405,
+          ]);
+        }
+      } finally {
+        await setReadOnly(false);
+      }
+
+      const done = await disconnect(stack, doctor.token);
+      assert.equal(done.status, 200, "once the database writes again, the disconnect goes through");
+      assert.equal(await linkOf(sql, doctor.id), undefined);
+      assert.equal(meta.subscriptions.has(pages[0].id), false);
+    });
+  },
+);

@@ -121,6 +121,46 @@ Deno.test("PGlite: one session shared by every client; what none of them may see
     );
 
     await t.step(
+      "session settings a client leaves behind are reset before a connected client's next exchange",
+      async () => {
+        await fresh(pg);
+        const setup = connect(pg.url);
+        await setup.unsafe(`create schema extras; alter database postgres set search_path = public, extras;
+          create table t (id int); grant all on t to public;
+          do $$ begin create role leftover nologin; exception when duplicate_object then null; end $$`);
+        await setup.end();
+        const settings = (sql: postgres.Sql) =>
+          sql`select current_setting('session_replication_role') as replication_role,
+                     current_setting('default_transaction_read_only') as read_only,
+                     current_setting('statement_timeout') as timeout,
+                     current_setting('search_path') as path,
+                     current_user as role`.then(([row]) => ({ ...row }));
+        const stays = connect(pg.url);
+        const leaves = connect(pg.url);
+        try {
+          const defaults = await settings(stays); // connected before the other one changes anything
+          assert.deepEqual(defaults, {
+            replication_role: "origin",
+            read_only: "off",
+            timeout: "0",
+            path: "public, extras",
+            role: "postgres",
+          });
+          // Triggers off (replica), read-only, a timeout, another path and role: all session-wide.
+          await leaves.unsafe(`set session_replication_role = replica; set default_transaction_read_only = on;
+            set statement_timeout = 1234; set search_path = public; set role leftover`).simple();
+          assert.equal((await settings(leaves)).replication_role, "replica");
+          await leaves.end();
+          assert.deepEqual(await settings(stays), defaults);
+          await stays`insert into t values (1)`; // it can write: not read-only
+          assert.equal(await rowsIn(stays), 1);
+        } finally {
+          await Promise.all([stays.end(), leaves.end()]);
+        }
+      },
+    );
+
+    await t.step(
       "COPY FROM STDIN is refused (PGlite would stop for good), and the session goes on",
       async () => {
         await fresh(pg);

@@ -1,10 +1,10 @@
 -- The one-time OAuth state: who may record and claim it, each way a claim is refused, one attempt
--- per state, and at most 10 open states per doctor.
+-- per state, and at most 10 states per doctor within their lifetime.
 begin;
 -- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(25);
+select plan(26);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'),
@@ -96,7 +96,8 @@ select is(
   null, 'and the state stays usable for later'
 );
 
--- At most 10 open states per doctor; claimed and expired ones do not count.
+-- At most 10 states per doctor within their lifetime: a claimed (or cancelled) state counts until it
+-- expires, so start-then-cancel rounds cannot pile up rows; an expired one no longer counts.
 insert into private.oauth_states (nonce_hash, doctor_id, expires_at)
 select lpad(to_hex(n), 64, '0'), '00000000-0000-4000-8000-00000000c003', now() + (n || ' minutes')::interval
 from generate_series(1, 10) as n;
@@ -112,13 +113,21 @@ select ok(
 );
 update private.oauth_states set consumed_at = now() where nonce_hash = lpad(to_hex(1), 64, '0');
 set local role service_role;
+select throws_like(
+  $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c003', repeat('e', 64), now() + interval '10 minutes')$$,
+  'Too many connection attempts%', 'a claimed state still counts until it expires'
+);
+reset role;
+update private.oauth_states set created_at = now() - interval '20 minutes', expires_at = now() - interval '1 second'
+where nonce_hash = lpad(to_hex(1), 64, '0');
+set local role service_role;
 select lives_ok(
   $$select public.create_oauth_state('00000000-0000-4000-8000-00000000c003', repeat('e', 64), now() + interval '10 minutes')$$,
-  'a claimed state frees a place'
+  'an expired state frees a place'
 );
 reset role;
 
--- The refusal's HINT carries the seconds until the oldest open state expires (Retry-After).
+-- The refusal's HINT carries the seconds until the oldest live state expires (Retry-After).
 create function pg_temp.limit_error() returns table (code text, reason text, wait text) language plpgsql as $$
 begin
   perform public.create_oauth_state('00000000-0000-4000-8000-00000000c003', repeat('f', 64), now() + interval '10 minutes');
@@ -130,7 +139,7 @@ $$;
 select results_eq(
   $$select code, reason, wait from pg_temp.limit_error()$$,
   $$values ('PT429', 'too_many_requests', '120')$$,
-  'the refusal is PT429 too_many_requests with the seconds to wait (the oldest open state expires in 2 minutes)'
+  'the refusal is PT429 too_many_requests with the seconds to wait (the oldest live state expires in 2 minutes)'
 );
 
 -- Long-expired states are swept when a new one is recorded.

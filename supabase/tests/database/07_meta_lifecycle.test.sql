@@ -5,7 +5,7 @@ begin;
 -- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(31);
+select plan(32);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000a101'),
@@ -194,6 +194,19 @@ select is(
 select throws_ok(
   $$select public.data_deletion_status('NO-SUCH-CODE-abcdefgh')$$,
   'PT404', 'No data deletion request has this code', 'an unknown code: deletion_request_unknown'
+);
+reset role;
+
+-- A database that cannot write now (read-only mode, a standby) refuses a disconnect at its first step,
+-- before the function unsubscribes the Page at Meta: prepare_disconnect() locks the link.
+insert into auth.users (id) values ('00000000-0000-4000-8000-00000000a105');
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_username, facebook_user_id, granted_scopes, instagram_business_account_id)
+values ('00000000-0000-4000-8000-00000000a105', '8105', 'v1.tok.five', 'five', '5550005', array['pages_show_list'], '178418105');
+set local transaction_read_only = on;
+set local role service_role;
+select throws_ok(
+  $$select public.prepare_disconnect('00000000-0000-4000-8000-00000000a105')$$,
+  '25006', null, 'in a read-only transaction, prepare_disconnect is refused (25006), so Meta is never called'
 );
 reset role;
 
