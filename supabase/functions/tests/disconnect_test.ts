@@ -10,6 +10,7 @@ import {
   link,
   linkOf,
   newDoctor,
+  racesRequests,
   stackTest,
   withStack,
 } from "./_support.ts";
@@ -200,6 +201,39 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         const last = (await auditOf(sql, doctor.id)).at(-1)!;
         assert.equal(last.action, "instagram.disconnected");
         assert.equal(last.metadata.page_id, second.pages[0].id);
+      },
+    );
+
+    await t.step(
+      "an unsubscribe Meta carries out late, after another doctor linked the Page: resubscribed for them",
+      async (t) => {
+        racesRequests(t);
+        // Dr. A holds P1 and disconnects; Meta takes 2 s over the unsubscribe of P1. Meanwhile A finishes a
+        // link to P2 in another tab (P1 is free then), and Dr. B links P1. Then Meta removes P1's
+        // subscription, which B's link now needs.
+        const a = await newDoctor(stack, sql);
+        const b = await newDoctor(stack, sql);
+        const userA = meta.newUser(2);
+        const [p1, p2] = userA.pages;
+        assert.equal((await link(stack, a.token, userA.userId, p1.id)).finished.status, 200);
+        const otherTab = await fullFlow(stack, a.token, userA.userId);
+        const bFlow = await fullFlow(stack, b.token, meta.addUser(`p1-manager-${b.id}`, [p1]));
+        meta.inject("unsubscribe", { delayMs: 2_000 });
+
+        const disconnecting = disconnect(stack, a.token);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(
+          (await finish(stack, a.token, { pending: otherTab.result.body.pending, page_id: p2.id })).status,
+          200,
+        );
+        assert.equal((await finish(stack, b.token, { pending: bFlow.result.body.pending })).status, 200);
+        const result = await disconnecting;
+        assert.equal(result.status, 200);
+
+        assert.equal((await linkOf(sql, b.id)).instagram_page_id, p1.id);
+        assert.ok(meta.subscriptions.has(p1.id), "B's Page is subscribed again");
+        assert.equal(meta.subscriptions.has(p2.id), false, "A's last Page is unsubscribed");
+        assert.equal((await linkOf(sql, b.id)).checked_at, null, "and B's link is checked first next run");
       },
     );
 
