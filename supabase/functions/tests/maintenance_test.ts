@@ -322,6 +322,17 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
           assert.equal(refused.body.error.code, "token_key_missing");
           assert.match(refused.body.error.message, /key "gone" \(1 stored token\)/);
           await sql`delete from public.doctor_instagram where doctor_id = ${doctor.id}`;
+
+          // And back under legacy, the key the other tests' stacks hold (they share this database).
+          await stack.restart("instagram-maintenance", {
+            INSTAGRAM_TOKEN_ENCRYPTION_KEY: "",
+            INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `legacy:${LEGACY_KEY},k2:${NEW_KEY}`,
+            INSTAGRAM_MAINTENANCE_BATCH: "50",
+          });
+          while ((await run(stack)).body.reencrypted > 0) { /* a batch per run */ }
+          const [{ k2 }] = await sql`select count(*)::int as k2 from public.doctor_instagram
+          where instagram_access_token like 'v2.k2.%'`;
+          assert.equal(k2, 0);
         },
       );
     },

@@ -39,10 +39,7 @@ async function edit(root: URL, path: string, change: (text: string) => string) {
 
 /** Adds a nullable column at the end of the link table's definition (as a developer would). */
 const addNotesColumn = (text: string) =>
-  text.replace(
-    /(constraint doctor_instagram_granted_scopes_size check \(cardinality\(granted_scopes\) <= 100\))\n\);/,
-    "$1,\n  notes text\n);",
-  );
+  text.replace(/(create table public\.doctor_instagram \([\s\S]*?)\n\);/, "$1,\n  notes text\n);");
 
 /** `deno task db:diff <args>` in the scratch checkout `root`, on the suite's database engine. */
 async function dbDiff(root: URL, args: string[]): Promise<{ code: number; text: string }> {
