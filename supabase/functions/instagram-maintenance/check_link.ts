@@ -7,7 +7,7 @@
 //    reason Meta's error gives).
 // A refusal that says the token is dead (190, a lost permission) is an outcome; a failure that may pass
 // (Meta down, throttled, timed out) is thrown, so nothing is recorded and the next run tries again.
-import type { TokenKeyring } from "../_shared/crypto/page_token.ts";
+import type { TokenBinding, TokenKeyring } from "../_shared/crypto/page_token.ts";
 import type { LeasedLink } from "../_shared/database.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { MetaGraph } from "../_shared/meta/graph.ts";
@@ -27,7 +27,10 @@ export async function checkLink(
   link: LeasedLink,
   { config, keyring, meta }: { config: MaintenanceConfig; keyring: TokenKeyring; meta: MetaGraph },
 ): Promise<LinkHealth> {
-  const token = await keyring.decrypt(link.access_token, { doctorId: link.doctor_id, pageId: link.page_id });
+  const token = await readToken(keyring, link.access_token, {
+    doctorId: link.doctor_id,
+    pageId: link.page_id,
+  });
   const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
   try {
     const health = assessPageToken(await meta.debugToken(token, deadline), {
@@ -42,6 +45,31 @@ export async function checkLink(
     const reason = reasonFromGraphError(error);
     if (reason) return { reason, restored: false };
     throw error;
+  }
+}
+
+/** A stored token its listed key does not decrypt: not the doctor's doing, so never a flag. */
+export class TokenUnreadableError extends Error {
+  override name = "TokenUnreadableError";
+  constructor(readonly keyId: string, options: ErrorOptions) {
+    super(`the stored token under key ${keyId} does not decrypt`, options);
+  }
+}
+
+/** The stored token in the clear; TokenUnreadableError when the key its id names does not open it. */
+export async function readToken(
+  keyring: TokenKeyring,
+  stored: string,
+  binding: TokenBinding,
+): Promise<string> {
+  try {
+    return await keyring.decrypt(stored, binding);
+  } catch (error) {
+    let keyId = "unknown";
+    try {
+      keyId = keyring.keyIdOf(stored);
+    } catch { /* a value in no known format */ }
+    throw new TokenUnreadableError(keyId, { cause: error });
   }
 }
 

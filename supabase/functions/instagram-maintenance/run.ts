@@ -14,8 +14,9 @@ import type { Context } from "hono";
 import { describeMissingKeys, missingKeys } from "../_shared/crypto/token_key_usage.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
+import type { Logger } from "../_shared/log.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
-import { checkLink } from "./check_link.ts";
+import { checkLink, readToken, TokenUnreadableError } from "./check_link.ts";
 import type { MaintenanceDeps } from "./deps.ts";
 
 /** "Rate Limits": Meta throttles at 100%; stopping at 75% leaves room for the doctors' own requests. */
@@ -35,6 +36,11 @@ export interface MaintenanceSummary {
   deferred: number;
   /** Checks that failed in a way that may pass (Meta down, throttled): tried again next run. */
   failed: number;
+  /**
+   * Stored tokens no listed key decrypts although their key id is listed (a key replaced under the same
+   * id): logged with the doctor and key id, left as they are; the operator must restore the key.
+   */
+  unreadable: number;
   purged: number;
 }
 
@@ -55,6 +61,7 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       reencrypted: 0,
       deferred: 0,
       failed: 0,
+      unreadable: 0,
       purged: 0,
     };
     let usage = 0;
@@ -68,8 +75,13 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
         return;
       }
       const health = await checkLink(link, { config, keyring, meta }).catch((error) => {
-        summary.failed++;
-        log.warn("link_check_failed", { doctor_id: link.doctor_id, page_id: link.page_id, error });
+        if (error instanceof TokenUnreadableError) {
+          summary.unreadable++;
+          log.error("token_unreadable", { doctor_id: link.doctor_id, key_id: error.keyId });
+        } else {
+          summary.failed++;
+          log.warn("link_check_failed", { doctor_id: link.doctor_id, page_id: link.page_id, error });
+        }
         return undefined;
       });
       if (!health) return;
@@ -100,7 +112,9 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       log.warn("maintenance_deferred", { deferred: summary.deferred, usage_percent: usage });
     }
 
-    summary.reencrypted = await reencrypt({ config, db, keyring }, c.var.correlationId);
+    const reencryption = await reencrypt({ config, db, keyring }, c.var.correlationId, log);
+    summary.reencrypted = reencryption.stored;
+    summary.unreadable += reencryption.unreadable;
     summary.purged = (await db.runSweeps(config.maintenance.eventRetentionDays)).purged_events;
 
     c.set("outcome", { ...summary });
@@ -108,16 +122,30 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
   };
 }
 
-/** Up to `batch` tokens not under the primary key, decrypted with the key they name and encrypted again. */
-async function reencrypt({ config, db, keyring }: MaintenanceDeps, correlationId: string): Promise<number> {
+/**
+ * Up to `batch` tokens not under the primary key, decrypted with the key they name and encrypted again. A
+ * token no key decrypts is logged and left as it is: one bad row must not hold up the others.
+ */
+async function reencrypt(
+  { config, db, keyring }: MaintenanceDeps,
+  correlationId: string,
+  log: Logger,
+): Promise<{ stored: number; unreadable: number }> {
   const stale = await db.linksToReencrypt(keyring.primaryId, config.maintenance.batch);
-  if (stale.length === 0) return 0;
-  const tokens = await Promise.all(stale.map(async (link) => {
+  const tokens = [];
+  let unreadable = 0;
+  for (const link of stale) {
     const binding = { doctorId: link.doctor_id, pageId: link.page_id };
-    const to = await keyring.encrypt(await keyring.decrypt(link.access_token, binding), binding);
-    return { doctor_id: link.doctor_id, from: link.access_token, to };
-  }));
-  return await db.reencryptTokens(tokens, correlationId);
+    try {
+      const to = await keyring.encrypt(await readToken(keyring, link.access_token, binding), binding);
+      tokens.push({ doctor_id: link.doctor_id, from: link.access_token, to });
+    } catch (error) {
+      if (!(error instanceof TokenUnreadableError)) throw error;
+      unreadable++;
+      log.error("token_unreadable", { doctor_id: link.doctor_id, key_id: error.keyId });
+    }
+  }
+  return { stored: tokens.length ? await db.reencryptTokens(tokens, correlationId) : 0, unreadable };
 }
 
 /** Runs `work` on every item, at most `limit` at once. */

@@ -71,6 +71,7 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
             "recovered",
             "reencrypted",
             "restored",
+            "unreadable",
           ]);
         },
       );
@@ -322,6 +323,21 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
           assert.equal(refused.body.error.code, "token_key_missing");
           assert.match(refused.body.error.message, /key "gone" \(1 stored token\)/);
           await sql`delete from public.doctor_instagram where doctor_id = ${doctor.id}`;
+
+          // A token its key id names but that key does not open (a key replaced under the same id): counted
+          // and logged, left as it is, and the other rows are still re-encrypted.
+          const broken = await newDoctor(stack, sql);
+          await sql`insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+          values (${broken.id}, '98766', 'v2.legacy.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', '1789877')`;
+          const unreadable = await run(stack);
+          assert.equal(unreadable.status, 200);
+          assert.ok(unreadable.body.unreadable >= 1, JSON.stringify(unreadable.body));
+          assert.equal((await linkOf(sql, broken.id)).status, "active", "not the doctor's doing: no flag");
+          assert.match(
+            stack.functions["instagram-maintenance"].output(),
+            /"token_unreadable".*"key_id":"legacy"/,
+          );
+          await sql`delete from auth.users where id = ${broken.id}`;
 
           // And back under legacy, the key the other tests' stacks hold (they share this database).
           await stack.restart("instagram-maintenance", {
