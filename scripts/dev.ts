@@ -4,7 +4,7 @@
 //   http://127.0.0.1:54321/rest/v1/...                      (PostgREST-compatible gateway)
 //   http://127.0.0.1:54321/demo/                            (demo dashboard, local only)
 //   the Meta sandbox on its own port (a fake consent page with demo Pages), and its webhook events
-//   (/demo/sandbox/*, the dashboard's Messages panel)
+//   (/demo/sandbox/*, the dashboard's Messages panel), its health controls and "Run maintenance now"
 // A fresh database for this checkout is made at each start: on DATABASE_URL, else the local PostgreSQL
 // server, else (or with --pglite) an embedded PGlite in this process, in memory. Ctrl-C stops everything.
 // Function secrets live where the Supabase CLI keeps them, supabase/functions/.env (`functions serve`
@@ -89,6 +89,8 @@ ${functionLines((name) => stack.functionUrl(name))}
 
   Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
   Then, under Messages, the Meta sandbox sends a patient's message, a reaction or an unsend to instagram-webhook.
+  Its other Meta sandbox breaks the link (a killed token, a lost subscription, data access ending, a permission
+  taken back); Run maintenance now shows what the next check finds, and Reconnect brings the link back.
   Local-only values (not secrets): webhook Verify Token ${stack.env.INSTAGRAM_WEBHOOK_VERIFY_TOKEN},
   app secret ${stack.env.INSTAGRAM_APP_SECRET} (signs deliveries), secret key ${LOCAL_SECRET_KEY} (the worker's apikey).
   Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).

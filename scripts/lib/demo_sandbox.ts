@@ -8,9 +8,11 @@
 // signed with the app secret as Meta signs it, and POSTed to the stack's real instagram-webhook, which
 // checks the signature and stores it: nothing here writes the table. Its answer is passed back as is.
 // The same way, POST /demo/sandbox/<kill-token|drop-subscription|data-access|remove-permission|usage>
-// breaks the caller's link as Meta can (demo_sandbox_health.ts).
+// breaks the caller's link as Meta can (demo_sandbox_health.ts), and POST /demo/sandbox/run-maintenance
+// runs instagram-maintenance at once, with the secret key held here (demo_sandbox_maintenance.ts).
 import { deliverWebhook, directMessage, instagramDelivery, reaction, unsend } from "./fake_meta_webhooks.ts";
 import { HEALTH_ACTIONS, type HealthAction, healthControl } from "./demo_sandbox_health.ts";
+import { RUN_MAINTENANCE, runMaintenanceControl } from "./demo_sandbox_maintenance.ts";
 import { LOCAL_PUBLISHABLE_KEY, type LocalStack } from "./local_stack.ts";
 import { type ErrorCode, ERRORS } from "../../supabase/functions/_shared/errors.ts";
 
@@ -27,8 +29,10 @@ export async function sandboxRoute(
   const name = url.pathname.match(/^\/demo\/sandbox\/([a-z-]+)$/)?.[1] ?? "";
   const health = (HEALTH_ACTIONS as readonly string[]).includes(name) ? name as HealthAction : undefined;
   const action = ["message", "reaction", "unsend"].includes(name) ? name : undefined;
-  if (!action && !health) return undefined;
+  if (!action && !health && name !== RUN_MAINTENANCE) return undefined;
   if (request.method !== "POST") return fail("method_not_allowed");
+  // Any signed-in doctor, linked or not: a run checks every link, as the schedule's does.
+  if (name === RUN_MAINTENANCE) return await runMaintenanceControl(stack, request, fail);
 
   const link = await linkOfCaller(stack, request);
   if (link instanceof Response) return link;

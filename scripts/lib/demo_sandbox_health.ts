@@ -17,6 +17,17 @@ import type { ErrorCode } from "../../supabase/functions/_shared/errors.ts";
 
 /** The 190 subcodes "Handling Errors" lists (and 493, data access over, quoted in MrSwitch/hello.js#548). */
 export const SANDBOX_SUBCODES = [458, 459, 460, 463, 464, 467, 492, 493];
+/** How the dashboard's sandbox names each subcode: "Handling Errors"' names (493: MrSwitch/hello.js#548). */
+export const SANDBOX_SUBCODE_NAMES: Readonly<Record<number, string>> = {
+  458: "App Not Installed (the app removed)",
+  459: "User Checkpointed",
+  460: "Password Changed",
+  463: "Expired",
+  464: "Unconfirmed User",
+  467: "Invalid Access Token",
+  492: "Invalid Session (Page role lost)",
+  493: "data access over (90 days)",
+};
 export const HEALTH_ACTIONS = [
   "kill-token",
   "drop-subscription",

@@ -1,6 +1,6 @@
 // The local stack dressed for a person: two demo doctors, a Meta sandbox with demo Pages (one of them
-// already linked to the other doctor) that also sends webhook events (/demo/sandbox/*), and the demo
-// dashboard at /demo/. `deno task dev` runs it on
+// already linked to the other doctor) that also sends webhook events, breaks links and runs maintenance
+// (/demo/sandbox/*), and the demo dashboard at /demo/. `deno task dev` runs it on
 // port 54321; the browser test runs it on a free port. Local only: nothing here is ever deployed.
 import postgres from "postgres";
 import {
@@ -15,6 +15,7 @@ import { loadConfig } from "../../supabase/functions/_shared/config.ts";
 import { ERRORS } from "../../supabase/functions/_shared/errors.ts";
 import type { FakePage } from "./fake_meta.ts";
 import { sandboxRoute } from "./demo_sandbox.ts";
+import { SANDBOX_SUBCODE_NAMES, SANDBOX_SUBCODES } from "./demo_sandbox_health.ts";
 
 export const DEMO_DOCTORS = {
   demo: { id: "11111111-1111-4111-8111-111111111111", name: "Dr. Demo" },
@@ -79,7 +80,7 @@ export async function startDevStack(
       if (url.pathname === "/demo" || url.pathname === "/") {
         return Response.redirect(`${url.origin}/demo/`, 302);
       }
-      if (url.pathname === "/demo/") return dashboardPage(dashboard, url.origin);
+      if (url.pathname === "/demo/") return dashboardPage(dashboard, url.origin, stack.env);
       if (url.pathname === "/demo/session" && request.method === "POST") {
         const doctor = DEMO_DOCTORS[url.searchParams.get("doctor") as DemoDoctor] ?? DEMO_DOCTORS.demo;
         const accessToken = await stack.jwt.sign({ sub: doctor.id, email: `${doctor.id}@demo.local` });
@@ -104,11 +105,17 @@ export async function startDevStack(
   return { url: stack.url, dashboardUrl: `${stack.url}/demo/`, stack, stop: () => stack.stop() };
 }
 
-function dashboardPage(template: string, origin: string): Response {
+function dashboardPage(template: string, origin: string, env: Record<string, string>): Response {
   const config = {
     supabaseUrl: origin,
     publishableKey: LOCAL_PUBLISHABLE_KEY,
     connectUrl: `${origin}/functions/v1/instagram-connect`,
+    // What the sandbox's health controls offer: the 190 subcodes it can kill a token with, and the
+    // permissions the app asks for (any of them can be taken back).
+    sandbox: {
+      subcodes: SANDBOX_SUBCODES.map((code) => ({ code, name: SANDBOX_SUBCODE_NAMES[code] })),
+      permissions: loadConfig(["login"], env).login.scopes,
+    },
   };
   const messages = Object.fromEntries(Object.entries(ERRORS).map(([code, [, message]]) => [code, message]));
   const html = template.replace("__CONFIG__", JSON.stringify(config)).replace(

@@ -603,6 +603,10 @@ export class FakeMeta {
     user.granted.add("public_profile");
     // Allowing is the user's activity that renews the app's data access ("Authentication Versus Data Access").
     user.dataAccessExpiresAt = Date.now() + DATA_ACCESS_DAYS * 86_400_000;
+    // Facebook Login for Business asks again which Pages to share, and a sandbox user shares all of theirs:
+    // an Allow grants the permissions for each of them again, so one taken back for a single Page (the
+    // sandbox's remove-permission with page_only) returns with a reconnect (guess).
+    user.excludedPages.clear();
 
     const code = `AQ${randomToken(120)}`;
     this.secrets.add(code);

@@ -2,9 +2,12 @@
 // Meta sandbox, choose a Page, Disconnect (after confirming); Cancel; a Page another doctor holds; and a
 // connect URL forwarded to someone else, opened in a second browser (context) signed in as another
 // doctor; and the Messages panel, where the Meta sandbox sends a patient's messages, a reaction and an
-// unsend through the real instagram-webhook. Each step checks what the page shows and what the database
-// holds. `deno task test` installs
-// Chromium when it is missing and passes its path in CHROMIUM_PATH.
+// unsend through the real instagram-webhook; and a link's health, in a browser with a British locale in
+// Berlin: the Meta sandbox kills the Page token, "Run maintenance now" (the dev server calls the real
+// instagram-maintenance with the secret key the browser never sees) flags it with the database's
+// sentence, Reconnect brings it back, and a data access ending soon shows as a dated warning. Each step
+// checks what the page shows and what the database holds. `deno task test` installs Chromium when it is
+// missing and passes its path in CHROMIUM_PATH.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
@@ -17,7 +20,7 @@ import {
 } from "../../../scripts/lib/dev_stack.ts";
 import { SANDBOX_PATIENT_ID } from "../../../scripts/lib/demo_sandbox.ts";
 import { ERRORS } from "../_shared/errors.ts";
-import { tokenKeyringOf } from "../../../scripts/lib/local_stack.ts";
+import { LOCAL_SECRET_KEY, tokenKeyringOf } from "../../../scripts/lib/local_stack.ts";
 import { auditOf, databaseUrl, linkOf, stackTest } from "./_support.ts";
 
 const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -381,6 +384,198 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal(await text("#linked-page"), DEMO_PAGES.lakeside.name);
       // Dr. Demo's events stay with Dr. Demo (RLS): none of them is listed here.
       await page.locator("#message-list", { hasText: "No messages yet." }).waitFor();
+    });
+
+    // A link's health, in its own browser whose doctor reads English the British way, in Berlin: the dates
+    // must come out in that locale and time zone, with the zone named.
+    const healthContext = await browser.newContext({ locale: "en-GB", timezoneId: "Europe/Berlin" });
+    const health = await open(healthContext);
+    const sandboxAnswers: string[] = [];
+    const secretSeen: string[] = [];
+    health.on("request", (request) => {
+      if ((JSON.stringify(request.headers()) + (request.postData() ?? "")).includes(LOCAL_SECRET_KEY)) {
+        secretSeen.push(request.url());
+      }
+    });
+    health.on("response", async (response) => {
+      if (response.url().includes("/demo/sandbox/")) {
+        sandboxAnswers.push(await response.text().catch(() => ""));
+      }
+    });
+    const shown = (selector: string) => health.locator(selector).innerText();
+    const runMaintenance = async () => {
+      // The click clears the message; the run's summary shows once the link is shown as the run left it.
+      await health.click("#sandbox-run-maintenance");
+      await health.locator("#message", { hasText: /^Maintenance checked \d+ links?: / }).waitFor();
+    };
+    let connectedAt: Date;
+
+    await t.step(
+      "Dr. Demo's new link: Connected, not checked yet, with the sandbox's health controls",
+      async () => {
+        await health.goto(dev.dashboardUrl);
+        await health.click("#sign-in-demo");
+        await health.locator("#who", { hasText: "Signed in as Dr. Demo" }).waitFor();
+        assert.equal(await health.locator("#health-sandbox").isHidden(), true, "no controls without a link");
+        await connectAs(health, dev, "#allow");
+        await health.check(`input[name="page"][value="${DEMO_PAGES.sunrise.id}"]`);
+        await health.click("#picker-confirm");
+        await health.locator("#linked-username").waitFor();
+        assert.equal(await shown("#link-status"), "Connected");
+        assert.equal(await health.locator("#link-status").getAttribute("data-status"), "active");
+        assert.equal(await shown("#checked-at"), "Not checked with Facebook yet.");
+        assert.equal(await health.locator("#reconnect").count(), 0, "nothing to reconnect");
+        assert.equal(await health.locator("#health-sandbox").isVisible(), true);
+        assert.match(await shown("#health-sandbox"), /META SANDBOX/);
+        connectedAt = (await linkOf(sql, demo.id)).connected_at;
+      },
+    );
+
+    await t.step(
+      "Run maintenance now: checked at Meta, still Connected, Facebook's date shown quietly",
+      async () => {
+        await runMaintenance();
+        const link = await linkOf(sql, demo.id);
+        assert.ok(link.checked_at, "checked by the real function");
+        assert.equal(link.status, "active");
+        assert.ok(link.reconnect_by, "debug_token's data_access_expires_at, 90 days after the Allow");
+        assert.match(await shown("#checked-at"), /^Last checked with Facebook on /);
+        const note = health.locator("#reconnect-by");
+        assert.equal(await note.getAttribute("data-urgent"), "false");
+        assert.equal(await note.getAttribute("class"), "meta");
+        assert.match(await note.innerText(), /^Facebook's permission for this connection lasts until /);
+        assert.equal(await health.locator("#reconnect").count(), 0, "months away: no Reconnect yet");
+      },
+    );
+
+    await t.step(
+      "the sandbox kills the Page token (460); maintenance: Needs reconnecting, in the database's words",
+      async () => {
+        await health.selectOption("#sandbox-subcode", "460");
+        await health.click("#sandbox-kill-token");
+        await health.locator("#message", { hasText: "Facebook now answers error 190/460" }).waitFor();
+        assert.equal(await shown("#link-status"), "Connected", "nothing shows until a check finds it");
+
+        await runMaintenance();
+        await health.locator('#link-status[data-status="needs_reconnect"]').waitFor();
+        assert.match(await shown("#message"), /: [1-9]\d* flagged/);
+        assert.equal(await shown("#link-status"), "Needs reconnecting");
+        assert.equal(await health.locator("#link-status").getAttribute("class"), "error");
+        const [{ doctor_message }] = await sql`
+          select doctor_message from public.instagram_link_status_reasons where code = 'password_changed'`;
+        assert.equal(await shown("#status-reason"), doctor_message);
+        assert.equal(await health.locator("#status-reason").getAttribute("data-reason"), "password_changed");
+        assert.equal(await health.locator("#reconnect-by").count(), 0, "the reason says what to do");
+        assert.equal(await shown("#reconnect"), "Reconnect");
+        assert.equal(
+          await shown("#reconnect-hint"),
+          `Reconnects the same Page, ${DEMO_PAGES.sunrise.name}: Facebook asks you to approve again.`,
+        );
+
+        const link = await linkOf(sql, demo.id);
+        assert.equal(link.status, "needs_reconnect");
+        assert.equal(link.status_reason, "password_changed");
+        const flagged = (await demoAudit()).at(-1)!;
+        assert.equal(flagged.action, "instagram.status_changed");
+        assert.deepEqual(flagged.metadata.changed.status_reason, { from: null, to: "password_changed" });
+      },
+    );
+
+    await t.step("Reconnect, Allow on the sandbox: the same Page, active again, a fresh token", async () => {
+      await health.click("#reconnect");
+      await health.waitForURL(`${dev.stack.meta.url}/**`);
+      assert.equal(new URL(health.url()).searchParams.get("auth_type"), null, "no permission to ask again");
+      await health.click("#allow");
+      await health.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
+      // Only the linked Page is offered, so it is finished without the picker.
+      await health.locator("#message", {
+        hasText:
+          `Instagram reconnected: @${DEMO_PAGES.sunrise.instagram.username} via ${DEMO_PAGES.sunrise.name}.`,
+      }).waitFor();
+      await health.locator('#link-status[data-status="active"]').waitFor();
+      assert.equal(await shown("#link-status"), "Connected");
+      assert.equal(await health.locator("#picker").isHidden(), true);
+      assert.equal(await health.locator("#status-reason").count(), 0);
+      assert.equal(await health.locator("#reconnect").count(), 0);
+      assert.equal(
+        await shown("#checked-at"),
+        "Not checked with Facebook yet.",
+        "a new token, its checks start over",
+      );
+
+      const link = await linkOf(sql, demo.id);
+      assert.equal(link.instagram_page_id, DEMO_PAGES.sunrise.id);
+      assert.equal(link.status, "active");
+      assert.equal(link.status_reason, null);
+      assert.equal(link.connected_at.getTime(), connectedAt.getTime(), "the same link, renewed");
+      assert.equal(
+        await keyring.decrypt(link.instagram_access_token, {
+          doctorId: demo.id,
+          pageId: DEMO_PAGES.sunrise.id,
+        }),
+        dev.stack.meta.pageTokens.get(DEMO_PAGES.sunrise.id)!.at(-1),
+        "the token issued by this Allow",
+      );
+      assert.equal((await demoAudit()).at(-1)!.action, "instagram.reconnected");
+      assert.ok(dev.stack.meta.subscriptions.has(DEMO_PAGES.sunrise.id), "the Page is subscribed");
+
+      await runMaintenance();
+      assert.equal((await linkOf(sql, demo.id)).status, "active", "Meta accepts the new token");
+    });
+
+    await t.step(
+      "data access ending in 7 days: a warning with the date in the doctor's locale and time zone",
+      async () => {
+        await health.fill("#sandbox-days", "7");
+        await health.click("#sandbox-data-access");
+        await health.locator("#message", { hasText: "Facebook's data access now ends on" }).waitFor();
+        await runMaintenance();
+        const warning = health.locator('#reconnect-by[data-urgent="true"]');
+        await warning.waitFor();
+
+        const { reconnect_by: by, status } = await linkOf(sql, demo.id);
+        assert.equal(status, "active", "still working until then");
+        const days = (by.getTime() - Date.now()) / 86_400_000;
+        assert.ok(days > 6.9 && days <= 7, `${days} days ahead`);
+        // Computed apart from the page: the day, month and year as a British reader in Berlin writes them,
+        // and the zone's name there ("CET", or "CEST" in summer).
+        const zone = { timeZone: "Europe/Berlin" };
+        const date = new Intl.DateTimeFormat("en-GB", {
+          ...zone,
+          day: "numeric",
+          month: "long",
+          year: "numeric",
+        })
+          .format(by);
+        const zoneName =
+          new Intl.DateTimeFormat("en-GB", { ...zone, timeZoneName: "short" }).formatToParts(by)
+            .find((part) => part.type === "timeZoneName")!.value;
+        const text = await warning.innerText();
+        assert.ok(text.startsWith(`Facebook asks you to reconnect by ${date}`), text);
+        assert.ok(text.includes(` ${zoneName},`), `${text} names the zone ${zoneName}`);
+        assert.ok(text.endsWith("or Instagram messages stop arriving."), text);
+        assert.equal(await warning.getAttribute("class"), "warning");
+        assert.equal(await shown("#reconnect"), "Reconnect", "offered before the date");
+
+        // Renewed far ahead again (as an Allow would): back to the quiet line.
+        await health.fill("#sandbox-days", "60");
+        await health.click("#sandbox-data-access");
+        await health.locator("#message", { hasText: "Facebook's data access now ends on" }).waitFor();
+        await runMaintenance();
+        await health.locator('#reconnect-by[data-urgent="false"]').waitFor();
+        assert.equal(await health.locator("#reconnect").count(), 0);
+      },
+    );
+
+    await t.step("the secret key never reached the browser", async () => {
+      assert.ok(
+        sandboxAnswers.some((answer) => answer.includes('"summary"')),
+        "the runs' answers were captured",
+      );
+      assert.equal((await health.content()).includes(LOCAL_SECRET_KEY), false);
+      assert.equal(sandboxAnswers.join("\n").includes(LOCAL_SECRET_KEY), false);
+      assert.deepEqual(secretSeen, [], "no request from the browser carried it");
+      await healthContext.close();
     });
 
     await t.step("no script error, and the browsers never left loopback", () => {

@@ -1,6 +1,9 @@
 // The Meta sandbox's health controls over HTTP (/demo/sandbox/<control>, demo_sandbox_health.ts), as the
 // demo dashboard calls them: each breaks the caller's own link in one way, and the Graph client then sees
-// it as maintenance would. Dr. Other's seeded link is the one broken: the sandbox knows its token.
+// it as maintenance would. Dr. Other's seeded link is the one broken: the sandbox knows its token. Then
+// "Run maintenance now" (/demo/sandbox/run-maintenance, demo_sandbox_maintenance.ts): a doctor's session
+// makes the dev server run the real instagram-maintenance with the secret key it holds, and nothing else
+// does.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import {
@@ -9,11 +12,13 @@ import {
   SEEDED_PAGE_TOKEN,
   startDevStack,
 } from "../../../scripts/lib/dev_stack.ts";
+import { createJwtIssuer } from "../../../scripts/lib/jwt_issuer.ts";
+import { LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY } from "../../../scripts/lib/local_stack.ts";
 import { loadConfig } from "../_shared/config.ts";
 import type { Logger } from "../_shared/log.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { assessPageToken } from "../_shared/meta/link_health.ts";
-import { databaseUrl, stackTest } from "./_support.ts";
+import { databaseUrl, linkOf, stackTest } from "./_support.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {}, child: () => quiet };
 
@@ -126,6 +131,104 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
       assert.deepEqual(killed.body, { sandbox: true, action: "kill-token", subcode: 460, killed: 1 });
       assert.equal((await check()).reason, "password_changed");
     });
+
+    const runMaintenance = async (headers: Record<string, string>) => {
+      const response = await fetch(`${dev.url}/demo/sandbox/run-maintenance`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: "{}",
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    const maintenanceRuns = () =>
+      dev.stack.functions["instagram-maintenance"].output().match(/"event":"request"/g)?.length ?? 0;
+
+    await t.step("run-maintenance: anything but a doctor's session is 401, and runs nothing", async () => {
+      const stranger = await createJwtIssuer();
+      const refused: Record<string, Record<string, string>> = {
+        "no session": {},
+        "a malformed token": { authorization: "Bearer a.b.c" },
+        "the publishable key": {
+          authorization: `Bearer ${LOCAL_PUBLISHABLE_KEY}`,
+          apikey: LOCAL_PUBLISHABLE_KEY,
+        },
+        // The route is for the browser: even the secret key itself does not stand in for a doctor.
+        "the secret key": { authorization: `Bearer ${LOCAL_SECRET_KEY}`, apikey: LOCAL_SECRET_KEY },
+        "an anon JWT": { authorization: `Bearer ${await dev.stack.jwt.sign({ role: "anon" })}` },
+        "another issuer's JWT": {
+          authorization: `Bearer ${await stranger.sign({ sub: DEMO_DOCTORS.demo.id })}`,
+        },
+        "an expired session": {
+          authorization: `Bearer ${await dev.stack.jwt.sign({ sub: DEMO_DOCTORS.demo.id }, {
+            expiresIn: -60,
+          })}`,
+        },
+      };
+      for (const [what, headers] of Object.entries(refused)) {
+        const answer = await runMaintenance(headers);
+        assert.equal(answer.status, 401, what);
+        assert.equal(answer.body.error.code, "unauthorized", what);
+      }
+      const get = await fetch(`${dev.url}/demo/sandbox/run-maintenance`, {
+        headers: { authorization: other },
+      });
+      assert.equal(get.status, 405);
+      await get.body?.cancel();
+      assert.equal(maintenanceRuns(), 0, "the function was never called");
+      assert.equal((await linkOf(sql, DEMO_DOCTORS.other.id)).checked_at, null, "nor was any link checked");
+    });
+
+    await t.step(
+      "run-maintenance: a doctor's session runs instagram-maintenance and gets its summary",
+      async () => {
+        // Dr. Demo has no link: a run checks every link, as the schedule's does, so any doctor may ask.
+        const demo = `Bearer ${await dev.stack.jwt.sign({ sub: DEMO_DOCTORS.demo.id })}`;
+        const answer = await runMaintenance({ authorization: demo });
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal(answer.body.sandbox, true);
+        assert.equal(answer.body.action, "run-maintenance");
+        const summary = answer.body.summary;
+        assert.deepEqual(Object.keys(summary).sort(), [
+          "checked",
+          "deferred",
+          "failed",
+          "flagged",
+          "purged",
+          "recovered",
+          "reencrypted",
+          "restored",
+        ]);
+        assert.ok(summary.checked >= 1 && summary.flagged >= 1, JSON.stringify(summary));
+        assert.equal(JSON.stringify(answer.body).includes(LOCAL_SECRET_KEY), false);
+        assert.equal(maintenanceRuns(), 1, "one run of the real function");
+        // The link the sandbox killed with 460 (the step above) is what that run found.
+        const link = await linkOf(sql, DEMO_DOCTORS.other.id);
+        assert.equal(link.status, "needs_reconnect");
+        assert.equal(link.status_reason, "password_changed");
+        assert.ok(link.checked_at);
+      },
+    );
+
+    await t.step(
+      "run-maintenance: the key the function is configured for; its refusal passed back",
+      async () => {
+        // The function made to accept only a key named "cron", which the dev server does not know yet.
+        const cronKey = `sb_secret_${crypto.randomUUID().replaceAll("-", "")}`;
+        const keys = JSON.stringify({ default: LOCAL_SECRET_KEY, cron: cronKey });
+        await dev.stack.restart("instagram-maintenance", {
+          SUPABASE_SECRET_KEYS: keys,
+          INSTAGRAM_MAINTENANCE_KEY_NAME: "cron",
+        });
+        const refused = await runMaintenance({ authorization: other });
+        assert.equal(refused.status, 401);
+        assert.equal(refused.body.error.code, "secret_key_required");
+        // Once the dev server's variables name it too, its calls carry that key.
+        Object.assign(dev.stack.env, { SUPABASE_SECRET_KEYS: keys, INSTAGRAM_MAINTENANCE_KEY_NAME: "cron" });
+        const accepted = await runMaintenance({ authorization: other });
+        assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+        assert.equal(typeof accepted.body.summary.checked, "number");
+      },
+    );
   } finally {
     await dev.stop();
     await sql`delete from auth.users where id in ${
