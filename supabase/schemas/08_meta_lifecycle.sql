@@ -43,7 +43,14 @@ begin
   if not found then
     raise exception using errcode = 'PT404', message = 'No Instagram account is connected', detail = 'not_connected';
   end if;
+  -- A maintenance run checking this link may restore its Page's subscription after the unsubscribe
+  -- below: its lease ends here, so its outcome is dropped and it takes the restore back, and `leased`
+  -- tells the function to unsubscribe once more after the delete.
+  if link.lease_until > now() then
+    update public.doctor_instagram set lease_id = null, lease_until = null where doctor_id = p_doctor_id;
+  end if;
   return jsonb_build_object(
+    'leased', coalesce(link.lease_until > now(), false),
     'page_id', link.instagram_page_id,
     'access_token', link.instagram_access_token,
     'facebook_user_id', link.facebook_user_id,

@@ -136,8 +136,10 @@ declare
   flagged int;
 begin
   perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
+  -- The lease ends too: a maintenance run that found the token well before this refusal must not record
+  -- its older outcome over the flag.
   update public.doctor_instagram
-  set status = 'needs_reconnect', status_reason = p_reason
+  set status = 'needs_reconnect', status_reason = p_reason, lease_id = null, lease_until = null
   where doctor_id = p_doctor_id and instagram_access_token = p_stored_token
     and status_reason is distinct from p_reason;
   get diagnostics flagged = row_count;

@@ -312,7 +312,7 @@ const PARTS = {
     // Key names are no secret; the keys themselves are never named.
     const keyName = present.INSTAGRAM_MAINTENANCE_KEY_NAME ?? "default";
     const keys = secretKeyMap(present);
-    if (Object.keys(keys).length > 0 && !keys[keyName]) {
+    if (Object.keys(keys).length > 0 && !Object.hasOwn(keys, keyName)) {
       return `INSTAGRAM_MAINTENANCE_KEY_NAME: SUPABASE_SECRET_KEYS has no key named ${
         /^[A-Za-z0-9_-]{1,64}$/.test(keyName) ? keyName : "so"
       } (its keys: ${Object.keys(keys).join(", ")})`;
@@ -424,15 +424,17 @@ export function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined
 
 /** The Data API key: the first of SUPABASE_SECRET_KEYS, else the legacy SUPABASE_SECRET_KEY or service role key. */
 function secretKeyOf(env: Record<string, string>): string | undefined {
-  return Object.values(parseKeyMap(env.SUPABASE_SECRET_KEYS ?? "") ?? {})[0] ?? env.SUPABASE_SECRET_KEY ??
-    env.SUPABASE_SERVICE_ROLE_KEY;
+  // The `default` key first, as @supabase/server's admin client picks it: a key of its own for a job
+  // (INSTAGRAM_MAINTENANCE_KEY_NAME) may then be revoked without cutting the functions off the database.
+  const map = parseKeyMap(env.SUPABASE_SECRET_KEYS ?? "") ?? {};
+  return map.default ?? Object.values(map)[0] ?? env.SUPABASE_SECRET_KEY ?? env.SUPABASE_SERVICE_ROLE_KEY;
 }
 
 /** SUPABASE_SECRET_KEYS by name; a single legacy key counts as `default`, as @supabase/server reads them. */
 function secretKeyMap(env: Record<string, string>): Record<string, string> {
   if (env.SUPABASE_SECRET_KEYS) return parseKeyMap(env.SUPABASE_SECRET_KEYS) ?? {};
   const single = env.SUPABASE_SECRET_KEY ?? env.SUPABASE_SERVICE_ROLE_KEY;
-  return single ? { default: single } : {};
+  return Object.assign(Object.create(null), single ? { default: single } : {});
 }
 
 function parseKeyMap(value: string): Record<string, string> | undefined {
@@ -440,7 +442,8 @@ function parseKeyMap(value: string): Record<string, string> | undefined {
     const map = JSON.parse(value);
     const valid = map && typeof map === "object" && !Array.isArray(map) &&
       Object.values(map).every((key) => typeof key === "string" && key.length > 0);
-    return valid ? map : undefined;
+    // Without a prototype: a name such as "constructor" must find no key, never Object's own function.
+    return valid ? Object.assign(Object.create(null), map) : undefined;
   } catch {
     return undefined;
   }

@@ -56,6 +56,8 @@ export interface LinkedAccount {
 
 /** What the function needs to clean up at Meta before a disconnect. */
 export interface LinkToDisconnect {
+  /** A maintenance run held the link (its lease is ended now): it may have restored the subscription. */
+  leased: boolean;
   page_id: string;
   access_token: string;
   facebook_user_id: string | null;
@@ -173,7 +175,7 @@ export interface Database {
   /** One webhook delivery, stored whole (one transaction) for the doctors its accounts belong to. */
   storeWebhookEvents(object: "instagram" | "page", entries: unknown[]): Promise<StoredWebhookBatch>;
   /** Up to `limit` links, least recently checked first, leased to `leaseId` for a few minutes. */
-  leaseLinks(leaseId: string, limit: number): Promise<LeasedLink[]>;
+  leaseLinks(leaseId: string, limit: number, seconds: number): Promise<LeasedLink[]>;
   recordLinkCheck(check: LinkCheck): Promise<"unchanged" | "status_changed" | "stale">;
   /** Ends the leases of links this run did not record. */
   releaseLinks(leaseId: string): Promise<number>;
@@ -268,7 +270,8 @@ export function createDatabase(config: Config<"database">): Database {
       rpc("data_deletion_status", { p_confirmation_code: confirmationCode }),
     storeWebhookEvents: (object, entries) =>
       rpc("store_instagram_events", { p_object: object, p_entries: entries }),
-    leaseLinks: (leaseId, limit) => rpc("lease_instagram_links", { p_lease_id: leaseId, p_limit: limit }),
+    leaseLinks: (leaseId, limit, seconds) =>
+      rpc("lease_instagram_links", { p_lease_id: leaseId, p_limit: limit, p_lease_seconds: seconds }),
     recordLinkCheck: (check) =>
       rpc("record_instagram_link_check", {
         p_doctor_id: check.doctorId,
@@ -317,6 +320,10 @@ const UNAVAILABLE_SQLSTATES = new Set([
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now: starting up, shutting down, recovering
+  "58030", // io_error: the disk failed a read or write
+  "40001", // serialization_failure: another transaction won; the same request may pass now
+  "40P01", // deadlock_detected: likewise
+  "55P03", // lock_not_available: a lock timeout
 ]);
 
 /**

@@ -53,9 +53,16 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     // Page, and someone linked the one left, before Meta carried out our unsubscribe): resubscribe it with
     // that doctor's token. The holder is also checked first by the next maintenance run, which restores
     // the subscription if this fails, and repairs the late unsubscribes no request can see.
+    // And a maintenance run that held this link while it was unsubscribed may have restored it: then,
+    // with nobody holding the Page, it is unsubscribed once more (the run takes its restore back too).
     for (const pageId of new Set([link.page_id, deleted?.page_id].filter((id) => id !== undefined))) {
       const holder = await db.pageHolderToResubscribe(pageId);
-      if (!holder) continue;
+      if (!holder) {
+        if (link.leased && pageId === link.page_id) {
+          await webhooks.unsubscribe({ doctorId, pageId, encryptedToken: link.access_token }, deadline);
+        }
+        continue;
+      }
       c.var.log.warn("page_linked_elsewhere_during_disconnect", {
         page_id: pageId,
         holder_id: holder.doctor_id,

@@ -8,7 +8,7 @@
 // A refusal that says the token is dead (190, a lost permission) is an outcome; a failure that may pass
 // (Meta down, throttled, timed out) is thrown, so nothing is recorded and the next run tries again.
 import type { TokenBinding, TokenKeyring } from "../_shared/crypto/page_token.ts";
-import type { LeasedLink } from "../_shared/database.ts";
+import type { Database, LeasedLink } from "../_shared/database.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { MetaGraph } from "../_shared/meta/graph.ts";
 import { assessPageToken, type LinkStatusReason, reasonFromGraphError } from "../_shared/meta/link_health.ts";
@@ -103,4 +103,28 @@ function mayPass(error: unknown): boolean {
   const status = (error.cause as { status?: number } | undefined)?.status;
   return error.code === "meta_rate_limited" || error.code === "meta_timeout" || status === undefined ||
     status >= 500;
+}
+
+/**
+ * After an outcome was dropped as stale (the link was disconnected, moved to another Page, reconnected or
+ * flagged during the check): a subscription this check restored is taken back when nobody holds the Page
+ * any more, so Meta does not go on sending a disconnected doctor's messages. A Page someone holds keeps
+ * it (they need it; the disconnect in progress, if any, unsubscribes after its delete).
+ */
+export async function withdrawRestore(
+  link: LeasedLink,
+  { config, keyring, meta, db }: {
+    config: MaintenanceConfig;
+    keyring: TokenKeyring;
+    meta: MetaGraph;
+    db: Database;
+  },
+): Promise<boolean> {
+  if (await db.pageHolderToResubscribe(link.page_id)) return false;
+  const token = await readToken(keyring, link.access_token, {
+    doctorId: link.doctor_id,
+    pageId: link.page_id,
+  });
+  await meta.unsubscribePage(link.page_id, token, AbortSignal.timeout(config.meta.requestDeadlineMs));
+  return true;
 }

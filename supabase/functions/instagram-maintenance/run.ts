@@ -16,7 +16,7 @@ import { AppError } from "../_shared/errors.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import type { Logger } from "../_shared/log.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
-import { checkLink, readToken, TokenUnreadableError } from "./check_link.ts";
+import { checkLink, readToken, TokenUnreadableError, withdrawRestore } from "./check_link.ts";
 import type { MaintenanceDeps } from "./deps.ts";
 
 /** "Rate Limits": Meta throttles at 100%; stopping at 75% leaves room for the doctors' own requests. */
@@ -67,7 +67,7 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
     let usage = 0;
     const meta = createMetaGraph(config, log, { onUsage: (percent) => usage = Math.max(usage, percent) });
     const leaseId = crypto.randomUUID();
-    const links = await db.leaseLinks(leaseId, config.maintenance.batch);
+    const links = await db.leaseLinks(leaseId, config.maintenance.batch, leaseSeconds(config));
 
     await eachAtMost(META_CALLS_AT_ONCE, links, async (link) => {
       if (usage > USAGE_STOP_PERCENT) {
@@ -94,6 +94,20 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
         tokenExpiresAt: health.tokenExpiresAt,
         correlationId: c.var.correlationId,
       });
+      if (recorded === "stale") {
+        if (health.restored) {
+          const withdrawn = await withdrawRestore(link, { config, keyring, meta, db }).catch((error) => {
+            log.warn("restore_withdraw_failed", { page_id: link.page_id, error });
+            return false;
+          });
+          log.info("link_changed_during_check", {
+            doctor_id: link.doctor_id,
+            page_id: link.page_id,
+            withdrawn,
+          });
+        }
+        return;
+      }
       summary.checked++;
       if (health.restored) summary.restored++;
       if (recorded === "status_changed") {
@@ -146,6 +160,15 @@ async function reencrypt(
     }
   }
   return { stored: tokens.length ? await db.reencryptTokens(tokens, correlationId) : 0, unreadable };
+}
+
+/**
+ * Long enough for the whole batch, 4 at a time, each check within the Meta deadline, and a minute for
+ * the database: a lease that ran out mid-run would let a second run check the same links.
+ */
+function leaseSeconds(config: MaintenanceDeps["config"]): number {
+  const rounds = Math.ceil(config.maintenance.batch / META_CALLS_AT_ONCE);
+  return Math.min(900, Math.ceil((rounds * config.meta.requestDeadlineMs) / 1000) + 60);
 }
 
 /** Runs `work` on every item, at most `limit` at once. */

@@ -197,6 +197,7 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
           "recovered",
           "reencrypted",
           "restored",
+          "unreadable",
         ]);
         assert.ok(summary.checked >= 1 && summary.flagged >= 1, JSON.stringify(summary));
         assert.equal(JSON.stringify(answer.body).includes(LOCAL_SECRET_KEY), false);
