@@ -105,27 +105,31 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     // the lease is overwritten by the run's older "active" outcome: record_instagram_link_check only
     // compares the token and the lease, not whether the link was flagged after the check began.
     // -------------------------------------------------------------------------------------------------
-    await t.step("A3: a flag raised during a run's lease is not overwritten by the run's older outcome", async () => {
-      const doctor = await newDoctor(stack, sql);
-      const user = meta.newUser(1);
-      assert.equal((await link(stack, doctor.token, user.userId)).finished.status, 200);
-      const leaseId = crypto.randomUUID();
-      await sql`update public.doctor_instagram set lease_id = ${leaseId}, lease_until = now() + interval '5 minutes'
+    await t.step(
+      "A3: a flag raised during a run's lease is not overwritten by the run's older outcome",
+      async () => {
+        const doctor = await newDoctor(stack, sql);
+        const user = meta.newUser(1);
+        assert.equal((await link(stack, doctor.token, user.userId)).finished.status, 200);
+        const leaseId = crypto.randomUUID();
+        await sql`update public.doctor_instagram set lease_id = ${leaseId}, lease_until = now() + interval '5 minutes'
         where doctor_id = ${doctor.id}`;
-      const { instagram_access_token: token } = await linkOf(sql, doctor.id);
-      // 1. the run's debug_token said "valid" (not recorded yet); 2. the webhook worker gets a 190:
-      const [{ flagged }] = await sql`select public.flag_instagram_link(${doctor.id}, ${token}, 'password_changed') as flagged`;
-      assert.equal(flagged, true);
-      // 3. the run records what it saw before the 190:
-      const [{ outcome }] = await sql`select public.record_instagram_link_check(
+        const { instagram_access_token: token } = await linkOf(sql, doctor.id);
+        // 1. the run's debug_token said "valid" (not recorded yet); 2. the webhook worker gets a 190:
+        const [{ flagged }] =
+          await sql`select public.flag_instagram_link(${doctor.id}, ${token}, 'password_changed') as flagged`;
+        assert.equal(flagged, true);
+        // 3. the run records what it saw before the 190:
+        const [{ outcome }] = await sql`select public.record_instagram_link_check(
         ${doctor.id}, ${leaseId}, ${token}, null) as outcome`;
-      const row = await linkOf(sql, doctor.id);
-      assert.deepEqual(
-        [row.status, row.status_reason],
-        ["needs_reconnect", "password_changed"],
-        `the newer 190 flag was undone by a stale check (record answered ${outcome})`,
-      );
-    });
+        const row = await linkOf(sql, doctor.id);
+        assert.deepEqual(
+          [row.status, row.status_reason],
+          ["needs_reconnect", "password_changed"],
+          `the newer 190 flag was undone by a stale check (record answered ${outcome})`,
+        );
+      },
+    );
 
     // -------------------------------------------------------------------------------------------------
     // A4: one stored token that does not decrypt (a ciphertext moved to another row, a wrong key under a
@@ -133,39 +137,42 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     // nothing of its batch (the same rows come first every run, ordered by doctor_id), and never runs
     // the sweeps (event retention). token_key_usage() cannot see it: the key id is listed.
     // -------------------------------------------------------------------------------------------------
-    await t.step("A4: one undecryptable token stops neither re-encryption of the others nor the sweeps", async () => {
-      const ring = await tokenKeyringOf(stack.env);
-      const newKey = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
-      const legacyKey = stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY;
-      assert.ok(legacyKey, "the stack runs on the single legacy key");
-      const victim = await newDoctor(stack, sql);
-      const user = meta.newUser(1);
-      assert.equal((await link(stack, victim.token, user.userId)).finished.status, 200);
-      // A legacy ciphertext bound to another doctor, planted in a row that sorts first.
-      const poison = await newDoctor(stack, sql);
-      const poisonId = "00000000-0000-4000-8000-000000000000";
-      await sql`update auth.users set id = ${poisonId} where id = ${poison.id}`;
-      await sql`insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
+    await t.step(
+      "A4: one undecryptable token stops neither re-encryption of the others nor the sweeps",
+      async () => {
+        const ring = await tokenKeyringOf(stack.env);
+        const newKey = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+        const legacyKey = stack.env.INSTAGRAM_TOKEN_ENCRYPTION_KEY;
+        assert.ok(legacyKey, "the stack runs on the single legacy key");
+        const victim = await newDoctor(stack, sql);
+        const user = meta.newUser(1);
+        assert.equal((await link(stack, victim.token, user.userId)).finished.status, 200);
+        // A legacy ciphertext bound to another doctor, planted in a row that sorts first.
+        const poison = await newDoctor(stack, sql);
+        const poisonId = "00000000-0000-4000-8000-000000000000";
+        await sql`update auth.users set id = ${poisonId} where id = ${poison.id}`;
+        await sql`insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
         values (${poisonId}, '5550001', ${await ring.encrypt("EAAB-some-token", {
-        doctorId: victim.id,
-        pageId: "5550001",
-      })}, '17890001')`;
-      try {
-        await stack.restart("instagram-maintenance", {
-          INSTAGRAM_TOKEN_ENCRYPTION_KEY: "",
-          INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `k9:${newKey},legacy:${legacyKey}`,
-        });
-        const answer = await run(stack);
-        assert.equal(answer.status, 200, `one bad row fails the whole run: ${JSON.stringify(answer.body)}`);
-        assert.ok(answer.body.reencrypted >= 1, "the victim's good token is re-encrypted");
-      } finally {
-        await sql`delete from public.doctor_instagram where doctor_id = ${poisonId}`;
-        await stack.restart("instagram-maintenance", {
-          INSTAGRAM_TOKEN_ENCRYPTION_KEY: "",
-          INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `legacy:${legacyKey},k9:${newKey}`,
-        });
-        while ((await run(stack)).body.reencrypted > 0) { /* back under legacy for the other tests */ }
-      }
-    });
+          doctorId: victim.id,
+          pageId: "5550001",
+        })}, '17890001')`;
+        try {
+          await stack.restart("instagram-maintenance", {
+            INSTAGRAM_TOKEN_ENCRYPTION_KEY: "",
+            INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `k9:${newKey},legacy:${legacyKey}`,
+          });
+          const answer = await run(stack);
+          assert.equal(answer.status, 200, `one bad row fails the whole run: ${JSON.stringify(answer.body)}`);
+          assert.ok(answer.body.reencrypted >= 1, "the victim's good token is re-encrypted");
+        } finally {
+          await sql`delete from public.doctor_instagram where doctor_id = ${poisonId}`;
+          await stack.restart("instagram-maintenance", {
+            INSTAGRAM_TOKEN_ENCRYPTION_KEY: "",
+            INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `legacy:${legacyKey},k9:${newKey}`,
+          });
+          while ((await run(stack)).body.reencrypted > 0) { /* back under legacy for the other tests */ }
+        }
+      },
+    );
   });
 });
