@@ -1,5 +1,5 @@
-// Attacks on issue 16's link health work (instagram-maintenance, the key ring, the secret-key check).
-// Each test states the rule it breaks; they FAIL on `lead` as committed.
+// The races and poison rows an attacker's review found in instagram-maintenance and the secret-key check:
+// a disconnect, a flag or an unreadable token during a run, and a key name from Object.prototype.
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { LOCAL_SECRET_KEY, type LocalStack, tokenKeyringOf } from "../../../scripts/lib/local_stack.ts";
@@ -22,7 +22,7 @@ async function run(stack: LocalStack) {
 // config.ts's check `!keys[keyName]` and @supabase/server's `keys[keyName] !== undefined` both see the
 // inherited function, so start-up accepts it and the key compared is String(Object) — a public string.
 // ---------------------------------------------------------------------------------------------------
-Deno.test("A1: a key name inherited from Object.prototype is refused at start-up, never matched", async () => {
+Deno.test("a key name inherited from Object.prototype is refused at start-up, never matched", async () => {
   const env = {
     INSTAGRAM_APP_ID: "1234567890",
     INSTAGRAM_APP_SECRET: "a-very-secret-app-secret-value-123",
@@ -63,7 +63,7 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     // Instagram DMs after they disconnected. Needs the Facebook user's grant to survive the disconnect:
     // a practice manager who linked Pages for two doctors (revoke skipped), or a failed revoke.
     // -------------------------------------------------------------------------------------------------
-    await t.step("A2: a disconnect during a maintenance check leaves the Page unsubscribed", async () => {
+    await t.step("a disconnect during a maintenance check leaves the Page unsubscribed", async () => {
       await stack.restart("instagram-maintenance", { INSTAGRAM_MAINTENANCE_BATCH: "1" });
       const manager = meta.newUser(2);
       const [a, b] = [await newDoctor(stack, sql), await newDoctor(stack, sql)];
@@ -106,7 +106,7 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     // compares the token and the lease, not whether the link was flagged after the check began.
     // -------------------------------------------------------------------------------------------------
     await t.step(
-      "A3: a flag raised during a run's lease is not overwritten by the run's older outcome",
+      "a flag raised during a run's lease is not overwritten by the run's older outcome",
       async () => {
         const doctor = await newDoctor(stack, sql);
         const user = meta.newUser(1);
@@ -138,7 +138,7 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     // the sweeps (event retention). token_key_usage() cannot see it: the key id is listed.
     // -------------------------------------------------------------------------------------------------
     await t.step(
-      "A4: one undecryptable token stops neither re-encryption of the others nor the sweeps",
+      "one undecryptable token stops neither re-encryption of the others nor the sweeps",
       async () => {
         const ring = await tokenKeyringOf(stack.env);
         const newKey = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));

@@ -1,5 +1,5 @@
-// Attacks on issue 16 that need no stack: the SQLSTATE mapping's gaps (fails on `lead`), and the
-// secret-key check's variants that held (passes: kept as regression tests).
+// What needs no stack: transient SQLSTATEs mapped to 503, the secret-key check against every variant of
+// a key, and ciphertexts relabelled to another format, key or row.
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { CONFIG_PARTS, loadConfig } from "../_shared/config.ts";
@@ -13,7 +13,7 @@ import { importTokenKeyring } from "../_shared/crypto/page_token.ts";
 // retryable 503: a disk I/O error (58030) means the database cannot write now; a lock timeout (55P03),
 // a deadlock (40P01, possible between a lease update and a finish) or a serialization failure (40001)
 // pass on retry.
-Deno.test("A5: transient SQLSTATEs (58030, 55P03, 40P01, 40001) are retryable 503s, not internal_error", () => {
+Deno.test("transient SQLSTATEs (58030, 55P03, 40P01, 40001) are retryable 503s, not internal_error", () => {
   const wrong = ["58030", "55P03", "40P01", "40001"].filter((code) =>
     toAppError({ code, message: "m" }, 500).status !== 503
   );
@@ -39,7 +39,7 @@ async function status(env: Record<string, string>, headers: Record<string, strin
   return (await app.request("/", { method: "POST", headers })).status;
 }
 
-Deno.test("held: secret-key variants", async () => {
+Deno.test("the secret-key check refuses every variant but the configured key", async () => {
   const env = {
     ...base,
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: SECRET, other: "sb_secret_other_key_0000000000" }),
@@ -68,7 +68,7 @@ Deno.test("held: secret-key variants", async () => {
   assert.throws(() => loadConfig(CONFIG_PARTS, { ...env, INSTAGRAM_MAINTENANCE_KEY_NAME: "nope" }));
 });
 
-Deno.test("held: relabelled ciphertexts do not decrypt (v2 <-> v1, another key id, another row)", async () => {
+Deno.test("relabelled ciphertexts do not decrypt (v2 <-> v1, another key id, another row)", async () => {
   const key = crypto.getRandomValues(new Uint8Array(32));
   const ring = await importTokenKeyring([{ id: "legacy", key }, { id: "k2", key }]);
   const binding = { doctorId: "d", pageId: "1" };
