@@ -4,7 +4,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(39);
+select plan(43);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000f001'), ('00000000-0000-4000-8000-00000000f002'),
@@ -233,6 +233,25 @@ reset role;
 select is(
   (select checked_at from public.doctor_instagram where instagram_page_id = '6003'), null,
   'and that link is checked first by the next run'
+);
+
+-- A disconnect ends a run's lease (its outcome is then dropped) and says the link was leased.
+select lives_ok(
+  $$select public.lease_instagram_links('00000000-0000-4000-8000-0000000000b1', 50)$$, 'a run leases the links'
+);
+select is(
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000f003') ->> 'leased', 'true',
+  'prepare_disconnect says a run held the link'
+);
+select is(
+  public.record_instagram_link_check('00000000-0000-4000-8000-00000000f003', '00000000-0000-4000-8000-0000000000b1',
+    'v2.k2.iv.cipher-three', 'token_invalid'),
+  'stale', 'and that run''s outcome is dropped'
+);
+select is(
+  public.flag_instagram_link('00000000-0000-4000-8000-00000000f002', 'v2.k1.iv.cipher-two', 'password_changed')
+  and (select lease_id is null from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000f002'),
+  true, 'a flag ends the lease too, so a run''s older outcome cannot overwrite it'
 );
 
 -- Sweeps: the events' retention is the run's argument.
