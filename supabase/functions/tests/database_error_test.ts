@@ -52,7 +52,6 @@ Deno.test("a SQLSTATE that is a bug stays 500 internal_error, whatever status it
       "42883",
       "42703",
       "22023",
-      "40001",
       "53400",
       "54001",
       "P0001",

@@ -4,7 +4,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(43);
+select plan(44);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000f001'), ('00000000-0000-4000-8000-00000000f002'),
@@ -249,9 +249,12 @@ select is(
   'stale', 'and that run''s outcome is dropped'
 );
 select is(
-  public.flag_instagram_link('00000000-0000-4000-8000-00000000f002', 'v2.k1.iv.cipher-two', 'password_changed')
-  and (select lease_id is null from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000f002'),
-  true, 'a flag ends the lease too, so a run''s older outcome cannot overwrite it'
+  public.flag_instagram_link('00000000-0000-4000-8000-00000000f002', 'v2.k1.iv.cipher-two', 'password_changed'),
+  true, 'a link leased by a run is flagged'
+);
+select is(
+  (select lease_id from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000f002'), null,
+  'and the flag ends the lease, so the run''s older outcome cannot overwrite it'
 );
 
 -- Sweeps: the events' retention is the run's argument.
