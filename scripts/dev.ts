@@ -81,7 +81,7 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
   Demo dashboard      ${dev.dashboardUrl}
 ${functionLines((name) => stack.functionUrl(name))}
   REST gateway        ${stack.url}/rest/v1/
-  Meta sandbox        ${stack.meta.url}/${stack.env.INSTAGRAM_GRAPH_VERSION}/dialog/oauth
+  Meta sandbox        ${stack.meta.url} (its consent page opens from Connect Instagram, with the flow's state)
   Database            ${redactPassword(databaseUrl)}
                       ${host.version}${
     host.oneSession ? ", in this process, in memory" : ""
@@ -93,7 +93,7 @@ ${functionLines((name) => stack.functionUrl(name))}
   taken back); Run maintenance now shows what the next check finds, and Reconnect brings the link back.
   Local-only values (not secrets): webhook Verify Token ${stack.env.INSTAGRAM_WEBHOOK_VERIFY_TOKEN},
   app secret ${stack.env.INSTAGRAM_APP_SECRET} (signs deliveries), secret key ${LOCAL_SECRET_KEY} (the worker's apikey).
-  Allow as "lakeside_admin" instead to see the conflict: "${DEMO_PAGES.lakeside.name}" is Dr. Other's (409).
+  Allow as "lakeside_admin" instead: "${DEMO_PAGES.lakeside.name}" is Dr. Other's, so it is shown as taken.
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.
 `);

@@ -39,8 +39,9 @@ revoke all on function private.raise_page_already_linked(jsonb) from public;
 --                                    is destroyed and the refusal audited (instagram.link_refused). This
 --                                    is an answer, not an error, so that both commit; the edge function
 --                                    then answers 403.
---   { outcome: 'choose', pages, expires_at }  several Pages and none chosen (no tokens in the answer;
---                                    the pending connection stays)
+--   { outcome: 'choose', pages, expires_at }  several Pages and none chosen, or a single Page another
+--                                    doctor holds (no tokens in the answer; `taken` marks the Pages another
+--                                    doctor holds, never who; the pending connection stays)
 --   { outcome: 'ready', page, leaving? }  the Page to link, with its encrypted token, and, when the doctor
 --                                    holds another Page, that Page with its encrypted token, so finish
 --                                    unsubscribes it before the link
@@ -75,7 +76,12 @@ begin
     raise exception using errcode = 'PT400', message = 'This connection expired', detail = 'pending_expired';
   end if;
 
-  if p_page_id is null and jsonb_array_length(pending.pages) > 1 then
+  -- Several Pages, or a single one another doctor holds: the doctor chooses, and sees which are taken
+  -- (never by whom), so nobody picks into a page_already_linked.
+  if p_page_id is null and (jsonb_array_length(pending.pages) > 1 or exists (
+    select 1 from public.doctor_instagram
+    where instagram_page_id = pending.pages -> 0 ->> 'page_id' and doctor_id <> p_doctor_id
+  )) then
     return jsonb_build_object(
       'outcome', 'choose',
       'expires_at', pending.expires_at,
@@ -83,7 +89,11 @@ begin
         select jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
           'page_id', offered ->> 'page_id',
           'page_name', offered ->> 'page_name',
-          'instagram_username', offered ->> 'instagram_username'
+          'instagram_username', offered ->> 'instagram_username',
+          'taken', case when exists (
+            select 1 from public.doctor_instagram as holder
+            where holder.instagram_page_id = offered ->> 'page_id' and holder.doctor_id <> p_doctor_id
+          ) then true end
         )) order by position)
         from jsonb_array_elements(pending.pages) with ordinality as item(offered, position)
       )

@@ -16,8 +16,10 @@ export interface PendingPage {
   access_token: string;
 }
 
-/** What finish may show the doctor: never a token. */
-export type OfferedPage = Pick<PendingPage, "page_id" | "page_name" | "instagram_username">;
+/** What finish may show the doctor: never a token; `taken` when another doctor holds the Page (never who). */
+export type OfferedPage = Pick<PendingPage, "page_id" | "page_name" | "instagram_username"> & {
+  taken?: true;
+};
 
 export type OpenedPendingConnection =
   | { outcome: "session_mismatch" }

@@ -29,6 +29,11 @@ export function failedAnswer(c: Context<AppEnv>, config: Config<"login">, error:
     const url = new URL(config.login.frontendRedirectUri);
     url.searchParams.set("connected", "0");
     url.searchParams.set("error", error.code);
+    // Which permissions were not granted (names from our own list, no secret), so the dashboard can say.
+    const missing = (error.cause as { missing?: string[] } | undefined)?.missing;
+    if (error.code === "permissions_missing" && missing?.length) {
+      url.searchParams.set("missing", missing.join(","));
+    }
     // Meta appends "#_=_" to its redirect and browsers carry a fragment over redirects that have none;
     // an explicit empty fragment keeps it off the dashboard's URL (config refuses a URL with its own).
     return c.redirect(`${url}#`, 302);

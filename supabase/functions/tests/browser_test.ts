@@ -253,23 +253,32 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal(dev.stack.meta.subscriptions.has(DEMO_PAGES.sunrise.id), false);
     });
 
-    await t.step("Cancel on the sandbox: back with the cancellation explained, nothing written", async () => {
-      await connectAs(page, dev, "#cancel");
-      await expectError(page, "access_denied");
-      assert.equal(await linkOf(sql, demo.id), undefined);
-      assert.equal((await demoAudit()).length, 2);
-    });
+    await t.step(
+      "Cancel on the sandbox: back with the cancellation said plainly, not as an error",
+      async () => {
+        await connectAs(page, dev, "#cancel");
+        const message = page.locator('#message[data-code="access_denied"]');
+        await message.waitFor();
+        assert.equal(await message.innerText(), ERRORS.access_denied[1]);
+        assert.equal(await message.getAttribute("class"), "info", "the doctor's own choice, not in red");
+        assert.equal(await linkOf(sql, demo.id), undefined);
+        assert.equal((await demoAudit()).length, 2);
+      },
+    );
 
     await t.step(
-      "a Page Dr. Other holds: the conflict names it, nothing is written or taken over",
+      "a Page Dr. Other holds: shown as taken, never offered nor who holds it; nothing written or taken over",
       async () => {
         await connectAs(page, dev, "#allow", "lakeside_admin");
-        const message = page.locator('#message[data-code="page_already_linked"]');
-        await message.waitFor();
-        assert.equal(
-          await message.innerText(),
-          `The Facebook Page "${DEMO_PAGES.lakeside.name}" (${DEMO_PAGES.lakeside.id}) is already linked to another doctor. They must disconnect it first, or choose another Page.`,
-        );
+        await page.locator("#picker").waitFor();
+        const option = page.locator(`input[name="page"][value="${DEMO_PAGES.lakeside.id}"]`);
+        assert.equal(await option.isDisabled(), true, "a taken Page cannot be chosen");
+        const picker = await page.locator("#picker").innerText();
+        assert.match(picker, new RegExp(`${DEMO_PAGES.lakeside.name} – already linked to another account`));
+        assert.match(picker, /The Page you shared is already linked to another account\./);
+        assert.doesNotMatch(picker, /Other|Lakeside Physio's doctor/, "never who holds it");
+        assert.equal(await page.locator("#picker-confirm").isDisabled(), true);
+        await page.click("#picker-cancel");
         assert.equal(await linkOf(sql, demo.id), undefined);
         assert.equal((await demoAudit()).length, 2);
         const kept = await linkOf(sql, other.id);
@@ -292,7 +301,14 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         await page.uncheck('input[name="grant"][value="instagram_manage_messages"]');
         await page.click("#allow");
         await page.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
-        await expectError(page, "permissions_missing");
+        const message = page.locator('#message[data-code="permissions_missing"]');
+        await message.waitFor();
+        assert.equal(
+          await message.innerText(),
+          "Facebook did not grant instagram_manage_messages, which we need. Press Connect Instagram again: Facebook will ask for it; allow it.",
+          "the permission is named",
+        );
+        assert.equal(await message.getAttribute("class"), "error");
         assert.equal(await linkOf(sql, demo.id), undefined);
 
         await page.click("#connect");
@@ -601,13 +617,6 @@ async function connectAs(page: Page, dev: DevStack, button: "#allow" | "#cancel"
   if (sandboxUser) await page.check(`input[name="user"][value="${sandboxUser}"]`);
   await page.click(button);
   await page.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
-}
-
-async function expectError(page: Page, code: keyof typeof ERRORS) {
-  const message = page.locator(`#message[data-code="${code}"]`);
-  await message.waitFor();
-  assert.equal(await message.innerText(), ERRORS[code][1]);
-  assert.equal(await message.getAttribute("class"), "error");
 }
 
 async function waitFor(condition: () => boolean, timeoutMs = 5_000) {

@@ -4,7 +4,7 @@ begin;
 -- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(22);
+select plan(23);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000d001'),
@@ -118,6 +118,12 @@ select results_eq(
 
 -- Doctor two tries the Page doctor one holds.
 set local role service_role;
+select is(
+  public.open_pending_connection('00000000-0000-4000-8000-00000000d002', repeat('5', 64)) -> 'pages',
+  '[{"page_id": "4001", "page_name": "Clinic One", "instagram_username": "clinic_one"},
+    {"page_id": "4002", "page_name": "Clinic Two", "instagram_username": "clinic_two", "taken": true}]'::jsonb,
+  'the picker marks the Page another doctor holds as taken, and never says who'
+);
 select throws_ok(
   $$select public.link_pending_connection('00000000-0000-4000-8000-00000000d002', repeat('5', 64), '4002')$$,
   'PT409', 'The Facebook Page "Clinic Two" (4002) is already linked to another doctor. They must disconnect it first, or choose another Page.',
