@@ -84,8 +84,17 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         const options = await page.locator("#picker label").allInnerTexts();
         assert.deepEqual(options.map((option) => option.trim()), [
           `${DEMO_PAGES.sunrise.name} (@${DEMO_PAGES.sunrise.instagram.username})`,
-          `${DEMO_PAGES.lakeside.name} (@${DEMO_PAGES.lakeside.instagram.username})`,
+          `${DEMO_PAGES.lakeside.name} (@${DEMO_PAGES.lakeside.instagram.username}) – already linked to another account`,
         ]);
+        assert.equal(
+          await page.locator(`input[name="page"][value="${DEMO_PAGES.lakeside.id}"]`).isDisabled(),
+          true,
+          "Dr. Other's Page is shown as taken, not offered",
+        );
+        assert.equal(
+          await page.locator(`input[name="page"][value="${DEMO_PAGES.sunrise.id}"]`).isChecked(),
+          true,
+        );
         assert.equal(new URL(page.url()).hash, "", "the pending token is off the address bar");
         assert.equal(new URL(page.url()).search, "");
         assert.equal(await linkOf(sql, demo.id), undefined);
@@ -274,7 +283,12 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         const option = page.locator(`input[name="page"][value="${DEMO_PAGES.lakeside.id}"]`);
         assert.equal(await option.isDisabled(), true, "a taken Page cannot be chosen");
         const picker = await page.locator("#picker").innerText();
-        assert.match(picker, new RegExp(`${DEMO_PAGES.lakeside.name} – already linked to another account`));
+        assert.match(
+          picker,
+          new RegExp(
+            `${DEMO_PAGES.lakeside.name} \\(@${DEMO_PAGES.lakeside.instagram.username}\\) – already linked to another account`,
+          ),
+        );
         assert.match(picker, /The Page you shared is already linked to another account\./);
         assert.doesNotMatch(picker, /Other|Lakeside Physio's doctor/, "never who holds it");
         assert.equal(await page.locator("#picker-confirm").isDisabled(), true);

@@ -266,7 +266,7 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
     );
 
     await t.step(
-      "a Page another doctor holds: 409 naming the Page, nothing written, the pending kept",
+      "a Page another doctor holds: offered as taken (never who), and chosen anyway 409 naming it; nothing written",
       async () => {
         const holder = await newDoctor(stack, sql);
         const other = await newDoctor(stack, sql);
@@ -274,7 +274,16 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
         assert.equal((await link(stack, holder.token, userId)).finished.status, 200);
 
         const pending = await pendingFor(other, meta.addUser(`shared-${other.id}`, pages));
-        const conflict = await finish(stack, other.token, { pending });
+        const offered = await finish(stack, other.token, { pending });
+        assert.equal(offered.status, 200, "its only Page is taken: a choice, not an automatic 409");
+        assert.deepEqual(offered.body.choose, [{
+          page_id: pages[0].id,
+          page_name: pages[0].name,
+          instagram_username: pages[0].instagram!.username,
+          taken: true,
+        }]);
+        assert.doesNotMatch(JSON.stringify(offered.body), new RegExp(holder.id), "never who holds it");
+        const conflict = await finish(stack, other.token, { pending, page_id: pages[0].id });
         assert.equal(conflict.status, 409);
         assert.equal(conflict.body.error.code, "page_already_linked");
         assert.equal(
