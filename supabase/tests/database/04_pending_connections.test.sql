@@ -5,7 +5,7 @@ begin;
 -- pgTAP is already in the extensions schema where the suite runs; the NOTICE saying so is noise.
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(29);
+select plan(30);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000f001'),
@@ -145,10 +145,15 @@ reset role;
 insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id)
 values ('00000000-0000-4000-8000-00000000f002', '6003', 'v1.theirs.page', '178416003');
 set local role service_role;
+select is(
+  public.open_pending_connection('00000000-0000-4000-8000-00000000f001', repeat('2', 64)) #>> '{pages,0,taken}',
+  'true',
+  'a single Page another doctor holds is offered as taken, not linked into a conflict'
+);
 select throws_ok(
-  $$select public.open_pending_connection('00000000-0000-4000-8000-00000000f001', repeat('2', 64))$$,
+  $$select public.open_pending_connection('00000000-0000-4000-8000-00000000f001', repeat('2', 64), '6003')$$,
   'PT409', 'The Facebook Page "Held Clinic" (6003) is already linked to another doctor. They must disconnect it first, or choose another Page.',
-  'a Page another doctor holds is refused before anything is done with it'
+  'chosen anyway, it is refused before anything is done with it'
 );
 reset role;
 
