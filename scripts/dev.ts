@@ -17,6 +17,7 @@ import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
 import { edgeFunctions } from "./lib/edge_functions.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import { formatLogLine } from "./lib/log_lines.ts";
+import { readDotEnv } from "./lib/dot_env.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const PORT = Number(Deno.env.get("DEV_PORT") ?? 54321);
@@ -155,24 +156,6 @@ function untilInterrupted(stop: () => Promise<void>): Promise<void> {
 /** A value someone actually filled in: not empty, not a `<placeholder>`, not an elided `sb_secret_...`. */
 function isReal(value: string | undefined): boolean {
   return !!value && !/[<>]|\.\.\./.test(value);
-}
-
-async function readDotEnv(url: URL): Promise<{ found: boolean; values: Record<string, string> }> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(url);
-  } catch {
-    return { found: false, values: {} };
-  }
-  const values: Record<string, string> = {};
-  // As dotenv files are written for the Supabase CLI: `export` allowed, quotes, ` #` comments after a value.
-  for (const line of text.split("\n")) {
-    const match = line.match(/^\s*(?:export\s+)?([A-Z0-9_]+)\s*=\s*(.*?)\s*$/);
-    if (!match) continue;
-    const quoted = match[2].match(/^(['"])(.*)\1$/);
-    values[match[1]] = quoted ? quoted[2] : match[2].replace(/\s+#.*$/, "");
-  }
-  return { found: true, values };
 }
 
 function pick(env: Record<string, string>, pattern: RegExp): Record<string, string> {
