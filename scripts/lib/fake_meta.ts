@@ -410,6 +410,13 @@ export class FakeMeta {
   async #handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const path = url.pathname.replace(`/${this.options.graphVersion}`, "");
+    // Its own address (the dev banner prints it): what it is, rather than a Graph error.
+    if (url.pathname === "/" && request.method === "GET") {
+      return new Response(
+        "Local Meta sandbox (not Meta): its consent page opens from the demo dashboard's Connect Instagram, with the flow's state.\n",
+        { headers: { "content-type": "text/plain; charset=utf-8" } },
+      );
+    }
     if (path === "/dialog/oauth" && request.method === "GET") return this.#dialog(url);
     if (path === "/dialog/oauth/decision" && request.method === "POST") {
       return this.#decision(new URLSearchParams(await request.text()));

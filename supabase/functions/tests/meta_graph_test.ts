@@ -372,3 +372,12 @@ Deno.test("the fake's refusals: debug_token without the app token, subscribed_ap
     assert.equal(noProof.status, 400, "Require App Secret holds for the new endpoints too");
   });
 });
+
+Deno.test("the sandbox's own address, which the dev banner prints, says what it is (not a 400)", async () => {
+  await withFake(async (fake) => {
+    const answer = await fetch(`${fake.url}/`);
+    assert.equal(answer.status, 200);
+    assert.match(answer.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.match(await answer.text(), /^Local Meta sandbox \(not Meta\)/);
+  });
+});
