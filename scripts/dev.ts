@@ -10,7 +10,9 @@
 // Function secrets live where the Supabase CLI keeps them, supabase/functions/.env (`functions serve`
 // and `secrets set --env-file` read it). Until that file names a real Meta app (and SUPABASE_URL and a
 // secret key are set, in the file or the environment), everything runs locally on embedded defaults;
-// then only the functions run, on those settings, against the real Meta and Supabase project.
+// then only the functions run, on those settings, against the real Meta and Supabase project, once
+// INSTAGRAM_REDIRECT_URI is checked to lead back here (scripts/lib/dev_real_mode.ts; DEV_TUNNEL_URL declares
+// a tunnel). The port (DEV_PORT) is checked before anything is made, so a port in use leaves nothing behind.
 import { chooseHost, migrate, redactPassword } from "./lib/database.ts";
 import { LOCAL_SECRET_KEY, proxyToFunction } from "./lib/local_stack.ts";
 import { DEMO_PAGES, startDevStack } from "./lib/dev_stack.ts";
@@ -18,6 +20,7 @@ import { edgeFunctions } from "./lib/edge_functions.ts";
 import { type FunctionProcess, startFunction } from "./lib/function_process.ts";
 import { formatLogLine } from "./lib/log_lines.ts";
 import { readDotEnv } from "./lib/dot_env.ts";
+import { checkRedirectUri, realAppSteps } from "./lib/dev_real_mode.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const PORT = Number(Deno.env.get("DEV_PORT") ?? 54321);
@@ -47,11 +50,15 @@ const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...se
 const notReal = REQUIRED.filter((names) => !names.some((name) => isReal(settings[name])))
   .map(([name]) => name);
 try {
+  // Before anything is made (a database, a PGlite, a function process): a port in use leaves nothing behind.
+  ensurePortFree();
   if (notReal.length === 0) await runAgainstRealServices(settings);
   else await runLocalStack(whyLocal());
 } catch (error) {
   // What is missing or wrong on this machine (a database, a port): said plainly, without a stack trace.
-  console.error(`deno task dev: ${(error as Error).message}`);
+  // The port may also be taken between the check and the bind: the same sentence then.
+  const message = error instanceof Deno.errors.AddrInUse ? portInUse() : (error as Error).message;
+  console.error(`deno task dev: ${message}`);
   Deno.exit(1);
 }
 
@@ -66,13 +73,43 @@ function whyLocal(): string {
     `(empty or placeholders; SUPABASE_* may also come from the environment).${rootEnv}`;
 }
 
+/** Throws AddrInUse when something listens on the dev port already (`supabase start`, another dev). */
+function ensurePortFree() {
+  Deno.listen({ hostname: "127.0.0.1", port: PORT }).close();
+}
+
+function portInUse(): string {
+  const holder = PORT === 54321 ? " (supabase start listens there: supabase stop frees it)" : "";
+  const free = freePortFrom(PORT < 54400 ? 54400 : PORT + 1);
+  return `port ${PORT} is in use${holder}: stop what holds it, or run DEV_PORT=${free} deno task dev`;
+}
+
+/** The first port from `start` nothing listens on (past `supabase start`'s 54321-54329 by default). */
+function freePortFrom(start: number): number {
+  for (let port = start; port < start + 100 && port < 65536; port++) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch { /* taken: the next */ }
+  }
+  return start;
+}
+
 async function runLocalStack(why: string) {
   const database = await chooseHost({ pglite: Deno.args.includes("--pglite") });
   const { host } = database;
-  await host.dropDatabase(DATABASE);
-  const databaseUrl = await host.createDatabase(DATABASE);
-  await migrate(databaseUrl);
-  const dev = await startDevStack({ databaseUrl, port: PORT, onFunctionLine: printLine });
+  let databaseUrl: string;
+  let dev: Awaited<ReturnType<typeof startDevStack>>;
+  try {
+    await host.dropDatabase(DATABASE);
+    databaseUrl = await host.createDatabase(DATABASE);
+    await migrate(databaseUrl);
+    dev = await startDevStack({ databaseUrl, port: PORT, onFunctionLine: printLine });
+  } catch (error) {
+    // Whatever was made goes: the database this start created (a server's), or the embedded PGlite.
+    await host.close();
+    throw error;
+  }
   const { stack } = dev;
 
   console.log(`
@@ -105,7 +142,25 @@ ${functionLines((name) => stack.functionUrl(name))}
 }
 
 async function runAgainstRealServices(env: Record<string, string>) {
+  const tunnelUrl = Deno.env.get("DEV_TUNNEL_URL") || undefined;
+  const redirect = checkRedirectUri({
+    redirectUri: env.INSTAGRAM_REDIRECT_URI,
+    supabaseUrl: env.SUPABASE_URL,
+    port: PORT,
+    tunnelUrl,
+  });
+  for (const line of redirect.warnings) console.error(`deno task dev: warning: ${line}`);
+  if (redirect.refusals.length > 0) {
+    for (const line of redirect.refusals) console.error(`deno task dev: ${line}`);
+    console.error(`Fix ${SECRETS_FILE} (or DEV_TUNNEL_URL), then start again.`);
+    Deno.exit(1);
+  }
   const functions: FunctionProcess[] = [];
+  // Bound before any function starts, so a port taken now leaves no function process behind.
+  const router = Deno.serve({ hostname: "127.0.0.1", port: PORT, onListen: () => {} }, async (request) => {
+    const url = new URL(request.url);
+    return await proxyToFunction(request, url, functions) ?? new Response("Not found", { status: 404 });
+  });
   for (const name of FUNCTIONS) {
     const started = await startFunction(name, env, { onLine: (line) => printLine(name, line) }).catch(() => {
       // Its lines, one per variable at fault, were printed as it printed them.
@@ -114,19 +169,24 @@ async function runAgainstRealServices(env: Record<string, string>) {
     });
     if (!started) {
       await Promise.all(functions.map((fn) => fn.stop()));
+      await router.shutdown();
       Deno.exit(1);
     }
     functions.push(started);
   }
-  const router = Deno.serve({ hostname: "127.0.0.1", port: PORT, onListen: () => {} }, async (request) => {
-    const url = new URL(request.url);
-    return await proxyToFunction(request, url, functions) ?? new Response("Not found", { status: 404 });
-  });
+  const leadsHere = redirect.warnings.length === 0 && redirect.refusals.length === 0;
+  const where = !leadsHere
+    ? "elsewhere: see the warning above"
+    : tunnelUrl
+    ? "here, through the tunnel"
+    : "here";
   console.log(`
 Instagram connect: the functions on ${SECRETS_FILE} (a real Meta app, Supabase project ${env.SUPABASE_URL})
 
 ${functionLines((name) => `${ORIGIN}/functions/v1/${name}`)}
-  (INSTAGRAM_REDIRECT_URI must lead to instagram-callback)
+  Meta's redirect after Allow: ${env.INSTAGRAM_REDIRECT_URI} (${where})
+
+${realAppSteps(PORT, redirect.uriToRegister, env.SUPABASE_URL)}
 
   Function log lines follow. Ctrl-C stops.
 `);

@@ -105,12 +105,24 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     const onLine = options.onFunctionLine && ((line: string) => options.onFunctionLine!(name, line));
     functions[name] = await startFunction(name, { ...env, ...extra }, { onLine });
   };
-  await Promise.all([
+  const stop = async () => {
+    await Promise.all([...Object.values(functions), ...extraFunctions].map((fn) => fn.stop()));
+    await router.shutdown();
+    await meta.close();
+    await gateway.close();
+  };
+  const starting = await Promise.allSettled([
     ...edgeFunctions().map(({ name }) => start(name)),
     ...(options.extraFunctions ?? []).map(async ({ name, entry }) => {
       extraFunctions.push(await startFunction(name, env, { entry }));
     }),
   ]);
+  const failed = starting.find((result) => result.status === "rejected");
+  if (failed) {
+    // The ones that did start would outlive this process (children are not stopped at exit): stop them.
+    await stop();
+    throw failed.reason;
+  }
 
   return {
     url: origin,
@@ -126,12 +138,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       await functions[name].stop();
       await start(name, extra);
     },
-    async stop() {
-      await Promise.all([...Object.values(functions), ...extraFunctions].map((fn) => fn.stop()));
-      await router.shutdown();
-      await meta.close();
-      await gateway.close();
-    },
+    stop,
   };
 }
 

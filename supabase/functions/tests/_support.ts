@@ -174,6 +174,31 @@ export async function dropDevDatabase() {
   await admin.end();
 }
 
+/** Whether the dev database of runDev exists on the server (always false on PGlite: it lives in dev's process). */
+export async function devDatabaseExists(): Promise<boolean> {
+  if (databaseEngine !== "server") return false;
+  const admin = postgres(new URL("/postgres", databaseUrl).toString(), { max: 1, onnotice: () => {} });
+  try {
+    return (await admin`select 1 from pg_database where datname = ${DEV_DATABASE}`).length > 0;
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
+ * This user's processes whose environment holds `entry` (Linux): a function process of `deno task dev`
+ * carries its SUPABASE_URL or redirect URI, so this finds one that outlived dev, whoever its parent is now.
+ */
+export async function processesWithEnv(entry: string): Promise<number[]> {
+  const found: number[] = [];
+  for await (const { name } of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === Deno.pid) continue;
+    const environ = await Deno.readTextFile(`/proc/${name}/environ`).catch(() => "");
+    if (environ.split("\0").includes(entry)) found.push(Number(name));
+  }
+  return found;
+}
+
 function pick(env: Record<string, string>, names: string[]): Record<string, string> {
   return Object.fromEntries(names.filter((name) => env[name] !== undefined).map((name) => [name, env[name]]));
 }
