@@ -197,7 +197,7 @@ const VARIABLES = {
   ],
   // Named by the plain-text status (and nowhere else): who held the data.
   INSTAGRAM_SERVICE_NAME: [
-    z._default(z.string().check(z.regex(/^[^\x00-\x1f\x7f]{1,80}$/)), "Instagram connect for doctors"),
+    z._default(z.string().check(z.regex(/^(?=.*\S)\P{Cc}{1,80}$/u)), "Instagram connect for doctors"),
     "must be 1 to 80 characters on one line: the service's name as the people who use it know it",
   ],
   INSTAGRAM_META_TIMEOUT_MS: [integer(50, 60_000, 8_000), "must be milliseconds from 50 to 60000"],
