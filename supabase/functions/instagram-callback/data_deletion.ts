@@ -14,11 +14,14 @@ import * as z from "zod/mini";
 import { deriveHmacKey } from "../_shared/crypto/derived_key.ts";
 import { hmacSha256Hex, randomBase64Url } from "../_shared/crypto/digest.ts";
 import type { DataDeletionRequest } from "../_shared/database.ts";
+import { asAppError, jsonError } from "../_shared/http/error_response.ts";
 import { parseInput } from "../_shared/http/request_input.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import type { CallbackDeps } from "./deps.ts";
 import { readSignedRequest } from "./signed_request_body.ts";
 
+const INCOMPLETE_LINK =
+  "This link is incomplete: its confirmation code is missing or malformed. Open the link exactly as Facebook showed it.";
 const StatusQuery = z.object({ code: z.string().check(z.regex(/^[A-Za-z0-9_-]{16,64}$/)) });
 
 export async function dataDeletion({ config, db, signedRequests }: CallbackDeps) {
@@ -56,10 +59,23 @@ export async function dataDeletion({ config, db, signedRequests }: CallbackDeps)
       // The app's own status page reads the JSON from its origin in the browser; the code in the URL
       // is all it takes to read a status, so no credentials are involved.
       if (statusOrigin) c.header("access-control-allow-origin", statusOrigin);
-      const { code } = parseInput(StatusQuery, { code: c.req.query("code") });
-      const request = await db.dataDeletionStatus(code);
-      if (wantsJson(c.req.header("accept"))) return c.json(request);
-      return c.text(statusText(config.deletion.serviceName, request));
+      c.header("vary", "accept");
+      const json = wantsJson(c.req.header("accept"));
+      try {
+        const { code } = parseInput(StatusQuery, { code: c.req.query("code") });
+        const request = await db.dataDeletionStatus(code);
+        return json ? c.json(request) : c.text(statusText(config.deletion.serviceName, request));
+      } catch (error) {
+        // A person with a mistyped or truncated link reads a sentence, not JSON; the app's page gets JSON.
+        const failure = asAppError(c, error);
+        if (json) return jsonError(c, failure);
+        const sentence = failure.code === "invalid_request" ? INCOMPLETE_LINK : failure.message;
+        const reference = `Reference: ${c.var.correlationId}`;
+        return c.text(
+          `${config.deletion.serviceName}: data deletion request\n\n${sentence}\n${reference}\n`,
+          failure.status as 400,
+        );
+      }
     },
   };
 }

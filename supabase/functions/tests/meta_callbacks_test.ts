@@ -208,12 +208,33 @@ Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t)
 
     await t.step("status URL: unknown code 404, malformed 400, and only GET and POST", async () => {
       const base = `${stack.functionUrl("instagram-callback")}/data-deletion`;
-      const unknown = await fetch(`${base}?code=${"A".repeat(22)}`);
+      const json = { accept: "application/json" };
+      const unknown = await fetch(`${base}?code=${"A".repeat(22)}`, { headers: json });
       assert.equal(unknown.status, 404);
       assert.equal((await unknown.json()).error.code, "deletion_request_unknown");
-      const malformed = await fetch(`${base}?code=<script>`);
+      const malformed = await fetch(`${base}?code=<script>`, { headers: json });
       assert.equal(malformed.status, 400);
-      await malformed.body?.cancel();
+      assert.equal((await malformed.json()).error.code, "invalid_request");
+      // A person with a truncated or mistyped link reads a sentence, as text, never their input echoed.
+      const browser = { accept: "text/html,*/*;q=0.8" };
+      const unknownText = await fetch(`${base}?code=${"A".repeat(22)}`, { headers: browser });
+      assert.equal(unknownText.status, 404);
+      assert.match(unknownText.headers.get("content-type")!, /^text\/plain/);
+      const text = await unknownText.text();
+      assert.match(
+        text,
+        /^Instagram connect for doctors: data deletion request\n\nNo data deletion request has this confirmation code\.\nReference: [0-9a-f-]{36}\n$/,
+      );
+      assert.equal(text.split("Reference: ")[1].trim(), unknownText.headers.get("x-correlation-id"));
+      const malformedText = await fetch(`${base}?code=<script>`, { headers: browser });
+      assert.equal(malformedText.status, 400);
+      assert.match(malformedText.headers.get("content-type")!, /^text\/plain/);
+      const incomplete = await malformedText.text();
+      assert.match(
+        incomplete,
+        /\n\nThis link is incomplete: its confirmation code is missing or malformed\./,
+      );
+      assert.doesNotMatch(incomplete, /<script>/);
       const put = await fetch(base, { method: "PUT" });
       assert.equal(put.status, 405);
       await put.body?.cancel();
