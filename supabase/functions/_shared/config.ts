@@ -92,6 +92,34 @@ export function parseTokenKeys(value: string): { keys: TokenKey[] } | { problem:
   return { keys };
 }
 
+/**
+ * INSTAGRAM_DELETION_STATUS_URL: an https page (Meta's user opens it in a browser) with `{code}` where
+ * the confirmation code goes, outside the host: https://app.example.com/data-deletion?code={code}.
+ */
+function isDeletionStatusUrl(value: string): boolean {
+  if (!value.includes("{code}")) return false;
+  const [a, b] = ["a", "b"].map((code) => value.replaceAll("{code}", code));
+  if (!URL.canParse(a) || !URL.canParse(b)) return false;
+  return new URL(a).protocol === "https:" && new URL(a).host === new URL(b).host;
+}
+
+/** Who counts as a doctor (INSTAGRAM_DOCTOR_CLAIM): a claim in the user's app_metadata and its value. */
+export interface DoctorClaim {
+  /** The keys under app_metadata, outermost first. */
+  path: string[];
+  value: string;
+}
+
+// app_metadata only: Supabase Auth lets a user change their own user_metadata, but app_metadata only
+// through the service role. Up to four keys deep; the value is printable ASCII without spaces.
+const DOCTOR_CLAIM = /^app_metadata((?:\.[A-Za-z0-9_-]{1,64}){1,4})=([\x21-\x7e]{1,128})$/;
+
+/** `app_metadata.role=doctor` as { path: ["role"], value: "doctor" }; undefined when malformed. */
+export function parseDoctorClaim(value: string): DoctorClaim | undefined {
+  const match = DOCTOR_CLAIM.exec(value.trim());
+  return match ? { path: match[1].slice(1).split("."), value: match[2] } : undefined;
+}
+
 const origins = z._default(
   z.pipe(z.string(), z.transform(splitList))
     .check(z.refine((list) => list.every((item) => URL.canParse(item) && new URL(item).origin === item))),
@@ -162,6 +190,16 @@ const VARIABLES = {
     origins,
     "must be a comma-separated list of origins such as https://app.example.com",
   ],
+  // Meta's Data Deletion Request callback answers this as the status URL (README, Data deletion status).
+  INSTAGRAM_DELETION_STATUS_URL: [
+    z.optional(z.string().check(z.refine(isDeletionStatusUrl))),
+    "must be an https URL with {code} where the confirmation code goes, such as https://app.example.com/data-deletion?code={code}",
+  ],
+  // Named by the plain-text status (and nowhere else): who held the data.
+  INSTAGRAM_SERVICE_NAME: [
+    z._default(z.string().check(z.regex(/^(?=.*\S)\P{Cc}{1,80}$/u)), "Instagram connect for doctors"),
+    "must be 1 to 80 characters on one line: the service's name as the people who use it know it",
+  ],
   INSTAGRAM_META_TIMEOUT_MS: [integer(50, 60_000, 8_000), "must be milliseconds from 50 to 60000"],
   INSTAGRAM_META_MAX_RETRIES: [integer(0, 5, 2), "must be a whole number from 0 to 5"],
   INSTAGRAM_CALLBACK_DEADLINE_MS: [integer(100, 120_000, 25_000), "must be milliseconds from 100 to 120000"],
@@ -182,6 +220,11 @@ const VARIABLES = {
   ],
   INSTAGRAM_MAINTENANCE_BATCH: [integer(1, 50, 50), "must be a whole number of links from 1 to 50"],
   INSTAGRAM_EVENT_RETENTION_DAYS: [integer(1, 3650, 90), "must be a whole number of days from 1 to 3650"],
+  // Unset: any signed-in user counts as a doctor (README, Who counts as a doctor).
+  INSTAGRAM_DOCTOR_CLAIM: [
+    z.optional(z.string().check(z.refine((value) => parseDoctorClaim(value) !== undefined))),
+    "must be app_metadata.<key>=<value>, such as app_metadata.role=doctor (keys of letters, digits, _ or -, dot-separated, up to 4 deep; a value without spaces)",
+  ],
   SUPABASE_URL: [webUrl, "must be the project's https URL (provided by Supabase)"],
   SUPABASE_SECRET_KEYS: [
     z.optional(z.string().check(z.refine((value) => Object.keys(parseKeyMap(value) ?? {}).length > 0))),
@@ -318,13 +361,28 @@ const PARTS = {
       } (its keys: ${Object.keys(keys).join(", ")})`;
     }
   }),
-  /** Where doctors' session tokens are verified: inline keys, or the project's JWKS endpoint. */
-  sessions: part(["SUPABASE_URL", "SUPABASE_JWKS", "SUPABASE_JWKS_URL"], (vars) => ({
-    // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
-    jwks: (vars.SUPABASE_JWKS ? parseJwks(vars.SUPABASE_JWKS)! : new URL(
-      vars.SUPABASE_JWKS_URL ?? `${trimSlash(vars.SUPABASE_URL)}/auth/v1/.well-known/jwks.json`,
-    )) as Jwks,
+  /** Where the data deletion status is read: a page of the app's own, or (unset) the callback's. */
+  deletion: part(["INSTAGRAM_DELETION_STATUS_URL", "INSTAGRAM_SERVICE_NAME"], (vars) => ({
+    /** With `{code}` where the confirmation code goes; undefined: the callback's own status URL. */
+    statusUrl: vars.INSTAGRAM_DELETION_STATUS_URL,
+    serviceName: vars.INSTAGRAM_SERVICE_NAME.trim(),
   })),
+  /**
+   * Where doctors' session tokens are verified (inline keys, or the project's JWKS endpoint), and who
+   * among the signed-in users counts as a doctor (undefined: everyone).
+   */
+  sessions: part(
+    ["SUPABASE_URL", "SUPABASE_JWKS", "SUPABASE_JWKS_URL", "INSTAGRAM_DOCTOR_CLAIM"],
+    (vars) => ({
+      doctorClaim: vars.INSTAGRAM_DOCTOR_CLAIM === undefined
+        ? undefined
+        : parseDoctorClaim(vars.INSTAGRAM_DOCTOR_CLAIM),
+      // As @supabase/server resolves it: inline keys win, then an explicit URL, then the project's own.
+      jwks: (vars.SUPABASE_JWKS ? parseJwks(vars.SUPABASE_JWKS)! : new URL(
+        vars.SUPABASE_JWKS_URL ?? `${trimSlash(vars.SUPABASE_URL)}/auth/v1/.well-known/jwks.json`,
+      )) as Jwks,
+    }),
+  ),
 };
 
 export type ConfigPart = keyof typeof PARTS;

@@ -7,6 +7,12 @@ const RELOAD = "Reload the page and try again.";
 
 export const ERRORS = {
   unauthorized: [401, "Your session has ended. Sign in again, then connect Instagram."],
+  // INSTAGRAM_DOCTOR_CLAIM: signed in, but not one of the accounts the app lets link (README, Who counts
+  // as a doctor). A changed app_metadata reaches the session token only at its next refresh.
+  not_a_doctor: [
+    403,
+    "This account is not allowed to connect Instagram. If you are a doctor here, ask whoever manages your practice's accounts to give yours access, then sign out and sign in again.",
+  ],
   invalid_request: [400, `The request could not be understood. ${RELOAD}`],
   payload_too_large: [413, `The request was too large. ${RELOAD}`],
   unsupported_media_type: [415, `The request could not be understood. ${RELOAD}`],

@@ -6,7 +6,7 @@ import { createSignedRequestVerifier, type SignedRequestVerifier } from "../_sha
 import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
 
 /** The parts of the configuration instagram-callback uses (and so validates at start-up). */
-export const CALLBACK_CONFIG = ["meta", "login", "tokens", "database"] as const;
+export const CALLBACK_CONFIG = ["meta", "login", "tokens", "database", "deletion"] as const;
 type CallbackConfig = Config<typeof CALLBACK_CONFIG[number]>;
 
 export interface CallbackDeps {

@@ -104,15 +104,48 @@ Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t)
       assert.ok(await linkOf(sql, bystander.id));
       assert.equal((await auditOf(sql, a.id)).at(-1)!.action, "instagram.deleted_by_meta");
 
-      const status = await fetch(body.url);
+      const status = await fetch(body.url, { headers: { accept: "application/json" } });
       assert.equal(status.status, 200);
       const state = await status.json();
       assert.equal(state.confirmation_code, body.confirmation_code);
       assert.equal(state.status, "completed");
       assert.ok(Date.parse(state.completed_at) >= Date.parse(state.requested_at));
-      const page = await fetch(body.url, { headers: { accept: "text/html" } });
-      assert.match(page.headers.get("content-type")!, /text\/html/);
-      assert.match(await page.text(), new RegExp(`${body.confirmation_code}.*deleted`));
+      assert.equal(
+        status.headers.get("access-control-allow-origin"),
+        null,
+        "no status page of the app's own",
+      );
+
+      // Where Meta sends the user: a browser. Supabase rewrites a GET's text/html to text/plain (Edge
+      // Functions, "Limits"), so the answer is text that reads as text, whatever is asked for.
+      const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+      for (const accept of [browser, "text/html", "text/html, application/json", "*/*", ""]) {
+        const page = await fetch(body.url, { headers: accept ? { accept } : {} });
+        assert.equal(page.status, 200, accept);
+        assert.match(page.headers.get("content-type")!, /^text\/plain; ?charset=utf-8$/i, accept);
+        const text = await page.text();
+        assert.doesNotMatch(text, /<[a-z!/]/i, `no markup (${accept})`);
+        const lines = text.split("\n");
+        assert.equal(lines[0], "Instagram connect for doctors: data deletion request");
+        assert.ok(lines.includes(`Confirmation code: ${body.confirmation_code}`), accept);
+        assert.ok(
+          lines.includes(
+            `Status: completed. Your data was deleted on ${new Date(state.completed_at).toUTCString()}.`,
+          ),
+          text,
+        );
+        assert.ok(lines.some((line) => line.startsWith("- the links between doctors' accounts")), text);
+        assert.ok(
+          lines.some((line) => line.startsWith("- connections to Instagram that were started")),
+          text,
+        );
+        assert.ok(
+          lines.includes(
+            `- the stored webhook events (Instagram messages and notifications) received through those links: ${state.events_deleted}.`,
+          ),
+          text,
+        );
+      }
 
       // Meta may deliver the same request twice: the same answer, nothing more deleted or recorded.
       const auditBefore = (await sql`select count(*)::int as n from private.audit_log`)[0].n;
@@ -175,12 +208,33 @@ Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t)
 
     await t.step("status URL: unknown code 404, malformed 400, and only GET and POST", async () => {
       const base = `${stack.functionUrl("instagram-callback")}/data-deletion`;
-      const unknown = await fetch(`${base}?code=${"A".repeat(22)}`);
+      const json = { accept: "application/json" };
+      const unknown = await fetch(`${base}?code=${"A".repeat(22)}`, { headers: json });
       assert.equal(unknown.status, 404);
       assert.equal((await unknown.json()).error.code, "deletion_request_unknown");
-      const malformed = await fetch(`${base}?code=<script>`);
+      const malformed = await fetch(`${base}?code=<script>`, { headers: json });
       assert.equal(malformed.status, 400);
-      await malformed.body?.cancel();
+      assert.equal((await malformed.json()).error.code, "invalid_request");
+      // A person with a truncated or mistyped link reads a sentence, as text, never their input echoed.
+      const browser = { accept: "text/html,*/*;q=0.8" };
+      const unknownText = await fetch(`${base}?code=${"A".repeat(22)}`, { headers: browser });
+      assert.equal(unknownText.status, 404);
+      assert.match(unknownText.headers.get("content-type")!, /^text\/plain/);
+      const text = await unknownText.text();
+      assert.match(
+        text,
+        /^Instagram connect for doctors: data deletion request\n\nNo data deletion request has this confirmation code\.\nReference: [0-9a-f-]{36}\n$/,
+      );
+      assert.equal(text.split("Reference: ")[1].trim(), unknownText.headers.get("x-correlation-id"));
+      const malformedText = await fetch(`${base}?code=<script>`, { headers: browser });
+      assert.equal(malformedText.status, 400);
+      assert.match(malformedText.headers.get("content-type")!, /^text\/plain/);
+      const incomplete = await malformedText.text();
+      assert.match(
+        incomplete,
+        /\n\nThis link is incomplete: its confirmation code is missing or malformed\./,
+      );
+      assert.doesNotMatch(incomplete, /<script>/);
       const put = await fetch(base, { method: "PUT" });
       assert.equal(put.status, 405);
       await put.body?.cancel();
@@ -244,3 +298,43 @@ Deno.test("Meta's deauthorize and data deletion callbacks", stackTest, async (t)
     });
   });
 });
+
+Deno.test(
+  "INSTAGRAM_DELETION_STATUS_URL: Meta is handed the app's own status page, which may read the JSON",
+  stackTest,
+  async () => {
+    const page = "https://dashboard.example.test/privacy/deletion?code={code}&lang=en";
+    await withStack({ env: { INSTAGRAM_DELETION_STATUS_URL: page } }, async (stack) => {
+      const value = await signedRequest(stack.env.INSTAGRAM_APP_SECRET, {
+        algorithm: "HMAC-SHA256",
+        issued_at: now(),
+        user_id: "987654321012345",
+      });
+      const response = await post(stack, "data-deletion", new URLSearchParams({ signed_request: value }));
+      assert.equal(response.status, 200);
+      const body = await response.json();
+      assert.equal(body.url, page.replace("{code}", body.confirmation_code));
+
+      // That page's origin (and only it) may read the status from the browser.
+      const own = `${stack.functionUrl("instagram-callback")}/data-deletion?code=${body.confirmation_code}`;
+      const status = await fetch(own, {
+        headers: { accept: "application/json", origin: "https://dashboard.example.test" },
+      });
+      assert.equal(status.headers.get("access-control-allow-origin"), "https://dashboard.example.test");
+      assert.equal((await status.json()).status, "completed");
+      const unknown = await fetch(
+        `${stack.functionUrl("instagram-callback")}/data-deletion?code=${"B".repeat(22)}`,
+        {
+          headers: { accept: "application/json" },
+        },
+      );
+      assert.equal(unknown.status, 404);
+      assert.equal(
+        unknown.headers.get("access-control-allow-origin"),
+        "https://dashboard.example.test",
+        "the page can read an unknown code's answer too",
+      );
+      await unknown.body?.cancel();
+    });
+  },
+);
