@@ -1,0 +1,25 @@
+// Attack review of issue 17 (branch i17): INSTAGRAM_DOCTOR_CLAIM gates disconnect too. A doctor whose
+// claim is taken away (left the practice, role changed) can no longer remove their own Instagram link:
+// DELETE /instagram-connect answers 403 not_a_doctor while their Page keeps its token in the project and
+// keeps delivering their messages. The claim should gate linking, never the removal of one's own link.
+import assert from "node:assert/strict";
+import { link, linkOf, newDoctor, stackTest, withStack } from "./_support.ts";
+
+Deno.test("a doctor whose claim was removed can still disconnect their own link", stackTest, async () => {
+  await withStack({ env: { INSTAGRAM_DOCTOR_CLAIM: "app_metadata.role=doctor" } }, async (stack, sql) => {
+    const doctor = await newDoctor(stack, sql);
+    const asDoctor = await stack.jwt.sign({ sub: doctor.id, app_metadata: { role: "doctor" } });
+    const { userId } = stack.meta.newUser(1);
+    assert.equal((await link(stack, asDoctor, userId)).finished.status, 200);
+
+    // The practice removes the role; the next session token no longer carries it.
+    const afterRemoval = await stack.jwt.sign({ sub: doctor.id, app_metadata: {} });
+    const response = await fetch(stack.functionUrl("instagram-connect"), {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${afterRemoval}` },
+    });
+    const body = await response.json();
+    assert.equal(response.status, 200, JSON.stringify(body));
+    assert.equal(await linkOf(sql, doctor.id), undefined, "the link (and its Page token) is gone");
+  });
+});
