@@ -37,7 +37,8 @@ export default await serveConfigured("instagram-connect", CONNECT_CONFIG, async 
   app.on(["GET", "POST"], "/", limitBody, doctor, startConnect(deps));
   app.use("/finish", onlyMethods("POST"));
   app.post("/finish", limitBody, doctor, finishConnect(deps));
-  app.delete("/", doctor, disconnect(deps));
+  // A former doctor (INSTAGRAM_DOCTOR_CLAIM no longer met) may still end their link.
+  app.delete("/", requireDoctor(config, { claim: false }), disconnect(deps));
 
   app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
   app.onError((error, c) => jsonError(c, asAppError(c, error)));

@@ -60,7 +60,9 @@ Deno.test("no secret, token, code, state, verifier or pending token in any log l
       for (const pending of await pendingOf(sql, other.id)) {
         for (const page of pending.pages) secrets.add(page.access_token);
       }
-      assert.equal((await finish(stack, other.token, { pending: conflict.result.body.pending })).status, 409);
+      // A taken Page chosen anyway (the picker offers it as taken): the 409 path's log lines too.
+      const chosen = { pending: conflict.result.body.pending, page_id: pages[0].id };
+      assert.equal((await finish(stack, other.token, chosen)).status, 409);
 
       meta.inject("list_pages", { status: 400, error: { code: 190, message: "Invalid OAuth access token" } });
       const refused = await fullFlow(stack, other.token, meta.newUser(1).userId);

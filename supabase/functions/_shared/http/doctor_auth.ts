@@ -30,14 +30,19 @@ const CAUSES = {
   jwks_empty: `the project's JWKS has no keys, so no session can be verified: ${MOVE_TO_SIGNING_KEYS}`,
 } as const;
 
-export function requireDoctor(config: Config<"sessions">) {
+/**
+ * `claim: false` for the routes a former doctor must still reach: disconnecting ends a link (and its
+ * Page token and stored messages) whoever the practice counts as a doctor today.
+ */
+export function requireDoctor(config: Config<"sessions">, { claim = true }: { claim?: boolean } = {}) {
   // Answers with the verified claims, or @supabase/server's own 401/500 response.
   const verify = withRequiredClaims(
     { jwks: config.sessions.jwks, audience: "authenticated" },
     (_request, context) => Promise.resolve(Response.json(context.jwtClaims)),
   );
   const jwksKeyCount = keyCounter(config.sessions.jwks);
-  const doctorClaim = config.sessions.doctorClaim;
+  const doctorClaim = claim ? config.sessions.doctorClaim : undefined;
+  const warnings = onceEvery(JWKS_RECHECK_MS);
 
   return createMiddleware<AppEnv>(async (c, next) => {
     // Only the headers matter, and the body stays unread for the route.
@@ -45,9 +50,11 @@ export function requireDoctor(config: Config<"sessions">) {
     if (!answer.ok) {
       await answer.body?.cancel();
       const cause = await platformCause(c.req.header("authorization"), jwksKeyCount);
-      // One line per refused request, as for any other refusal; never the token.
-      if (cause) c.var.log.warn("auth_refused", { reason: cause, fix: CAUSES[cause] });
-      else c.var.log.info("auth_refused", { reason: `invalid_jwt_${answer.status}` });
+      // One line per refused request, never the token. The diagnosis reads a token whose signature
+      // failed, so anyone can send one that looks legacy: it is a warning once per interval per instance
+      // (all an operator needs), and an info line otherwise, so forged tokens cannot flood the warnings.
+      if (cause && warnings.due()) c.var.log.warn("auth_refused", { reason: cause, fix: CAUSES[cause] });
+      else c.var.log.info("auth_refused", { reason: cause ?? `invalid_jwt_${answer.status}` });
       throw new AppError("unauthorized");
     }
     const claims: Claims = await answer.json();
@@ -133,5 +140,17 @@ function keyCounter(jwks: Jwks): () => Promise<number | undefined> {
       };
     }
     return checked.count;
+  };
+}
+
+/** True at most once per `ms` (per instance). */
+function onceEvery(ms: number): { due(): boolean } {
+  let last = -Infinity;
+  return {
+    due() {
+      if (Date.now() - last < ms) return false;
+      last = Date.now();
+      return true;
+    },
   };
 }

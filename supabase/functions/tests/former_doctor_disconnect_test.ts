@@ -1,7 +1,6 @@
-// Attack review of issue 17 (branch i17): INSTAGRAM_DOCTOR_CLAIM gates disconnect too. A doctor whose
-// claim is taken away (left the practice, role changed) can no longer remove their own Instagram link:
-// DELETE /instagram-connect answers 403 not_a_doctor while their Page keeps its token in the project and
-// keeps delivering their messages. The claim should gate linking, never the removal of one's own link.
+// INSTAGRAM_DOCTOR_CLAIM gates linking, not disconnect: a doctor whose claim is taken away (left the
+// practice, role changed) can still remove their own Instagram link:
+// otherwise the Page would keep its token in the project and go on delivering their messages.
 import assert from "node:assert/strict";
 import { link, linkOf, newDoctor, stackTest, withStack } from "./_support.ts";
 

@@ -1,8 +1,6 @@
-// Attack review of issue 17 (branch i17): the legacy-JWT diagnosis trusts an unverified token.
-// Anyone on the internet can send a forged, unsigned "legacy" token; each one writes a warn-level
-// auth_refused line telling the operator to migrate to JWT signing keys, although the project is already
-// on them. One diagnosis per interval is all an operator needs; a flood of forged warnings is log
-// spoofing and alert noise.
+// The legacy-JWT diagnosis reads a token whose signature failed, so anyone can trigger it:
+// a forged, unsigned "legacy" token must not write a warning per request telling the operator to move to
+// JWT signing keys (the project may be on them already): one warning per interval, info lines otherwise.
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { createJwtIssuer } from "../../../scripts/lib/jwt_issuer.ts";
