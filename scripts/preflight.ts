@@ -45,6 +45,15 @@ const settings: Record<string, string> = {
 const value = (name: string) => settings[name] || undefined;
 const problems: string[] = [];
 if (!file.found) problems.push(`there is no ${envFile} (cp .env.example ${envFile}, then fill it in)`);
+// `supabase secrets set --env-file` uploads the file only: a value set only in this shell would pass
+// here and be missing from the deployed functions.
+for (const name of Object.keys(pick(Deno.env.toObject(), /^INSTAGRAM_/))) {
+  if (file.found && !Object.hasOwn(file.values, name)) {
+    problems.push(
+      `${name} is set only in your environment: secrets set --env-file uploads ${envFile} alone; put it there`,
+    );
+  }
+}
 
 const { ref, from } = await projectRef();
 const project = ref ? `https://${ref}.supabase.co` : undefined;

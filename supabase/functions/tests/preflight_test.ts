@@ -291,3 +291,15 @@ Deno.test("preflight: the output holds no secret value, good or bad", async () =
 function pick(env: Record<string, string>, names: string[]): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([name]) => names.includes(name)));
 }
+
+Deno.test("preflight: a value only in the shell's environment is a problem: secrets set uploads the file alone", async () => {
+  const run = await preflight({
+    vars: { ...GOOD, INSTAGRAM_WEBHOOK_VERIFY_TOKEN: undefined },
+    env: { INSTAGRAM_WEBHOOK_VERIFY_TOKEN: VERIFY_TOKEN },
+  });
+  assertOneProblem(
+    run,
+    /^INSTAGRAM_WEBHOOK_VERIFY_TOKEN is set only in your environment: secrets set --env-file uploads/,
+  );
+  assert.ok(!run.output.includes(VERIFY_TOKEN), "and the value is not printed");
+});
