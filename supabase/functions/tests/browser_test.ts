@@ -112,6 +112,14 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
       assert.equal(await text("#linked-username"), `@${DEMO_PAGES.sunrise.instagram.username}`);
       assert.equal(await text("#linked-page"), DEMO_PAGES.sunrise.name);
       assert.equal(await page.locator("#picker").isHidden(), true);
+      assert.equal(await page.locator("#connect").isDisabled(), true, "one link per doctor: Connect is off");
+      assert.equal(
+        await text("#connect-hint"),
+        "To connect another Instagram account, disconnect this one first.",
+      );
+      const status = await text("#status");
+      assert.ok(!status.includes(DEMO_PAGES.sunrise.id), `no numeric Page id: ${status}`);
+      assert.match(status, /since .*\d{4}.*\b(UTC|GMT[+-]?\d*)\b/, "the time with its zone");
 
       const link = await linkOf(sql, demo.id);
       assert.equal(link.instagram_page_id, DEMO_PAGES.sunrise.id);
