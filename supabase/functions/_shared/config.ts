@@ -120,6 +120,9 @@ export function parseDoctorClaim(value: string): DoctorClaim | undefined {
   return match ? { path: match[1].slice(1).split("."), value: match[2] } : undefined;
 }
 
+/** A name in SUPABASE_SECRET_KEYS's map, as INSTAGRAM_MAINTENANCE_KEY_NAME may give it. */
+const SECRET_KEY_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
 const origins = z._default(
   z.pipe(z.string(), z.transform(splitList))
     .check(z.refine((list) => list.every((item) => URL.canParse(item) && new URL(item).origin === item))),
@@ -215,7 +218,7 @@ const VARIABLES = {
   // instagram-maintenance: which of SUPABASE_SECRET_KEYS its caller must present (README, "Keeping links
   // alive"); a named key can be rotated without touching other services.
   INSTAGRAM_MAINTENANCE_KEY_NAME: [
-    z._default(z.string().check(z.regex(/^[A-Za-z0-9_-]{1,64}$/)), "default"),
+    z._default(z.string().check(z.regex(SECRET_KEY_NAME)), "default"),
     "must be the name of a key in SUPABASE_SECRET_KEYS (letters, digits, _ or -)",
   ],
   INSTAGRAM_MAINTENANCE_BATCH: [integer(1, 50, 50), "must be a whole number of links from 1 to 50"],
@@ -357,7 +360,7 @@ const PARTS = {
     const keys = secretKeyMap(present);
     if (Object.keys(keys).length > 0 && !Object.hasOwn(keys, keyName)) {
       return `INSTAGRAM_MAINTENANCE_KEY_NAME: SUPABASE_SECRET_KEYS has no key named ${
-        /^[A-Za-z0-9_-]{1,64}$/.test(keyName) ? keyName : "so"
+        SECRET_KEY_NAME.test(keyName) ? keyName : "so"
       } (its keys: ${Object.keys(keys).join(", ")})`;
     }
   }),
@@ -480,12 +483,14 @@ export function decodeBase64(value: string): Uint8Array<ArrayBuffer> | undefined
   }
 }
 
-/** The Data API key: the first of SUPABASE_SECRET_KEYS, else the legacy SUPABASE_SECRET_KEY or service role key. */
+/**
+ * The Data API key: the `default` key of secretKeyMap, else its first. `default` first, as
+ * @supabase/server's admin client picks it: a key of its own for a job (INSTAGRAM_MAINTENANCE_KEY_NAME)
+ * may then be revoked without cutting the functions off the database.
+ */
 function secretKeyOf(env: Record<string, string>): string | undefined {
-  // The `default` key first, as @supabase/server's admin client picks it: a key of its own for a job
-  // (INSTAGRAM_MAINTENANCE_KEY_NAME) may then be revoked without cutting the functions off the database.
-  const map = parseKeyMap(env.SUPABASE_SECRET_KEYS ?? "") ?? {};
-  return map.default ?? Object.values(map)[0] ?? env.SUPABASE_SECRET_KEY ?? env.SUPABASE_SERVICE_ROLE_KEY;
+  const map = secretKeyMap(env);
+  return map.default ?? Object.values(map)[0];
 }
 
 /** SUPABASE_SECRET_KEYS by name; a single legacy key counts as `default`, as @supabase/server reads them. */

@@ -9,7 +9,7 @@ import { type AppEnv, requestContext } from "../_shared/http/request_context.ts"
 import { requireSecretKey } from "../_shared/http/secret_key_auth.ts";
 import { importTokenKeyring } from "../_shared/crypto/page_token.ts";
 
-// A5: transient SQLSTATEs outside the list answer 500 internal_error ("contact support") instead of a
+// transient SQLSTATEs outside the list answer 500 internal_error ("contact support") instead of a
 // retryable 503: a disk I/O error (58030) means the database cannot write now; a lock timeout (55P03),
 // a deadlock (40P01, possible between a lease update and a finish) or a serialization failure (40001)
 // pass on retry.

@@ -18,7 +18,7 @@ async function run(stack: LocalStack) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// A1: INSTAGRAM_MAINTENANCE_KEY_NAME names an Object.prototype member ("constructor", "toString", ...).
+// INSTAGRAM_MAINTENANCE_KEY_NAME names an Object.prototype member ("constructor", "toString", ...).
 // config.ts's check `!keys[keyName]` and @supabase/server's `keys[keyName] !== undefined` both see the
 // inherited function, so start-up accepts it and the key compared is String(Object) — a public string.
 // ---------------------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     const meta = stack.meta;
 
     // -------------------------------------------------------------------------------------------------
-    // A2: a disconnect lands while a maintenance run holds the link's lease (between debug_token and the
+    // a disconnect lands while a maintenance run holds the link's lease (between debug_token and the
     // subscription read). The disconnect unsubscribes the Page and deletes the link; the run then finds
     // the subscription "missing" and restores it with the departed doctor's token. Nothing ever undoes
     // it (the Page is in no link, so no later run looks at it): Meta keeps delivering the doctor's
@@ -101,7 +101,7 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     });
 
     // -------------------------------------------------------------------------------------------------
-    // A3: a 190 seen elsewhere (flag_instagram_link: disconnect/finish/webhook worker) while a run holds
+    // a 190 seen elsewhere (flag_instagram_link: disconnect/finish/webhook worker) while a run holds
     // the lease is overwritten by the run's older "active" outcome: record_instagram_link_check only
     // compares the token and the lease, not whether the link was flagged after the check began.
     // -------------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ Deno.test("instagram-maintenance races and poison rows", stackTest, async (t) =>
     );
 
     // -------------------------------------------------------------------------------------------------
-    // A4: one stored token that does not decrypt (a ciphertext moved to another row, a wrong key under a
+    // one stored token that does not decrypt (a ciphertext moved to another row, a wrong key under a
     // listed id) fails reencrypt()'s Promise.all: every run answers 500 after its checks, re-encrypts
     // nothing of its batch (the same rows come first every run, ordered by doctor_id), and never runs
     // the sweeps (event retention). token_key_usage() cannot see it: the key id is listed.
