@@ -4,13 +4,17 @@
 // variables (the file's values win, as in `deno task dev`), and the project ref: the one `supabase link`
 // wrote to supabase/.temp/project-ref (where the Supabase CLI keeps it: ProjectRefPath in its
 // internal/utils/misc.go), else SUPABASE_URL's. One line per problem, naming variables, never printing
-// a value (only the ref, URLs made from it and the dashboard's origin); exit 1 on any problem, 2 on a
-// mistake in the command line, 0 when every check passes.
+// a value (only the ref, URLs made from it, the dashboard's origin and webhook field names); exit 1 on
+// any problem, 2 on a mistake in the command line, 0 when every check passes.
+// Two Meta apps, either alone ("Your app can either use Facebook Login or Instagram Login but not both",
+// Meta's "Instagram Platform App Review"): the Facebook Login app (INSTAGRAM_APP_ID/SECRET, the Page
+// path) and the Instagram Login app (INSTAGRAM_LOGIN_APP_ID/SECRET, no Page). Each configured app gets
+// its own block of dashboard values; config.ts refuses an app with one of its two variables.
 // Paths are the current directory's, which `deno task` makes the project root. For tests only,
 // PREFLIGHT_JWKS_URL replaces https://<ref>.supabase.co/auth/v1/.well-known/jwks.json.
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { CONFIG_PARTS, ConfigError, loadConfig } from "../supabase/functions/_shared/config.ts";
+import { type Config, CONFIG_PARTS, ConfigError, loadConfig } from "../supabase/functions/_shared/config.ts";
 import { readDotEnv } from "./lib/dot_env.ts";
 
 const USAGE = "usage: deno task preflight [--json-answers] [--scope-login] [--env-file <path>]";
@@ -64,8 +68,9 @@ const redirectUri = project && `${project}/functions/v1/instagram-callback`;
 // secret keys only Supabase holds: a stand-in under the names the functions look for lets the rest
 // be checked (whether the project has a key named INSTAGRAM_MAINTENANCE_KEY_NAME is not).
 const keyName = value("INSTAGRAM_MAINTENANCE_KEY_NAME") ?? "default";
+let config: Config | undefined;
 try {
-  loadConfig(CONFIG_PARTS, {
+  config = loadConfig(CONFIG_PARTS, {
     ...pick(settings, /^INSTAGRAM_/),
     SUPABASE_URL: project ?? "https://project-ref.supabase.co",
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: "stand-in", [keyName]: "stand-in" }),
@@ -78,14 +83,24 @@ try {
 const reported = (name: string) => problems.some((line) => line.startsWith(`${name} `));
 const usable = (name: string) => value(name) !== undefined && !reported(name);
 
-if (project && usable("INSTAGRAM_REDIRECT_URI") && value("INSTAGRAM_REDIRECT_URI") !== redirectUri) {
-  problems.push(
-    `INSTAGRAM_REDIRECT_URI must be ${redirectUri}, this project's instagram-callback ` +
-      "(Meta compares it character for character)",
-  );
+// Which app's values to print: the ones being configured (both while neither is).
+const facebookApp = value("INSTAGRAM_APP_ID") !== undefined || value("INSTAGRAM_APP_SECRET") !== undefined;
+const instagramApp = value("INSTAGRAM_LOGIN_APP_ID") !== undefined ||
+  value("INSTAGRAM_LOGIN_APP_SECRET") !== undefined;
+const neither = !facebookApp && !instagramApp;
+
+// One callback serves both paths (the signed state says which one started): INSTAGRAM_LOGIN_REDIRECT_URI,
+// when set, must be the same address, registered in the Instagram app's business login settings.
+for (const name of ["INSTAGRAM_REDIRECT_URI", "INSTAGRAM_LOGIN_REDIRECT_URI"]) {
+  if (project && usable(name) && value(name) !== redirectUri) {
+    problems.push(
+      `${name} must be ${redirectUri}, this project's instagram-callback ` +
+        "(Meta compares it character for character)",
+    );
+  }
 }
 checkDashboard();
-checkLogin();
+if (facebookApp) checkLogin();
 
 const jwks = project
   ? await checkJwks(Deno.env.get("PREFLIGHT_JWKS_URL") ?? `${project}/auth/v1/.well-known/jwks.json`)
@@ -99,16 +114,38 @@ if (project) {
     : value("INSTAGRAM_WEBHOOK_VERIFY_TOKEN")
     ? "your environment"
     : `${envFile} (not set yet)`;
+  const webhook = `${project}/functions/v1/instagram-webhook`;
   // The routes of instagram-callback/index.ts and instagram-webhook/index.ts; where each field is:
-  // README, Meta app set-up.
-  console.log(`
-Meta App Dashboard:
+  // README, Meta app set-up. One webhook function and one verify token serve both apps: each app signs
+  // its deliveries with its own secret, which tells the receiver the path.
+  if (facebookApp || neither) {
+    console.log(`
+Meta App Dashboard, the Facebook Login app (INSTAGRAM_APP_ID):
   Valid OAuth Redirect URI    ${redirectUri}
   Deauthorize callback URL    ${redirectUri}/deauthorize
   Data Deletion Request URL   ${redirectUri}/data-deletion
-  Webhooks callback URL       ${project}/functions/v1/instagram-webhook
+  Webhooks callback URL       ${webhook}
   Verify token                the value of INSTAGRAM_WEBHOOK_VERIFY_TOKEN in ${token}
 `);
+  }
+  if (instagramApp || neither) {
+    // Field names are no secret; the default when the configuration could not be read.
+    const fields = config?.instagramLogin?.webhookFields ??
+      ["messages", "messaging_seen", "message_reactions", "messaging_postbacks"];
+    console.log(`
+Meta App Dashboard, the Instagram Login app (INSTAGRAM_LOGIN_APP_ID):
+  Instagram > API setup with Instagram login > 3. Set up Instagram business login > Business login settings:
+  OAuth redirect URI          ${redirectUri}
+  Deauthorize callback URL    ${redirectUri}/instagram/deauthorize
+  Data deletion request URL   ${redirectUri}/instagram/data-deletion
+  Instagram > API setup with Instagram login > 2. Configure webhooks:
+  Callback URL                ${webhook}
+  Verify token                the value of INSTAGRAM_WEBHOOK_VERIFY_TOKEN in ${token}
+  Webhook fields              ${
+      fields.length ? fields.join(", ") : "(none: INSTAGRAM_LOGIN_WEBHOOK_FIELDS is empty)"
+    }
+`);
+  }
 }
 if (jwks) console.log(jwks.note);
 for (const problem of problems) console.log(`problem: ${problem}`);

@@ -15,6 +15,7 @@ const base64Key = (bytes = 32) => btoa(String.fromCharCode(...crypto.getRandomVa
 
 // Random for each run, so that finding one in the output cannot be a coincidence.
 const APP_SECRET = hex(16);
+const IG_APP_SECRET = hex(16);
 const VERIFY_TOKEN = hex(24);
 const [KEY_1, KEY_2] = [base64Key(), base64Key()];
 
@@ -28,6 +29,37 @@ const GOOD: Record<string, string> = {
   INSTAGRAM_ALLOWED_ORIGINS: "https://dashboard.example.com",
   INSTAGRAM_CONFIG_ID: "987654321",
 };
+const CALLBACK = `${PROJECT}/functions/v1/instagram-callback`;
+/** The Instagram Login app alone (no Facebook app, so no Facebook Login configuration either). */
+const IG_ONLY: Record<string, string | undefined> = {
+  ...GOOD,
+  INSTAGRAM_APP_ID: undefined,
+  INSTAGRAM_APP_SECRET: undefined,
+  INSTAGRAM_CONFIG_ID: undefined,
+  INSTAGRAM_LOGIN_APP_ID: "1122334455",
+  INSTAGRAM_LOGIN_APP_SECRET: IG_APP_SECRET,
+};
+const BOTH: Record<string, string | undefined> = {
+  ...GOOD,
+  INSTAGRAM_LOGIN_APP_ID: IG_ONLY.INSTAGRAM_LOGIN_APP_ID,
+  INSTAGRAM_LOGIN_APP_SECRET: IG_APP_SECRET,
+};
+/** The Facebook app's block and the Instagram app's, as printed (each line trimmed). */
+const FACEBOOK_LINES = [
+  "Meta App Dashboard, the Facebook Login app (INSTAGRAM_APP_ID):",
+  `Valid OAuth Redirect URI    ${CALLBACK}`,
+  `Deauthorize callback URL    ${CALLBACK}/deauthorize`,
+  `Data Deletion Request URL   ${CALLBACK}/data-deletion`,
+];
+const INSTAGRAM_LINES = [
+  "Meta App Dashboard, the Instagram Login app (INSTAGRAM_LOGIN_APP_ID):",
+  `OAuth redirect URI          ${CALLBACK}`,
+  `Deauthorize callback URL    ${CALLBACK}/instagram/deauthorize`,
+  `Data deletion request URL   ${CALLBACK}/instagram/data-deletion`,
+  `Callback URL                ${PROJECT}/functions/v1/instagram-webhook`,
+  "Webhook fields              messages, messaging_seen, message_reactions, messaging_postbacks",
+];
+const printed = (output: string, line: string) => output.split("\n").some((item) => item.trim() === line);
 
 // A project on JWT signing keys publishes its public key (an ES256 key, as new projects get); a
 // project still on the legacy JWT secret publishes none.
@@ -114,24 +146,86 @@ Deno.test("preflight: a good configuration passes and prints the Meta App Dashbo
   const run = await preflight();
   assert.equal(run.code, 0, run.output);
   assert.deepEqual(run.problems, []);
-  const callback = `${PROJECT}/functions/v1/instagram-callback`;
   // instagram-callback/index.ts: GET /, POST /deauthorize, POST /data-deletion; instagram-webhook: /.
   for (
     const line of [
-      `Valid OAuth Redirect URI    ${callback}`,
-      `Deauthorize callback URL    ${callback}/deauthorize`,
-      `Data Deletion Request URL   ${callback}/data-deletion`,
+      ...FACEBOOK_LINES,
       `Webhooks callback URL       ${PROJECT}/functions/v1/instagram-webhook`,
       "Verify token                the value of INSTAGRAM_WEBHOOK_VERIFY_TOKEN in supabase/functions/.env",
     ]
   ) {
-    assert.ok(run.output.split("\n").some((printed) => printed.trim() === line), `${line}\n${run.output}`);
+    assert.ok(printed(run.output, line), `${line}\n${run.output}`);
   }
+  // The Facebook app alone: nothing to paste into an Instagram app.
+  assert.ok(!printed(run.output, INSTAGRAM_LINES[0]), run.output);
   assert.match(run.output, /for project abcdefghijklmnopqrst \(from supabase link\)/);
   assert.match(run.output, /^JWKS: 1 signing key \(ES256\) at http:\/\/127\.0\.0\.1:\d+\//m);
   assert.match(
     run.output,
     /^All checks passed\. Next: supabase secrets set --env-file supabase\/functions\/\.env$/m,
+  );
+});
+
+Deno.test("preflight: the Instagram Login app alone passes and prints its business login settings", async () => {
+  const run = await preflight({ vars: IG_ONLY });
+  assert.equal(run.code, 0, run.output);
+  assert.deepEqual(run.problems, []);
+  for (const line of INSTAGRAM_LINES) assert.ok(printed(run.output, line), `${line}\n${run.output}`);
+  // No Facebook app: neither its dashboard values nor its Login configuration (INSTAGRAM_CONFIG_ID).
+  assert.ok(!printed(run.output, FACEBOOK_LINES[0]), run.output);
+  assert.doesNotMatch(run.output, /INSTAGRAM_CONFIG_ID/);
+});
+
+Deno.test("preflight: both apps print both blocks; one field list as configured", async () => {
+  const run = await preflight({
+    vars: { ...BOTH, INSTAGRAM_LOGIN_WEBHOOK_FIELDS: "messages,messaging_seen" },
+  });
+  assert.equal(run.code, 0, run.output);
+  for (const line of [...FACEBOOK_LINES, ...INSTAGRAM_LINES.slice(0, -1)]) {
+    assert.ok(printed(run.output, line), `${line}\n${run.output}`);
+  }
+  assert.ok(printed(run.output, "Webhook fields              messages, messaging_seen"), run.output);
+});
+
+Deno.test("preflight: a half-configured app fails, naming its missing variable", async () => {
+  assertOneProblem(
+    await preflight({ vars: { ...IG_ONLY, INSTAGRAM_LOGIN_APP_SECRET: undefined } }),
+    /^INSTAGRAM_LOGIN_APP_SECRET is required: INSTAGRAM_LOGIN_APP_ID is set/,
+  );
+  assertOneProblem(
+    await preflight({ vars: { ...BOTH, INSTAGRAM_LOGIN_APP_ID: undefined } }),
+    /^INSTAGRAM_LOGIN_APP_ID is required: INSTAGRAM_LOGIN_APP_SECRET is set/,
+  );
+  // The Facebook app half there beside a complete Instagram app: still a mistake, named.
+  assertOneProblem(
+    await preflight({ vars: { ...IG_ONLY, INSTAGRAM_APP_SECRET: APP_SECRET } }),
+    /^INSTAGRAM_APP_ID is required: INSTAGRAM_APP_SECRET is set/,
+  );
+  // Neither app: one line naming what to set.
+  assertOneProblem(
+    await preflight({
+      vars: { ...IG_ONLY, INSTAGRAM_LOGIN_APP_ID: undefined, INSTAGRAM_LOGIN_APP_SECRET: undefined },
+    }),
+    /^INSTAGRAM_APP_ID is required: .*INSTAGRAM_LOGIN_APP_ID and INSTAGRAM_LOGIN_APP_SECRET/,
+  );
+});
+
+Deno.test("preflight: INSTAGRAM_LOGIN_REDIRECT_URI, when set, must be this project's instagram-callback", async () => {
+  const same = await preflight({ vars: { ...IG_ONLY, INSTAGRAM_LOGIN_REDIRECT_URI: CALLBACK } });
+  assert.equal(same.code, 0, same.output);
+  assertOneProblem(
+    await preflight({ vars: { ...IG_ONLY, INSTAGRAM_LOGIN_REDIRECT_URI: `${CALLBACK}/instagram` } }),
+    new RegExp(`^INSTAGRAM_LOGIN_REDIRECT_URI must be ${CALLBACK.replaceAll(".", "\\.")}, `),
+  );
+  // Unset, it is INSTAGRAM_REDIRECT_URI, checked as before.
+  assertOneProblem(
+    await preflight({
+      vars: {
+        ...IG_ONLY,
+        INSTAGRAM_REDIRECT_URI: "https://zyxwvutsrqponmlkjihg.supabase.co/functions/v1/instagram-callback",
+      },
+    }),
+    /^INSTAGRAM_REDIRECT_URI must be /,
   );
 });
 
@@ -258,13 +352,19 @@ Deno.test("preflight: an unknown option is a usage mistake (exit 2), not a stack
 });
 
 Deno.test("preflight: the output holds no secret value, good or bad", async () => {
-  const good = await preflight();
+  const good = await preflight({ vars: BOTH });
   // Each secret refused, and so named in a problem line: its value must still not be printed.
-  const [badSecret, badToken, badKey] = [`bad ${hex(5)}`, `vt-${hex(5)}`, base64Key(16)];
+  const [badSecret, badToken, badKey, badIgSecret] = [
+    `bad ${hex(5)}`,
+    `vt-${hex(5)}`,
+    base64Key(16),
+    `ig ${hex(5)}`,
+  ];
   const refused = await preflight({
     vars: {
-      ...GOOD,
+      ...BOTH,
       INSTAGRAM_APP_SECRET: badSecret,
+      INSTAGRAM_LOGIN_APP_SECRET: badIgSecret,
       INSTAGRAM_WEBHOOK_VERIFY_TOKEN: badToken,
       INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `k2:${KEY_2},k1:${badKey}`,
     },
@@ -275,6 +375,7 @@ Deno.test("preflight: the output holds no secret value, good or bad", async () =
   for (
     const name of [
       "INSTAGRAM_APP_SECRET",
+      "INSTAGRAM_LOGIN_APP_SECRET",
       "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
       "INSTAGRAM_TOKEN_ENCRYPTION_KEYS",
     ]
@@ -282,7 +383,18 @@ Deno.test("preflight: the output holds no secret value, good or bad", async () =
     assert.ok(refused.problems.some((line) => line.startsWith(`${name} must`)), `${name}\n${refused.output}`);
   }
   for (const run of [good, refused]) {
-    for (const secret of [APP_SECRET, VERIFY_TOKEN, KEY_1, KEY_2, badSecret, badToken, badKey]) {
+    const secrets = [
+      APP_SECRET,
+      IG_APP_SECRET,
+      VERIFY_TOKEN,
+      KEY_1,
+      KEY_2,
+      badSecret,
+      badToken,
+      badKey,
+      badIgSecret,
+    ];
+    for (const secret of secrets) {
       assert.ok(!run.output.includes(secret), `a secret was printed:\n${run.output}`);
     }
   }
