@@ -29,10 +29,13 @@ const SECRETS_FILE = Deno.env.get("DEV_SECRETS_FILE") ?? "supabase/functions/.en
 // One database per checkout, so two checkouts on one machine do not drop each other's.
 const DATABASE = Deno.env.get("DEV_DATABASE") ??
   `instagram_connect_dev_${(await hash(ROOT.pathname)).slice(0, 8)}`;
-// Each required setting, by the names config.ts accepts for it (the first is the one to set).
+// Each required setting, by the names config.ts accepts for it (the first is the one to set). A Meta app
+// is either one, or both (config.ts): the Facebook Login app, or the Instagram Login app.
+const APPS = [
+  ["INSTAGRAM_APP_ID", "INSTAGRAM_APP_SECRET"],
+  ["INSTAGRAM_LOGIN_APP_ID", "INSTAGRAM_LOGIN_APP_SECRET"],
+];
 const REQUIRED = [
-  ["INSTAGRAM_APP_ID"],
-  ["INSTAGRAM_APP_SECRET"],
   ["INSTAGRAM_REDIRECT_URI"],
   ["INSTAGRAM_TOKEN_ENCRYPTION_KEYS", "INSTAGRAM_TOKEN_ENCRYPTION_KEY"],
   ["INSTAGRAM_WEBHOOK_VERIFY_TOKEN"],
@@ -47,8 +50,12 @@ const functionLines = (url: (name: string) => string, width = 20) =>
 
 const secrets = await readDotEnv(new URL(SECRETS_FILE, ROOT));
 const settings = { ...pick(Deno.env.toObject(), /^(SUPABASE|INSTAGRAM)_/), ...secrets.values };
-const notReal = REQUIRED.filter((names) => !names.some((name) => isReal(settings[name])))
-  .map(([name]) => name);
+const notReal = [
+  ...(APPS.some((app) => app.every((name) => isReal(settings[name]))) ? [] : [
+    "INSTAGRAM_APP_ID and INSTAGRAM_APP_SECRET (or INSTAGRAM_LOGIN_APP_ID and INSTAGRAM_LOGIN_APP_SECRET)",
+  ]),
+  ...REQUIRED.filter((names) => !names.some((name) => isReal(settings[name]))).map(([name]) => name),
+];
 try {
   // Before anything is made (a database, a PGlite, a function process): a port in use leaves nothing behind.
   ensurePortFree();
@@ -119,18 +126,20 @@ Instagram connect: local stack on embedded defaults (nothing leaves this machine
   Demo dashboard      ${dev.dashboardUrl}
 ${functionLines((name) => stack.functionUrl(name))}
   REST gateway        ${stack.url}/rest/v1/
-  Meta sandbox        ${stack.meta.url} (its consent page opens from Connect Instagram, with the flow's state)
+  Meta sandbox        ${stack.meta.url} (its consent pages open from the Connect buttons, with the flow's state)
   Database            ${redactPassword(databaseUrl)}
                       ${host.version}${
     host.oneSession ? ", in this process, in memory" : ""
   }, because ${database.why}
 
-  Sign in as Dr. Demo, Connect, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}".
+  Sign in as Dr. Demo, Connect with Facebook, Allow as sandbox user "demo", then choose "${DEMO_PAGES.sunrise.name}";
+  or Connect with Instagram and Allow as the Instagram-only sandbox account (no Facebook Page).
   Then, under Messages, the Meta sandbox sends a patient's message, a reaction or an unsend to instagram-webhook.
   Its other Meta sandbox breaks the link (a killed token, a lost subscription, data access ending, a permission
   taken back); Run maintenance now shows what the next check finds, and Reconnect brings the link back.
   Local-only values (not secrets): webhook Verify Token ${stack.env.INSTAGRAM_WEBHOOK_VERIFY_TOKEN},
-  app secret ${stack.env.INSTAGRAM_APP_SECRET} (signs deliveries), secret key ${LOCAL_SECRET_KEY} (the worker's apikey).
+  app secrets ${stack.env.INSTAGRAM_APP_SECRET} (Facebook) and ${stack.env.INSTAGRAM_LOGIN_APP_SECRET} (Instagram;
+  each signs its path's deliveries), secret key ${LOCAL_SECRET_KEY} (the worker's apikey).
   Allow as "lakeside_admin" instead: "${DEMO_PAGES.lakeside.name}" is Dr. Other's, so it is shown as taken.
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.

@@ -5,7 +5,9 @@
 //   POST /demo/sandbox/unsend    {mid}    the patient unsends that message
 // Each call carries the doctor's session (Authorization: Bearer <JWT>); the link is read through the
 // gateway with it (RLS: the doctor's own row only). The delivery is built with fake_meta_webhooks.ts,
-// signed with the app secret as Meta signs it, and POSTed to the stack's real instagram-webhook, which
+// signed as Meta signs it with the secret of the app the link was made through (the Facebook app's for a
+// Page link, the Instagram app's for an Instagram Login link: the receiver stores an entry only under its
+// own path's secret), and POSTed to the stack's real instagram-webhook, which
 // checks the signature and stores it: nothing here writes the table. Its answer is passed back as is.
 // The same way, POST /demo/sandbox/<kill-token|drop-subscription|data-access|remove-permission|usage>
 // breaks the caller's link as Meta can (demo_sandbox_health.ts), and POST /demo/sandbox/run-maintenance
@@ -38,7 +40,16 @@ export async function sandboxRoute(
   if (link instanceof Response) return link;
 
   const body = await request.json().catch(() => null) as Record<string, unknown> | null;
-  if (health) return healthControl(stack, health, link.pageId, body, fail);
+  if (health) {
+    // These act on the Page token; an Instagram Login link has no Page.
+    if (link.pageId === null) {
+      return fail(
+        "invalid_request",
+        "This sandbox control breaks a Page link; this link was made with Instagram Login.",
+      );
+    }
+    return healthControl(stack, health, link.pageId, body, fail);
+  }
   const accountId = link.accountId;
   let item;
   if (action === "message") {
@@ -52,9 +63,12 @@ export async function sandboxRoute(
       ? reaction(accountId, SANDBOX_PATIENT_ID, mid)
       : unsend(accountId, SANDBOX_PATIENT_ID, mid);
   }
+  const secret = link.tokenKind === "instagram_user"
+    ? stack.env.INSTAGRAM_LOGIN_APP_SECRET
+    : stack.env.INSTAGRAM_APP_SECRET;
   const answer = await deliverWebhook(
     stack.functionUrl("instagram-webhook"),
-    stack.env.INSTAGRAM_APP_SECRET,
+    secret,
     instagramDelivery([{ accountId, items: [item] }]),
   );
   const result = await answer.json().catch(() => null);
@@ -65,16 +79,19 @@ export async function sandboxRoute(
   return Response.json({ sandbox: true, action, mid, webhook: { status: answer.status, result } });
 }
 
-/** The Page and Instagram account of the caller's link, read through RLS with the caller's own JWT. */
+/**
+ * The Page (null via Instagram Login), Instagram account and path of the caller's link, read through
+ * RLS with the caller's own JWT.
+ */
 async function linkOfCaller(
   stack: LocalStack,
   request: Request,
-): Promise<{ pageId: string; accountId: string } | Response> {
+): Promise<{ pageId: string | null; accountId: string; tokenKind: string } | Response> {
   const authorization = request.headers.get("authorization");
   if (!authorization) return fail("unauthorized");
   const read = await stack.gateway.handle(
     new Request(
-      `${stack.url}/rest/v1/doctor_instagram?select=instagram_page_id,instagram_business_account_id`,
+      `${stack.url}/rest/v1/doctor_instagram?select=instagram_page_id,instagram_business_account_id,token_kind`,
       { headers: { authorization, apikey: LOCAL_PUBLISHABLE_KEY } },
     ),
     "/doctor_instagram",
@@ -82,14 +99,18 @@ async function linkOfCaller(
   if (read.status === 401) return fail("unauthorized");
   if (!read.ok) return fail("internal_error");
   const [link] = await read.json() as {
-    instagram_page_id: string;
+    instagram_page_id: string | null;
     instagram_business_account_id: string | null;
+    token_kind: string;
   }[];
   if (!link?.instagram_business_account_id) return fail("not_connected");
-  return { pageId: link.instagram_page_id, accountId: link.instagram_business_account_id };
+  return {
+    pageId: link.instagram_page_id,
+    accountId: link.instagram_business_account_id,
+    tokenKind: link.token_kind,
+  };
 }
 
-function fail(code: ErrorCode): Response {
-  const [status, message] = ERRORS[code];
-  return Response.json({ error: { code, message } }, { status });
+function fail(code: ErrorCode, message = ERRORS[code][1]): Response {
+  return Response.json({ error: { code, message } }, { status: ERRORS[code][0] });
 }

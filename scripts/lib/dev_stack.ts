@@ -106,8 +106,13 @@ export async function startDevStack(
 }
 
 function dashboardPage(template: string, origin: string, env: Record<string, string>): Response {
+  // Which paths the functions offer, read from the very variables they run on (config.ts decides, as
+  // for them): a Connect button for each. Asking instagram-connect would need a route of its own for the
+  // demo's sake; the dev server holds the functions' environment already.
+  const apps = loadConfig(["meta", "instagramLogin"], env);
   const config = {
     supabaseUrl: origin,
+    paths: { facebook: apps.meta.facebook !== undefined, instagram: apps.instagramLogin !== undefined },
     publishableKey: LOCAL_PUBLISHABLE_KEY,
     connectUrl: `${origin}/functions/v1/instagram-connect`,
     // What the sandbox's health controls offer: the 190 subcodes it can kill a token with, and the

@@ -327,7 +327,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
         await message.waitFor();
         assert.equal(
           await message.innerText(),
-          "Facebook did not grant instagram_manage_messages, which we need. Press Connect Instagram again: Facebook will ask for it; allow it.",
+          "Facebook did not grant instagram_manage_messages, which we need. Press Connect with Facebook again: Facebook will ask for it; allow it.",
           "the permission is named",
         );
         assert.equal(await message.getAttribute("class"), "error");
@@ -358,7 +358,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
           await message.waitFor();
           assert.equal(
             await message.innerText(),
-            "Instagram could not be connected. Press Connect Instagram to try again.",
+            "Instagram could not be connected. Press a Connect button to try again.",
           );
         }
       },
@@ -631,7 +631,7 @@ Deno.test("demo dashboard in Chromium", stackTest, async (t) => {
   }
 });
 
-/** Connect Instagram, then press `button` on the sandbox, as `sandboxUser` when given. */
+/** Connect with Facebook, then press `button` on the sandbox, as `sandboxUser` when given. */
 async function connectAs(page: Page, dev: DevStack, button: "#allow" | "#cancel", sandboxUser?: string) {
   await page.click("#connect");
   await page.waitForURL(`${dev.stack.meta.url}/**`);

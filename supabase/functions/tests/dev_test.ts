@@ -56,7 +56,7 @@ Deno.test(
       assert.match(output, /local stack on embedded defaults/);
       assert.match(
         output,
-        /names no real values yet for INSTAGRAM_APP_ID, INSTAGRAM_APP_SECRET, INSTAGRAM_REDIRECT_URI, INSTAGRAM_TOKEN_ENCRYPTION_KEYS, INSTAGRAM_WEBHOOK_VERIFY_TOKEN, SUPABASE_URL, SUPABASE_SECRET_KEYS/,
+        /names no real values yet for INSTAGRAM_APP_ID and INSTAGRAM_APP_SECRET \(or INSTAGRAM_LOGIN_APP_ID and INSTAGRAM_LOGIN_APP_SECRET\), INSTAGRAM_REDIRECT_URI, INSTAGRAM_TOKEN_ENCRYPTION_KEYS, INSTAGRAM_WEBHOOK_VERIFY_TOKEN, SUPABASE_URL, SUPABASE_SECRET_KEYS/,
       );
       assert.doesNotMatch(output, /Uncaught|error:|\n\s+at /, "no crash, no stack trace");
     } finally {
