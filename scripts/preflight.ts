@@ -100,7 +100,8 @@ for (const name of ["INSTAGRAM_REDIRECT_URI", "INSTAGRAM_LOGIN_REDIRECT_URI"]) {
   }
 }
 checkDashboard();
-if (facebookApp) checkLogin();
+// Facebook Login's configuration, once that app is there (half an app is already a problem above).
+if (value("INSTAGRAM_APP_ID") !== undefined && value("INSTAGRAM_APP_SECRET") !== undefined) checkLogin();
 
 const jwks = project
   ? await checkJwks(Deno.env.get("PREFLIGHT_JWKS_URL") ?? `${project}/auth/v1/.well-known/jwks.json`)

@@ -53,6 +53,12 @@ export const SANDBOX_USERS = {
   visitor: [DEMO_PAGES.harbor],
 } satisfies Record<string, FakePage[]>;
 
+/**
+ * The sandbox's Instagram-only doctor account (no Facebook Page), which the fake's Instagram consent page
+ * offers (scripts/lib/fake_meta_instagram.ts): what Connect with Instagram links.
+ */
+export const SANDBOX_INSTAGRAM_ACCOUNT = "ig_demo";
+
 /** Dr. Other's Page token as seeded: stands for a token Meta issued earlier. */
 export const SEEDED_PAGE_TOKEN = "EAAGdemoOtherDoctorPageToken";
 

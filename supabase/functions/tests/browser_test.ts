@@ -15,6 +15,7 @@ import {
   DEMO_DOCTORS,
   DEMO_PAGES,
   type DevStack,
+  SANDBOX_INSTAGRAM_ACCOUNT,
   SEEDED_PAGE_TOKEN,
   startDevStack,
 } from "../../../scripts/lib/dev_stack.ts";
@@ -648,3 +649,144 @@ async function waitFor(condition: () => boolean, timeoutMs = 5_000) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+// The Instagram path end to end, as a doctor whose Instagram account has no Facebook Page uses it: both
+// Connect buttons (both paths are configured), Connect with Instagram, the sandbox's Instagram consent
+// page, Allow as the Instagram-only account, back on the dashboard linked "via Instagram" with the
+// account's username and its token's expiry; a patient's message from the Meta sandbox, signed with the
+// Instagram app's secret, stored through the real instagram-webhook; Disconnect.
+Deno.test("demo dashboard in Chromium: the Instagram path", stackTest, async (t) => {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const dev = await startDevStack({ databaseUrl });
+  let browser: Browser | undefined;
+  try {
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true });
+    const requested = new Set<string>();
+    const pageErrors: string[] = [];
+    const answers: string[] = [];
+    const page = await (await browser.newContext()).newPage();
+    page.on("request", (request) => requested.add(new URL(request.url()).hostname));
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    page.on("response", async (response) => {
+      if (response.url().includes("/functions/v1/")) answers.push(await response.text().catch(() => ""));
+    });
+    const demo = DEMO_DOCTORS.demo;
+    const text = (selector: string) => page.locator(selector).innerText();
+    const instagram = dev.stack.meta.instagram;
+    const account = instagram.account(SANDBOX_INSTAGRAM_ACCOUNT);
+    const auditBefore = (await auditOf(sql, demo.id)).length;
+    const demoAudit = async () => (await auditOf(sql, demo.id)).slice(auditBefore);
+
+    await t.step("both paths configured: both Connect buttons", async () => {
+      await page.goto(dev.dashboardUrl);
+      await page.click("#sign-in-demo");
+      await page.locator("#status", { hasText: "No Instagram account connected." }).waitFor();
+      assert.equal(await text("#connect"), "Connect with Facebook");
+      assert.equal(await text("#connect-instagram"), "Connect with Instagram");
+      assert.equal(await page.locator("#connect").isEnabled(), true);
+      assert.equal(await page.locator("#connect-instagram").isEnabled(), true);
+      assert.match(await text("#paths-hint"), /no Facebook Page needed/);
+    });
+
+    await t.step(
+      "Connect with Instagram, Allow as the Instagram-only account: linked via Instagram",
+      async () => {
+        await page.click("#connect-instagram");
+        await page.waitForURL((url) => url.href.startsWith(`${dev.stack.meta.url}/ig-www/`));
+        const consent = await page.locator("body").innerText();
+        assert.match(consent, /Local Instagram sandbox: not Instagram/);
+        assert.match(consent, new RegExp(`@${account.username.replaceAll(".", "\\.")}`));
+        await page.check(`input[name="account"][value="${SANDBOX_INSTAGRAM_ACCOUNT}"]`);
+        await page.click('button[value="allow"]');
+        await page.waitForURL((url) => url.href.startsWith(dev.dashboardUrl));
+        await page.locator("#linked-username").waitFor();
+        assert.equal(await text("#message"), `Instagram connected: @${account.username} via Instagram.`);
+        assert.equal(await text("#linked-username"), `@${account.username}`);
+        assert.equal(await text("#linked-via"), "via Instagram");
+        assert.equal(await page.locator("#linked-page").count(), 0, "no Page");
+        assert.match(
+          await text("#token-expires"),
+          /^Instagram's sign-in for this connection lasts until .*\d{4}/,
+        );
+        assert.equal(await page.locator("#connect-instagram").isDisabled(), true, "one link per doctor");
+        assert.equal(await page.locator("#connect").isDisabled(), true);
+        assert.equal(await page.locator("#page-controls").isHidden(), true, "no Page token to break");
+        assert.equal(new URL(page.url()).hash, "", "the pending token is off the address bar");
+
+        const link = await linkOf(sql, demo.id);
+        assert.equal(link.token_kind, "instagram_user");
+        assert.equal(link.instagram_business_account_id, account.userId, "/me's user_id, digit for digit");
+        assert.equal(link.instagram_user_id, account.id);
+        assert.equal(link.instagram_page_id, null);
+        const days = (new Date(link.token_expires_at).getTime() - Date.now()) / 86_400_000;
+        assert.ok(days > 59 && days <= 60, `a 60-day token: ${days}`);
+        const keyring = await tokenKeyringOf(dev.stack.env);
+        assert.equal(
+          await keyring.decrypt(link.instagram_access_token, {
+            doctorId: demo.id,
+            instagramAccountId: account.userId,
+          }),
+          instagram.newestToken(SANDBOX_INSTAGRAM_ACCOUNT),
+        );
+        assert.deepEqual((await demoAudit()).map((entry) => entry.action), ["instagram.connected"]);
+        assert.ok(account.subscription?.length, "the account sends its webhooks to the Instagram app");
+      },
+    );
+
+    await t.step("a patient's message, signed with the Instagram app's secret, arrives", async () => {
+      const said = "Do you have an appointment on Friday?";
+      await page.locator("#messages").waitFor();
+      await page.fill("#sandbox-text", said);
+      await page.click("#sandbox-send");
+      await page.locator("#message-list li .text", { hasText: said }).waitFor();
+      assert.match(await text("#message"), /^Meta sandbox: .*instagram-webhook answered 200\.$/);
+      const rows = await sql`
+        select account_id, sender_id, payload from public.instagram_events where doctor_id = ${demo.id}`;
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].account_id, account.userId);
+      assert.equal(rows[0].sender_id, SANDBOX_PATIENT_ID);
+      assert.equal(rows[0].payload.message.text, said);
+      const log = dev.stack.functions["instagram-webhook"].output();
+      assert.equal(log.includes(said), false, "no message text in the log");
+    });
+
+    await t.step(
+      "Disconnect: the link and its subscription are gone; where to remove the app is said",
+      async () => {
+        await page.click("#disconnect");
+        await page.locator("#confirm", { hasText: `Disconnect @${account.username} (via Instagram)?` })
+          .waitFor();
+        await page.click("#confirm-yes");
+        await page.locator("#status", { hasText: "No Instagram account connected." }).waitFor();
+        assert.match(await text("#message"), /^Instagram disconnected\. .*Apps and websites\.$/);
+        assert.equal(await linkOf(sql, demo.id), undefined);
+        assert.equal(account.subscription, undefined, "unsubscribed at the sandbox");
+        const audit = await demoAudit();
+        assert.deepEqual(audit.map((entry) => entry.action), [
+          "instagram.connected",
+          "instagram.disconnected",
+        ]);
+        assert.equal(audit[1].metadata.meta.revoked, "skipped", "no revoke exists for Instagram tokens");
+      },
+    );
+
+    await t.step(
+      "the browser never received the Instagram token; no script error; loopback only",
+      async () => {
+        const seen = (await page.content()) + answers.join("\n");
+        for (const token of instagram.tokens.get(account.userId) ?? []) {
+          assert.equal(seen.includes(token), false);
+        }
+        assert.deepEqual(pageErrors, []);
+        assert.deepEqual([...requested].filter((host) => host !== "127.0.0.1"), []);
+      },
+    );
+  } finally {
+    await browser?.close();
+    await dev.stop();
+    await sql`delete from auth.users where id in ${
+      sql(Object.values(DEMO_DOCTORS).map((doctor) => doctor.id))
+    }`;
+    await sql.end();
+  }
+});
