@@ -539,10 +539,13 @@ export class FakeInstagram {
   }
 }
 
-/** A digit string above 2^53 (17 digits), unique enough for test stacks sharing one database. */
+/**
+ * A digit string above 2^53 (17 digits), unique enough for test stacks sharing one database, and odd:
+ * between 2^53 and 2^57 a double holds only even integers, so JSON.parse would always change it.
+ */
 function bigId(prefix: string): string {
-  const digits = Array.from(crypto.getRandomValues(new Uint8Array(17 - prefix.length)), (byte) => byte % 10);
-  return prefix + digits.join("");
+  const digits = Array.from(crypto.getRandomValues(new Uint8Array(16 - prefix.length)), (byte) => byte % 10);
+  return `${prefix}${digits.join("")}${[1, 3, 5, 7, 9][crypto.getRandomValues(new Uint8Array(1))[0] % 5]}`;
 }
 
 function flatError(message: string, status = 400): Response {

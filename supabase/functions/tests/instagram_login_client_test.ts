@@ -270,3 +270,43 @@ Deno.test("ids are read as written: bare integers above 2^53 and Meta's wrapped 
     "inside a string: untouched",
   );
 });
+
+Deno.test("the shapes of Meta's pages are read too: {data:[…]}, permissions as a string, string ids", async () => {
+  // "Business Login for Instagram" shows the code exchange wrapped, permissions comma-separated; "Get
+  // Started" shows /me wrapped with string ids. Real answers are flat (the fake's); both must work.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path.endsWith("/oauth/access_token")) {
+      return new Response(
+        '{"data":[{"access_token":"IGAAwrapped","user_id":"17841400000000001","permissions":"instagram_business_basic,instagram_business_manage_messages"}]}',
+      );
+    }
+    return new Response('{"data":[{"id":"27640875392278831","user_id":17841400000000001,"username":"dr"}]}');
+  });
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const ig = createInstagramLogin(
+      loadConfig(["meta", "instagramLogin"], {
+        INSTAGRAM_LOGIN_APP_ID: IG_APP_ID,
+        INSTAGRAM_LOGIN_APP_SECRET: IG_APP_SECRET,
+        INSTAGRAM_LOGIN_REDIRECT_URI: REDIRECT_URI,
+        INSTAGRAM_LOGIN_API_BASE_URL: base,
+        INSTAGRAM_LOGIN_GRAPH_BASE_URL: base,
+      }),
+      memoryLogger([]),
+    );
+    assert.deepEqual(await ig.exchangeCode("code", undefined, deadline()), {
+      accessToken: "IGAAwrapped",
+      userId: "17841400000000001",
+      permissions: SCOPES,
+    });
+    assert.deepEqual(await ig.readAccount("IGAAwrapped", deadline()), {
+      userId: "17841400000000001",
+      id: "27640875392278831",
+      username: "dr",
+      accountType: undefined,
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
