@@ -10,6 +10,7 @@
 //   DELETE /{v}/{page-id}/subscribed_apps   unsubscribe it
 //   DELETE /{v}/{user-id}/permissions       revoke the app (app token or the user's own token)
 //   GET    /{v}/debug_token                 what a token is and whether it still works (app token)
+//   /ig-www, /ig-api, /ig-graph             Business Login for Instagram (fake_meta_instagram.ts)
 // Codes are single-use and bound to the redirect_uri and, when the dialog had a PKCE code_challenge, to
 // its code_verifier (Meta: "Invalid code verifier", code 1, HTTP 400, even with the app secret). With
 // "Require App Secret" (on by default here) every call with an access_token needs its appsecret_proof,
@@ -27,6 +28,7 @@ import {
   PAGE_WEBHOOK_FIELDS,
 } from "../../supabase/functions/_shared/meta/page_fields.ts";
 import { type FieldSelection, formatFields, parseFields } from "./fake_meta_fields.ts";
+import { FakeInstagram, type InstagramStep } from "./fake_meta_instagram.ts";
 import {
   APP_NAME,
   DATA_ACCESS_DAYS,
@@ -58,7 +60,8 @@ export type Step =
   | "unsubscribe"
   | "revoke"
   | "debug_token"
-  | "read_subscriptions";
+  | "read_subscriptions"
+  | InstagramStep;
 
 /**
  * An admin's tasks on a Page, as Graph lists them. The task names: MANAGE, CREATE_CONTENT and MODERATE
@@ -94,7 +97,13 @@ export interface FakeMetaOptions {
   /** The app setting "Require App Secret": every call with an access_token needs appsecret_proof. */
   requireAppSecretProof?: boolean;
   port?: number;
+  /** The Instagram Login app (its own id and secret: "Instagram Platform App Review"); defaults for tests. */
+  instagramAppId?: string;
+  instagramAppSecret?: string;
 }
+
+/** The Instagram Login app of a FakeMeta built without one. */
+export const DEFAULT_INSTAGRAM_APP = { id: "9876543210123", secret: "fedcba9876543210fedcba9876543210" };
 
 interface FakeUser {
   /** The app-scoped id Graph answers as `id` and signed requests carry as `user_id`. */
@@ -188,7 +197,20 @@ export class FakeMeta {
     revoke: 0,
     debug_token: 0,
     read_subscriptions: 0,
+    ig_dialog: 0,
+    ig_code_exchange: 0,
+    ig_token_exchange: 0,
+    ig_refresh: 0,
+    ig_me: 0,
+    ig_subscribe: 0,
+    ig_unsubscribe: 0,
+    ig_read_subscriptions: 0,
   };
+  /**
+   * Business Login for Instagram on the same server, under /ig-www, /ig-api and /ig-graph
+   * (fake_meta_instagram.ts); its calls are counted in `calls` and its faults queued with `inject`.
+   */
+  readonly instagram: FakeInstagram;
   /** Every Page token handed out, newest last, by Page id: what a link should end up storing. */
   readonly pageTokens = new Map<string, string[]>();
   /** Each Page's webhook subscription: the fields, as the last subscribe set them. */
@@ -227,6 +249,29 @@ export class FakeMeta {
       (request) => this.#handle(request),
     );
     this.addUser("demo", []);
+    this.instagram = new FakeInstagram({
+      appId: this.instagramAppId,
+      appSecret: this.instagramAppSecret,
+      now: () => Date.now(),
+      take: (step) => this.#faults.get(step)?.shift(),
+      count: (step) => this.calls[step]++,
+      wait: (ms, signal) => sleep(ms, signal),
+      latencyMs: () => this.latencyMs,
+      secrets: this.secrets,
+    });
+  }
+
+  get instagramAppId(): string {
+    return this.options.instagramAppId ?? DEFAULT_INSTAGRAM_APP.id;
+  }
+
+  get instagramAppSecret(): string {
+    return this.options.instagramAppSecret ?? DEFAULT_INSTAGRAM_APP.secret;
+  }
+
+  /** The three INSTAGRAM_LOGIN_*_BASE_URL values that point Instagram Login at this fake. */
+  get instagramBaseUrls(): { dialog: string; api: string; graph: string } {
+    return { dialog: `${this.url}/ig-www`, api: `${this.url}/ig-api`, graph: `${this.url}/ig-graph` };
   }
 
   get url(): string {
@@ -416,6 +461,10 @@ export class FakeMeta {
         "Local Meta sandbox (not Meta): its consent page opens from the demo dashboard's Connect Instagram, with the flow's state.\n",
         { headers: { "content-type": "text/plain; charset=utf-8" } },
       );
+    }
+    if (/^\/ig-(www|api|graph)\//.test(url.pathname)) {
+      return await this.instagram.handle(request, url) ??
+        graphError(400, 2500, "Unknown path components", "OAuthException");
     }
     if (path === "/dialog/oauth" && request.method === "GET") return this.#dialog(url);
     if (path === "/dialog/oauth/decision" && request.method === "POST") {

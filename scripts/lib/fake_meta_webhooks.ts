@@ -33,6 +33,19 @@ export async function deliverWebhook(
   });
 }
 
+/**
+ * A delivery for an Instagram Login account: signed with the Instagram app's secret, not the Facebook
+ * app's (chatwoot PR #14280: "Instagram now verifies with either FB_APP_SECRET or INSTAGRAM_APP_SECRET").
+ */
+export async function deliverInstagramLoginWebhook(
+  url: string,
+  meta: { instagramAppSecret: string },
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return await deliverWebhook(url, meta.instagramAppSecret, body, headers);
+}
+
 export type MessagingItem = Record<string, unknown>;
 
 /** An `instagram` object delivery: one entry per account, each with its messaging items. */

@@ -53,7 +53,17 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   const appId = "1234567890123";
   const appSecret = "0123456789abcdef0123456789abcdef";
   const graphVersion = "v27.0";
-  const meta = new FakeMeta({ appId, appSecret, graphVersion, latencyMs: options.metaLatencyMs });
+  // Both paths configured: the Facebook app and the Instagram Login app (its own id and secret).
+  const instagramAppId = "9876543210123";
+  const instagramAppSecret = "fedcba9876543210fedcba9876543210";
+  const meta = new FakeMeta({
+    appId,
+    appSecret,
+    graphVersion,
+    latencyMs: options.metaLatencyMs,
+    instagramAppId,
+    instagramAppSecret,
+  });
   const dbCalls: Record<string, number> = {};
   const gateway = createRestGateway({
     databaseUrl: options.databaseUrl,
@@ -94,6 +104,11 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     INSTAGRAM_GRAPH_VERSION: graphVersion,
     INSTAGRAM_GRAPH_BASE_URL: meta.url,
     INSTAGRAM_DIALOG_BASE_URL: meta.url,
+    INSTAGRAM_LOGIN_APP_ID: instagramAppId,
+    INSTAGRAM_LOGIN_APP_SECRET: instagramAppSecret,
+    INSTAGRAM_LOGIN_DIALOG_BASE_URL: meta.instagramBaseUrls.dialog,
+    INSTAGRAM_LOGIN_API_BASE_URL: meta.instagramBaseUrls.api,
+    INSTAGRAM_LOGIN_GRAPH_BASE_URL: meta.instagramBaseUrls.graph,
     SUPABASE_URL: origin,
     SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),

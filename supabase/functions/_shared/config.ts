@@ -20,6 +20,7 @@ function isWebUrl(value: string): boolean {
 }
 
 const webUrl = z.string().check(z.refine(isWebUrl));
+const APP_SECRET = /^[0-9a-f]{32}$|^\S{16,}$/;
 const digits = (min: number, max: number) => z.string().check(z.regex(new RegExp(`^\\d{${min},${max}}$`)));
 const integer = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
@@ -132,10 +133,49 @@ const origins = z._default(
 // Each variable: its schema, and what it must be (the whole message when its value is refused; a
 // function of the value only where the value is no secret).
 const VARIABLES = {
-  INSTAGRAM_APP_ID: [digits(5, 25), "must be the numeric Meta app id (App settings > Basic)"],
+  // The Facebook Login app (the Page path) and the Instagram Login app (no Page): each optional, at least
+  // one complete (checkApps). "Your app can either use Facebook Login or Instagram Login but not both"
+  // ("Instagram Platform App Review"): two apps, two ids, two secrets.
+  INSTAGRAM_APP_ID: [z.optional(digits(5, 25)), "must be the numeric Meta app id (App settings > Basic)"],
   INSTAGRAM_APP_SECRET: [
-    z.string().check(z.regex(/^[0-9a-f]{32}$|^\S{16,}$/)),
+    z.optional(z.string().check(z.regex(APP_SECRET))),
     "must be the Meta app secret (App settings > Basic)",
+  ],
+  INSTAGRAM_LOGIN_APP_ID: [
+    z.optional(digits(5, 25)),
+    "must be the numeric Instagram app id (App Dashboard > Instagram > API setup with Instagram login)",
+  ],
+  INSTAGRAM_LOGIN_APP_SECRET: [
+    z.optional(z.string().check(z.regex(APP_SECRET))),
+    "must be the Instagram app secret (App Dashboard > Instagram > API setup with Instagram login)",
+  ],
+  // "Business Login for Instagram": the two permissions messaging needs.
+  INSTAGRAM_LOGIN_SCOPES: [
+    names(["instagram_business_basic", "instagram_business_manage_messages"], { allowEmpty: false }),
+    "must be a comma-separated list of Instagram permission names (at least one)",
+  ],
+  // Unset: INSTAGRAM_REDIRECT_URI (one callback serves both paths; the state says which one started).
+  INSTAGRAM_LOGIN_REDIRECT_URI: [
+    z.optional(webUrl.check(z.refine((value) => !value.includes("#")))),
+    "must be an https URL (http only for localhost) without a #fragment, the callback's address",
+  ],
+  // Instagram fields of POST /me/subscribed_apps on graph.instagram.com ("Instagram API with Instagram
+  // Login", Webhooks: messages, messaging_seen, message_reactions, messaging_postbacks, ...).
+  INSTAGRAM_LOGIN_WEBHOOK_FIELDS: [
+    names(["messages", "messaging_seen", "message_reactions", "messaging_postbacks"], { allowEmpty: true }),
+    "must be a comma-separated list of Instagram webhook field names (or empty for none)",
+  ],
+  INSTAGRAM_LOGIN_DIALOG_BASE_URL: [
+    z._default(webUrl, "https://www.instagram.com"),
+    "must be an https URL (http only for localhost)",
+  ],
+  INSTAGRAM_LOGIN_API_BASE_URL: [
+    z._default(webUrl, "https://api.instagram.com"),
+    "must be an https URL (http only for localhost)",
+  ],
+  INSTAGRAM_LOGIN_GRAPH_BASE_URL: [
+    z._default(webUrl, "https://graph.instagram.com"),
+    "must be an https URL (http only for localhost)",
   ],
   // OAuth redirect URIs carry no fragment (RFC 6749 3.1.2); Meta compares them character for character.
   INSTAGRAM_REDIRECT_URI: [
@@ -253,17 +293,53 @@ type VariableName = keyof Variables;
 function part<const N extends VariableName, R>(
   names: readonly N[],
   build: (vars: Pick<Variables, N>, env: Record<string, string>) => R,
-  check?: (present: Record<string, string>) => string | undefined,
+  check?: (present: Record<string, string>) => string | string[] | undefined,
 ) {
   return { names, build, check };
 }
 
 const trimSlash = (url: string) => url.replace(/\/+$/, "");
 
+const APPS = [
+  { app: "the Facebook Login app", names: ["INSTAGRAM_APP_ID", "INSTAGRAM_APP_SECRET"] },
+  { app: "the Instagram Login app", names: ["INSTAGRAM_LOGIN_APP_ID", "INSTAGRAM_LOGIN_APP_SECRET"] },
+] as const;
+
+/**
+ * Either path alone: at least one complete app (id and secret), and no app half-configured. A problem
+ * names the missing variable, never a value.
+ */
+function checkApps(present: Record<string, string>): string[] {
+  const problems: string[] = [];
+  let complete = 0;
+  for (const { app, names } of APPS) {
+    const missing = names.filter((name) => present[name] === undefined);
+    if (missing.length === 0) complete++;
+    if (missing.length === 1) {
+      problems.push(
+        `${missing[0]} is required: ${
+          names.find((name) => name !== missing[0])
+        } is set, and ${app} needs both`,
+      );
+    }
+  }
+  if (complete === 0 && problems.length === 0) {
+    problems.push(
+      "INSTAGRAM_APP_ID is required: set INSTAGRAM_APP_ID and INSTAGRAM_APP_SECRET (Facebook Login, the Page path), " +
+        "INSTAGRAM_LOGIN_APP_ID and INSTAGRAM_LOGIN_APP_SECRET (Instagram Login), or both",
+    );
+  }
+  return problems;
+}
+
 // Each function names the parts it uses (serveConfigured), and only their variables are validated:
 // a function that needs one secret does not fail for lack of another.
 const PARTS = {
-  /** Meta's Graph API, called as the app: the app secret signs every call (appsecret_proof). */
+  /**
+   * Meta's Graph API, called as the app: the app secret signs every call (appsecret_proof). `facebook`:
+   * the Facebook Login app, undefined when only Instagram Login is configured (its calls then fail with
+   * login_path_not_configured). The transport settings serve both paths.
+   */
   meta: part([
     "INSTAGRAM_APP_ID",
     "INSTAGRAM_APP_SECRET",
@@ -273,8 +349,9 @@ const PARTS = {
     "INSTAGRAM_META_MAX_RETRIES",
     "INSTAGRAM_CALLBACK_DEADLINE_MS",
   ], (vars) => ({
-    appId: vars.INSTAGRAM_APP_ID,
-    appSecret: vars.INSTAGRAM_APP_SECRET,
+    facebook: vars.INSTAGRAM_APP_ID && vars.INSTAGRAM_APP_SECRET
+      ? Object.freeze({ appId: vars.INSTAGRAM_APP_ID, appSecret: vars.INSTAGRAM_APP_SECRET })
+      : undefined,
     graphVersion: vars.INSTAGRAM_GRAPH_VERSION,
     graphBaseUrl: trimSlash(vars.INSTAGRAM_GRAPH_BASE_URL),
     /** Per Graph call. */
@@ -283,7 +360,47 @@ const PARTS = {
     maxRetries: vars.INSTAGRAM_META_MAX_RETRIES,
     /** All Meta calls of one request (callback, finish, disconnect). */
     requestDeadlineMs: vars.INSTAGRAM_CALLBACK_DEADLINE_MS,
-  })),
+  }), checkApps),
+  /**
+   * Business Login for Instagram (no Facebook Page): its own app, dialog, token and Graph hosts.
+   * Undefined when INSTAGRAM_LOGIN_APP_ID and INSTAGRAM_LOGIN_APP_SECRET are not both set.
+   */
+  instagramLogin: part([
+    "INSTAGRAM_LOGIN_APP_ID",
+    "INSTAGRAM_LOGIN_APP_SECRET",
+    "INSTAGRAM_LOGIN_SCOPES",
+    "INSTAGRAM_LOGIN_REDIRECT_URI",
+    "INSTAGRAM_LOGIN_WEBHOOK_FIELDS",
+    "INSTAGRAM_LOGIN_DIALOG_BASE_URL",
+    "INSTAGRAM_LOGIN_API_BASE_URL",
+    "INSTAGRAM_LOGIN_GRAPH_BASE_URL",
+  ], (vars, env) =>
+    vars.INSTAGRAM_LOGIN_APP_ID && vars.INSTAGRAM_LOGIN_APP_SECRET
+      ? {
+        appId: vars.INSTAGRAM_LOGIN_APP_ID,
+        appSecret: vars.INSTAGRAM_LOGIN_APP_SECRET,
+        scopes: vars.INSTAGRAM_LOGIN_SCOPES,
+        redirectUri: vars.INSTAGRAM_LOGIN_REDIRECT_URI ?? env.INSTAGRAM_REDIRECT_URI,
+        webhookFields: vars.INSTAGRAM_LOGIN_WEBHOOK_FIELDS,
+        dialogBaseUrl: trimSlash(vars.INSTAGRAM_LOGIN_DIALOG_BASE_URL),
+        apiBaseUrl: trimSlash(vars.INSTAGRAM_LOGIN_API_BASE_URL),
+        graphBaseUrl: trimSlash(vars.INSTAGRAM_LOGIN_GRAPH_BASE_URL),
+      }
+      : undefined, (present) => {
+    const problems = [checkApps(present)].flat().filter((problem) => problem !== undefined);
+    const complete = present.INSTAGRAM_LOGIN_APP_ID !== undefined &&
+      present.INSTAGRAM_LOGIN_APP_SECRET !== undefined;
+    const fallback = present.INSTAGRAM_REDIRECT_URI;
+    if (
+      complete && present.INSTAGRAM_LOGIN_REDIRECT_URI === undefined &&
+      !(fallback !== undefined && isWebUrl(fallback) && !fallback.includes("#"))
+    ) {
+      problems.push(
+        "INSTAGRAM_LOGIN_REDIRECT_URI is required (or a valid INSTAGRAM_REDIRECT_URI, which it defaults to): the callback's address for Instagram Login",
+      );
+    }
+    return problems;
+  }),
   /** Meta's login dialog and its return: the OAuth client this project is. */
   login: part([
     "INSTAGRAM_REDIRECT_URI",
@@ -328,11 +445,27 @@ const PARTS = {
   ),
   /** What each linked Page is subscribed to; empty: no subscription. */
   webhooks: part(["INSTAGRAM_WEBHOOK_FIELDS"], (vars) => ({ pageFields: vars.INSTAGRAM_WEBHOOK_FIELDS })),
-  /** What Meta's webhook deliveries are checked with: the verify token and the app secret's signature. */
-  receiver: part(["INSTAGRAM_APP_SECRET", "INSTAGRAM_WEBHOOK_VERIFY_TOKEN"], (vars) => ({
-    appSecret: vars.INSTAGRAM_APP_SECRET,
-    verifyToken: vars.INSTAGRAM_WEBHOOK_VERIFY_TOKEN,
-  })),
+  /**
+   * What Meta's webhook deliveries are checked with: the verify token and the signing app's secret
+   * (`appSecret`: the Facebook app's; `instagramAppSecret`: the Instagram Login app's; either may be
+   * undefined, not both).
+   */
+  receiver: part(
+    ["INSTAGRAM_APP_SECRET", "INSTAGRAM_LOGIN_APP_SECRET", "INSTAGRAM_WEBHOOK_VERIFY_TOKEN"],
+    (vars) => ({
+      appSecret: vars.INSTAGRAM_APP_SECRET,
+      instagramAppSecret: vars.INSTAGRAM_LOGIN_APP_SECRET,
+      verifyToken: vars.INSTAGRAM_WEBHOOK_VERIFY_TOKEN,
+    }),
+    // It signs nothing and calls no one: a secret (of either app) is all it needs of an app. Without
+    // one, the same problem as the `meta` part's (one line when a function loads both).
+    (present) =>
+      present.INSTAGRAM_APP_SECRET === undefined && present.INSTAGRAM_LOGIN_APP_SECRET === undefined
+        ? (present.INSTAGRAM_APP_ID ?? present.INSTAGRAM_LOGIN_APP_ID) === undefined
+          ? "INSTAGRAM_APP_SECRET is required (or INSTAGRAM_LOGIN_APP_SECRET, with Instagram Login alone)"
+          : checkApps(present)
+        : undefined,
+  ),
   /** Browser origins allowed to call the function (the dashboard). */
   cors: part(["INSTAGRAM_ALLOWED_ORIGINS"], (vars) => ({ allowedOrigins: vars.INSTAGRAM_ALLOWED_ORIGINS })),
   /** The Data API with the project's secret key (service_role): the functions' RPCs. */
@@ -398,6 +531,19 @@ export type Config<P extends ConfigPart = ConfigPart> = {
   readonly [K in P]: Readonly<ReturnType<(typeof PARTS)[K]["build"]>>;
 };
 
+/**
+ * The secret the OAuth state's keys (and the callback's other derived keys) come from: the Facebook app's
+ * when it is configured, else the Instagram Login app's (each under its own HKDF labels, as before).
+ */
+export function primaryAppSecret(config: Config<"meta" | "instagramLogin">): string {
+  const secret = config.meta.facebook?.appSecret ?? config.instagramLogin?.appSecret;
+  // checkApps refuses a configuration without either at load time.
+  if (secret === undefined) {
+    throw new TypeError("neither the Facebook nor the Instagram Login app is configured");
+  }
+  return secret;
+}
+
 export class ConfigError extends Error {
   override name = "ConfigError";
   constructor(readonly problems: string[]) {
@@ -407,8 +553,8 @@ export class ConfigError extends Error {
 
 /**
  * Reads and validates the variables of `parts` (and no others) from the environment. Empty variables
- * count as unset, as in most .env tooling, except INSTAGRAM_WEBHOOK_FIELDS, where empty means no
- * subscription. The legacy key names (SUPABASE_SERVICE_ROLE_KEY, SUPABASE_SECRET_KEY) stand in for
+ * count as unset, as in most .env tooling, except INSTAGRAM_WEBHOOK_FIELDS and
+ * INSTAGRAM_LOGIN_WEBHOOK_FIELDS, where empty means no subscription. The legacy key names (SUPABASE_SERVICE_ROLE_KEY, SUPABASE_SECRET_KEY) stand in for
  * SUPABASE_SECRET_KEYS.
  */
 export function loadConfig<P extends ConfigPart>(
@@ -420,7 +566,9 @@ export function loadConfig<P extends ConfigPart>(
   const wanted = new Set<VariableName>(parts.flatMap((name) => PARTS[name].names));
   const names = (Object.keys(VARIABLES) as VariableName[]).filter((name) => wanted.has(name));
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ""));
-  if (env.INSTAGRAM_WEBHOOK_FIELDS?.trim() === "") present.INSTAGRAM_WEBHOOK_FIELDS = "";
+  for (const name of ["INSTAGRAM_WEBHOOK_FIELDS", "INSTAGRAM_LOGIN_WEBHOOK_FIELDS"]) {
+    if (env[name]?.trim() === "") present[name] = "";
+  }
   const schema = z.object(Object.fromEntries(names.map((name) => [name, VARIABLES[name][0]])));
   const parsed = schema.safeParse(present);
   const problems = parsed.success
@@ -437,7 +585,7 @@ export function loadConfig<P extends ConfigPart>(
       "SUPABASE_SECRET_KEYS is required (provided by Supabase; SUPABASE_SERVICE_ROLE_KEY also works)",
     );
   }
-  for (const problem of new Set(parts.map((name) => PARTS[name].check?.(present)))) {
+  for (const problem of new Set(parts.flatMap((name) => PARTS[name].check?.(present) ?? []))) {
     if (problem) problems.push(problem);
   }
   if (problems.length || !parsed.success) throw new ConfigError(problems);

@@ -95,6 +95,11 @@ export const ERRORS = {
     503,
     "Connecting Instagram is not available at the moment. Try again later; if it lasts, contact support.",
   ],
+  // The path asked for (Facebook Page or Instagram Login) has no app configured here.
+  login_path_not_configured: [
+    404,
+    "This way of connecting Instagram is not offered here. Use the other Connect button, or contact support.",
+  ],
   not_found: [404, "Not found."],
   // instagram-maintenance's callers are schedulers and operators, not doctors.
   secret_key_required: [401, "This endpoint needs the project's secret key in the apikey header."],

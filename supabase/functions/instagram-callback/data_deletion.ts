@@ -11,6 +11,7 @@
 //     to `Accept: application/json`, for the app's own status page.
 import type { Context } from "hono";
 import * as z from "zod/mini";
+import { primaryAppSecret } from "../_shared/config.ts";
 import { deriveHmacKey } from "../_shared/crypto/derived_key.ts";
 import { hmacSha256Hex, randomBase64Url } from "../_shared/crypto/digest.ts";
 import type { DataDeletionRequest } from "../_shared/database.ts";
@@ -27,7 +28,7 @@ const StatusQuery = z.object({ code: z.string().check(z.regex(/^[A-Za-z0-9_-]{16
 export async function dataDeletion({ config, db, signedRequests }: CallbackDeps) {
   // Replays are recognised by a keyed hash of the signature: nothing that identifies the user is kept.
   const requestKeys = await deriveHmacKey(
-    config.meta.appSecret,
+    primaryAppSecret(config),
     "instagram-connect data deletion request v1",
     [
       "sign",

@@ -1,5 +1,5 @@
 // What instagram-connect's routes share, made once per instance at start-up.
-import type { Config } from "../_shared/config.ts";
+import { type Config, primaryAppSecret } from "../_shared/config.ts";
 import { importTokenKeyring, type TokenKeyring } from "../_shared/crypto/page_token.ts";
 import { createDatabase, type Database } from "../_shared/database.ts";
 import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
@@ -7,6 +7,7 @@ import { createOAuthStates, type OAuthStates } from "../_shared/oauth/state.ts";
 /** The parts of the configuration instagram-connect uses (and so validates at start-up). */
 export const CONNECT_CONFIG = [
   "meta",
+  "instagramLogin",
   "login",
   "tokens",
   "webhooks",
@@ -28,7 +29,7 @@ export async function connectDeps(config: ConnectConfig): Promise<ConnectDeps> {
   return {
     config,
     db: createDatabase(config),
-    states: await createOAuthStates(config.meta.appSecret),
+    states: await createOAuthStates(primaryAppSecret(config)),
     keyring: await importTokenKeyring(config.tokens.keys),
   };
 }

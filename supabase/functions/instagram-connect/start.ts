@@ -5,6 +5,7 @@
 // for permissions the doctor declined before (Meta does not, otherwise).
 import type { Context } from "hono";
 import * as z from "zod/mini";
+import { AppError } from "../_shared/errors.ts";
 import { optionalPageId } from "../_shared/ids.ts";
 import { parseInput, readJsonBody } from "../_shared/http/request_input.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
@@ -33,6 +34,8 @@ export function startConnect({ config, db, states }: ConnectDeps) {
     const pageId = body.page_id ?? query.page_id;
     const rerequest = body.rerequest ?? query.rerequest ?? false;
 
+    // Before any state is recorded: a path without its app starts nothing.
+    if (!config.meta.facebook) throw new AppError("login_path_not_configured");
     const flow = await states.issue({ doctorId, pageId, ttlSeconds: config.login.stateTtlSeconds });
     await db.createOAuthState(doctorId, flow.nonceHash, flow.expiresAt);
     const url = metaDialogUrl(config, flow, { rerequest });

@@ -34,7 +34,8 @@ export async function checkLink(
   const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
   try {
     const health = assessPageToken(await meta.debugToken(token, deadline), {
-      appId: config.meta.appId,
+      // debugToken refuses first (login_path_not_configured) when no Facebook app is configured.
+      appId: config.meta.facebook?.appId ?? "",
       pageId: link.page_id,
       instagramAccountId: link.instagram_account_id ?? undefined,
       now: new Date(),
@@ -83,7 +84,7 @@ async function keepSubscribed(
   const fields = config.webhooks.pageFields;
   if (fields.length === 0) return { restored: false };
   const ours = (await meta.pageSubscriptions(pageId, token, deadline)).find((app) =>
-    app.appId === config.meta.appId
+    app.appId === config.meta.facebook?.appId
   );
   if (ours && fields.every((field) => ours.fields.includes(field))) return { restored: false };
   try {

@@ -15,6 +15,10 @@ export interface WebhookDeps {
 export async function webhookDeps(config: WebhookConfig): Promise<WebhookDeps> {
   return {
     db: createDatabase(config),
-    verifier: await createWebhookVerifier(config.receiver.appSecret, config.receiver.verifyToken),
+    verifier: await createWebhookVerifier(
+      config.receiver.appSecret,
+      config.receiver.verifyToken,
+      config.receiver.instagramAppSecret,
+    ),
   };
 }

@@ -153,9 +153,21 @@ Deno.test("every kind of bad value: one line naming the variable and what it mus
     assert.match(problems[0], expected, `${name}=${value}`);
     assert.ok(!problems[0].includes(value), `${name}: the value is never echoed`);
   }
-  for (const name of ["INSTAGRAM_APP_ID", "INSTAGRAM_APP_SECRET", "INSTAGRAM_REDIRECT_URI", "SUPABASE_URL"]) {
+  for (const name of ["INSTAGRAM_REDIRECT_URI", "SUPABASE_URL"]) {
     const { [name]: _, ...without } = good;
     assert.deepEqual(problemsOf(without), [`${name} is required`]);
+  }
+  // Half of the Facebook app: the other half is named (either app may be configured alone, not half).
+  for (
+    const [name, other] of [["INSTAGRAM_APP_ID", "INSTAGRAM_APP_SECRET"], [
+      "INSTAGRAM_APP_SECRET",
+      "INSTAGRAM_APP_ID",
+    ]]
+  ) {
+    const { [name]: _, ...without } = good;
+    assert.deepEqual(problemsOf(without), [
+      `${name} is required: ${other} is set, and the Facebook Login app needs both`,
+    ]);
   }
   const { SUPABASE_SECRET_KEYS: _, ...noKey } = good;
   assert.match(problemsOf(noKey)[0], /^SUPABASE_SECRET_KEYS is required/);
@@ -328,10 +340,11 @@ for (const name of ["instagram-connect", "instagram-callback"]) {
     assert.equal(code, 1);
     const lines = output.trim().split("\n");
     assert.deepEqual(lines, [
-      `${name}: configuration: INSTAGRAM_APP_ID is required`,
       `${name}: configuration: INSTAGRAM_REDIRECT_URI must be an https URL (http only for localhost) without a #fragment, the callback's address`,
       `${name}: configuration: INSTAGRAM_TOKEN_ENCRYPTION_KEY must be 32 random bytes in base64 (openssl rand -base64 32)`,
       `${name}: configuration: INSTAGRAM_STATE_TTL_SECONDS must be a whole number of seconds from 60 to 3600`,
+      // Problems spanning several variables come after those of one variable.
+      `${name}: configuration: INSTAGRAM_APP_ID is required: INSTAGRAM_APP_SECRET is set, and the Facebook Login app needs both`,
       `${name}: cannot serve until the variables above are fixed (see .env.example).`,
     ]);
     for (const secret of [APP_SECRET, "c2hvcnQta2V5", SECRET_KEY, "<project-ref>"]) {
@@ -417,4 +430,102 @@ Deno.test("the encryption key is read in standard and URL-safe base64, padded or
   ) {
     assert.deepEqual(decodeBase64(form), bytes, form);
   }
+});
+
+// Issue 18: the Facebook Login app and the Instagram Login app, either alone or both.
+const IG_SECRET = "an-instagram-app-secret-value-456";
+const instagramApp = { INSTAGRAM_LOGIN_APP_ID: "9876543210", INSTAGRAM_LOGIN_APP_SECRET: IG_SECRET };
+const withoutFacebook = { ...good, INSTAGRAM_APP_ID: "", INSTAGRAM_APP_SECRET: "" };
+
+Deno.test("Instagram Login: each app alone, both, and the defaults", async (t) => {
+  await t.step("the Facebook app alone: config.instagramLogin is undefined, the Page path as before", () => {
+    const config = loadConfig(CONFIG_PARTS, good);
+    assert.deepEqual(config.meta.facebook, { appId: "1234567890", appSecret: APP_SECRET });
+    assert.equal(config.instagramLogin, undefined);
+    assert.equal(config.receiver.appSecret, APP_SECRET);
+    assert.equal(config.receiver.instagramAppSecret, undefined);
+  });
+  await t.step("the Instagram app alone: config.meta.facebook is undefined, with every default", () => {
+    const config = loadConfig(CONFIG_PARTS, { ...withoutFacebook, ...instagramApp });
+    assert.equal(config.meta.facebook, undefined);
+    assert.deepEqual(config.instagramLogin, {
+      appId: "9876543210",
+      appSecret: IG_SECRET,
+      scopes: ["instagram_business_basic", "instagram_business_manage_messages"],
+      redirectUri: good.INSTAGRAM_REDIRECT_URI,
+      webhookFields: ["messages", "messaging_seen", "message_reactions", "messaging_postbacks"],
+      dialogBaseUrl: "https://www.instagram.com",
+      apiBaseUrl: "https://api.instagram.com",
+      graphBaseUrl: "https://graph.instagram.com",
+    });
+    assert.equal(config.receiver.appSecret, undefined);
+    assert.equal(config.receiver.instagramAppSecret, IG_SECRET);
+  });
+  await t.step("both, with every Instagram setting given", () => {
+    const config = loadConfig(["meta", "instagramLogin"], {
+      ...good,
+      ...instagramApp,
+      INSTAGRAM_LOGIN_SCOPES: "instagram_business_basic",
+      INSTAGRAM_LOGIN_REDIRECT_URI: "https://project.supabase.co/functions/v1/instagram-callback/ig",
+      INSTAGRAM_LOGIN_WEBHOOK_FIELDS: "",
+      INSTAGRAM_LOGIN_DIALOG_BASE_URL: "http://127.0.0.1:9/ig-www/",
+      INSTAGRAM_LOGIN_API_BASE_URL: "http://127.0.0.1:9/ig-api",
+      INSTAGRAM_LOGIN_GRAPH_BASE_URL: "http://127.0.0.1:9/ig-graph",
+    });
+    assert.equal(config.meta.facebook?.appId, "1234567890");
+    assert.deepEqual(config.instagramLogin?.scopes, ["instagram_business_basic"]);
+    assert.equal(
+      config.instagramLogin?.redirectUri,
+      "https://project.supabase.co/functions/v1/instagram-callback/ig",
+    );
+    assert.deepEqual(config.instagramLogin?.webhookFields, [], "empty: no subscription");
+    assert.equal(config.instagramLogin?.dialogBaseUrl, "http://127.0.0.1:9/ig-www", "trailing slash trimmed");
+  });
+  await t.step("neither app: one problem saying what to set", () => {
+    assert.deepEqual(problemsOf(withoutFacebook), [
+      "INSTAGRAM_APP_ID is required: set INSTAGRAM_APP_ID and INSTAGRAM_APP_SECRET (Facebook Login, the Page path), INSTAGRAM_LOGIN_APP_ID and INSTAGRAM_LOGIN_APP_SECRET (Instagram Login), or both",
+      // instagram-webhook's part (receiver), which needs a secret only.
+      "INSTAGRAM_APP_SECRET is required (or INSTAGRAM_LOGIN_APP_SECRET, with Instagram Login alone)",
+    ]);
+  });
+  await t.step("a half-configured app names the missing variable, never a value", () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ ...good, INSTAGRAM_APP_SECRET: "" }, "INSTAGRAM_APP_SECRET is required: INSTAGRAM_APP_ID is set"],
+      [{ ...good, INSTAGRAM_LOGIN_APP_ID: "9876543210" }, "INSTAGRAM_LOGIN_APP_SECRET is required"],
+      [{ ...withoutFacebook, INSTAGRAM_LOGIN_APP_SECRET: IG_SECRET }, "INSTAGRAM_LOGIN_APP_ID is required"],
+      [
+        { ...good, ...instagramApp, INSTAGRAM_APP_ID: "" },
+        "INSTAGRAM_APP_ID is required: INSTAGRAM_APP_SECRET is set",
+      ],
+    ];
+    for (const [env, expected] of cases) {
+      const problems = problemsOf(env);
+      assert.equal(problems.length, 1, problems.join("\n"));
+      assert.ok(problems[0].startsWith(expected), problems[0]);
+      assert.ok(!problems[0].includes(APP_SECRET) && !problems[0].includes(IG_SECRET));
+    }
+  });
+  await t.step("bad Instagram values are refused by name, never echoed", () => {
+    const problems = problemsOf({
+      ...good,
+      INSTAGRAM_LOGIN_APP_ID: "not-digits-secret",
+      INSTAGRAM_LOGIN_APP_SECRET: "short",
+      INSTAGRAM_LOGIN_GRAPH_BASE_URL: "http://graph.example.com",
+    });
+    assert.deepEqual(problems.map((problem) => problem.split(" ")[0]), [
+      "INSTAGRAM_LOGIN_APP_ID",
+      "INSTAGRAM_LOGIN_APP_SECRET",
+      "INSTAGRAM_LOGIN_GRAPH_BASE_URL",
+    ]);
+    assert.ok(
+      problems.every((problem) => !problem.includes("not-digits-secret") && !problem.includes("short,")),
+    );
+  });
+  await t.step("Instagram alone without any redirect URI: named", () => {
+    const problems = problemsOf({ ...withoutFacebook, ...instagramApp, INSTAGRAM_REDIRECT_URI: "" });
+    assert.ok(
+      problems.some((problem) => problem.startsWith("INSTAGRAM_LOGIN_REDIRECT_URI is required")),
+      problems.join("\n"),
+    );
+  });
 });

@@ -31,7 +31,7 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
     const graph = createMetaGraph(config, quiet, { onUsage: (percent) => usage.push(percent) });
     const page = DEMO_PAGES.lakeside;
     const expected = () => ({
-      appId: config.meta.appId,
+      appId: config.meta.facebook!.appId,
       pageId: page.id,
       instagramAccountId: page.instagram.id,
       now: new Date(),
@@ -51,7 +51,7 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
     await t.step("the seeded link starts healthy and subscribed", async () => {
       assert.equal((await check()).reason, undefined);
       const subscriptions = await graph.pageSubscriptions(page.id, SEEDED_PAGE_TOKEN, deadline());
-      assert.deepEqual(subscriptions.map((s) => s.appId), [config.meta.appId]);
+      assert.deepEqual(subscriptions.map((s) => s.appId), [config.meta.facebook!.appId]);
     });
 
     await t.step("only a signed-in doctor with a link, with a sound body", async () => {

@@ -81,3 +81,46 @@ Deno.test("a key ring is refused when empty, with a bad or repeated id, or a key
   const longest = await importTokenKeyring([{ id: `0${"a-_".repeat(10)}z`, key }]);
   assert.equal(longest.primaryId.length, 32);
 });
+
+// Issue 18: Instagram Login links have no Page; their tokens are bound to the Instagram account.
+const accountBinding = { doctorId: binding.doctorId, instagramAccountId: "17841400000000001" };
+
+Deno.test("a Page binding's additional data is byte for byte as before (stored tokens still decrypt)", async () => {
+  // Built here by hand with the additional data of before Instagram Login: v2.<key id>:doctor_instagram:<doctor>:<page>.
+  const key = await crypto.subtle.importKey("raw", k1.key, "AES-GCM", false, ["encrypt"]);
+  const iv = new Uint8Array(12).fill(7);
+  const additionalData = new TextEncoder().encode(
+    `v2.k1:doctor_instagram:${binding.doctorId}:${binding.pageId}`,
+  );
+  const ciphertext = new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv, additionalData },
+      key,
+      new TextEncoder().encode("EAAGold"),
+    ),
+  );
+  const b64u = (bytes: Uint8Array) =>
+    btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
+      .replace(/=+$/, "");
+  assert.equal(await ring.decrypt(`v2.k1.${b64u(iv)}.${b64u(ciphertext)}`, binding), "EAAGold");
+});
+
+Deno.test("an Instagram account binding: decrypts for its doctor and account only, never as a Page", async () => {
+  const stored = await ring.encrypt("IGAAtoken", accountBinding);
+  assert.match(stored, /^v2\.k1\./);
+  assert.equal(await ring.decrypt(stored, accountBinding), "IGAAtoken");
+  await assert.rejects(
+    ring.decrypt(stored, { doctorId: binding.doctorId, pageId: "17841400000000001" }),
+    "as Page X",
+  );
+  await assert.rejects(
+    ring.decrypt(stored, { ...accountBinding, instagramAccountId: "17841400000000002" }),
+    "another account",
+  );
+  await assert.rejects(
+    ring.decrypt(stored, { ...accountBinding, doctorId: crypto.randomUUID() }),
+    "another doctor",
+  );
+  const asPage = await ring.encrypt("EAAGpage", { doctorId: binding.doctorId, pageId: "17841400000000001" });
+  await assert.rejects(ring.decrypt(asPage, accountBinding), "a Page X token never decrypts as account X");
+});

@@ -19,10 +19,14 @@ export const LEGACY_KEY_ID = "legacy";
 /** What a key id may be: it is written into every stored value, so short and plain. */
 export const TOKEN_KEY_ID = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
-export interface TokenBinding {
-  doctorId: string;
-  pageId: string;
-}
+/**
+ * What a stored token is bound to: the doctor and the Page (the Facebook path, as always), or the doctor
+ * and the Instagram professional account (Instagram Login, which has no Page). The two never collide:
+ * an account binding reads `doctor_instagram:<doctor>:ig:<account>`, and a Page id is digits only.
+ */
+export type TokenBinding =
+  | { doctorId: string; pageId: string; instagramAccountId?: never }
+  | { doctorId: string; instagramAccountId: string; pageId?: never };
 
 /** One key of the ring: its id and its 32 raw bytes. */
 export interface TokenKey {
@@ -136,11 +140,14 @@ function parse(stored: string): StoredValue {
 
 // v1 bound the doctor and the Page only (kept as it was, so v1 values still decrypt); v2 also binds
 // its own header, so a value relabelled with another key id does not decrypt even under the same key.
+// A Page binding's bytes are those of before Instagram Login (stored tokens still decrypt).
 function additionalData(
   format: "v1" | "v2",
   keyId: string,
-  { doctorId, pageId }: TokenBinding,
+  binding: TokenBinding,
 ): Uint8Array<ArrayBuffer> {
-  const row = `doctor_instagram:${doctorId}:${pageId}`;
+  const row = binding.instagramAccountId === undefined
+    ? `doctor_instagram:${binding.doctorId}:${binding.pageId}`
+    : `doctor_instagram:${binding.doctorId}:ig:${binding.instagramAccountId}`;
   return new TextEncoder().encode(format === "v1" ? row : `v2.${keyId}:${row}`);
 }

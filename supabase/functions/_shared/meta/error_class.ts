@@ -25,7 +25,14 @@ export type GraphStep =
   | "unsubscribe_page"
   | "revoke_permissions"
   | "debug_token"
-  | "read_subscriptions";
+  | "read_subscriptions"
+  // Instagram Login (instagram_login.ts), on graph.instagram.com: Graph's error body and codes.
+  | "ig_token_exchange"
+  | "ig_read_account"
+  | "ig_subscribe"
+  | "ig_unsubscribe"
+  | "ig_read_subscriptions"
+  | "ig_refresh";
 
 const GraphErrorBody = z.object({
   error: z.object({

@@ -182,12 +182,20 @@ export function createMetaGraph(
   options: MetaGraphOptions = {},
 ): MetaGraph | MetaLoginGraph {
   const base = `${config.meta.graphBaseUrl}/${config.meta.graphVersion}`;
-  const appAccessToken = `${config.meta.appId}|${config.meta.appSecret}`;
+  /**
+   * The Facebook Login app, which every call here needs. Only Instagram Login configured: each call
+   * refuses before reaching Meta, with a catalogue error rather than a crash.
+   */
+  function app(): { appId: string; appSecret: string } {
+    if (!config.meta.facebook) throw new AppError("login_path_not_configured");
+    return config.meta.facebook;
+  }
+  const appAccessToken = () => `${app().appId}|${app().appSecret}`;
 
   /** A Graph URL carrying `token` and its appsecret_proof. */
   async function withToken(url: URL, token: string): Promise<URL> {
     url.searchParams.set("access_token", token);
-    url.searchParams.set("appsecret_proof", await hmacSha256Hex(config.meta.appSecret, token));
+    url.searchParams.set("appsecret_proof", await hmacSha256Hex(app().appSecret, token));
     return url;
   }
 
@@ -292,8 +300,8 @@ export function createMetaGraph(
       const url = new URL(`${base}/oauth/access_token`);
       url.search = new URLSearchParams({
         grant_type: "fb_exchange_token",
-        client_id: config.meta.appId,
-        client_secret: config.meta.appSecret,
+        client_id: app().appId,
+        client_secret: app().appSecret,
         fb_exchange_token: shortLivedToken,
       }).toString();
       return (await call("token_exchange", { url }, TokenResponse, deadline)).access_token;
@@ -345,7 +353,7 @@ export function createMetaGraph(
       const url = new URL(`${base}/${facebookUserId}/permissions`);
       await call(
         "revoke_permissions",
-        { url: await withToken(url, appAccessToken), method: "DELETE" },
+        { url: await withToken(url, appAccessToken()), method: "DELETE" },
         Success,
         deadline,
       );
@@ -357,7 +365,7 @@ export function createMetaGraph(
       try {
         const answer = await call(
           "debug_token",
-          { url: await withToken(url, appAccessToken) },
+          { url: await withToken(url, appAccessToken()) },
           DebugTokenAnswer,
           deadline,
         );
@@ -399,8 +407,8 @@ export function createMetaGraph(
     async exchangeCode(code, codeVerifier, deadline) {
       const url = new URL(`${base}/oauth/access_token`);
       url.search = new URLSearchParams({
-        client_id: config.meta.appId,
-        client_secret: config.meta.appSecret,
+        client_id: app().appId,
+        client_secret: app().appSecret,
         redirect_uri: login.redirectUri,
         code,
         ...(login.pkce ? { code_verifier: codeVerifier } : {}),
