@@ -9,15 +9,16 @@
 -- link functions answer page_already_linked or account_already_linked (409) rather than move an account
 -- from one doctor to another.
 -- The row is written only by link_pending_connection() (07_link.sql), once the doctor who started the
--- flow has confirmed it from their own session, and removed by disconnect_doctor_instagram() and
--- forget_facebook_user() / forget_instagram_user() (08_meta_lifecycle.sql), or with the doctor's auth.users row (on delete
--- cascade; that path tells Meta nothing). Every insert, update and delete is audited by a trigger
+-- flow has confirmed it from their own session, and removed by disconnect_doctor_instagram(),
+-- forget_facebook_user() and forget_instagram_user() (08_meta_lifecycle.sql), or with the doctor's
+-- auth.users row (on delete cascade; that path tells Meta nothing). Every insert, update and delete is audited by a trigger
 -- (02_audit_log.sql).
 --
 -- Rules enforced here:
 -- * The access token (a Page token, or an Instagram user token) is never stored in the clear.
 --   instagram-callback encrypts it (AES-256-GCM, supabase/functions/_shared/crypto/page_token.ts) with
---   this doctor and this Page (or, without a Page, this Instagram account) bound as additional data, so a dump, a backup or a ciphertext copied to another row yields no usable token. The CHECK
+--   this doctor and this Page (or, without a Page, this Instagram account) bound as additional data, so
+--   a dump, a backup or a ciphertext copied to another row yields no usable token. The CHECK
 --   doctor_instagram_token_encrypted refuses any value without the "v<version>." prefix of that
 --   ciphertext ("v2.<key id>.<iv>.<ciphertext>", or "v1.<iv>.<ciphertext>" from before key rotation), so
 --   a raw Meta token can never be written by mistake. Which keys the stored values use:
@@ -27,8 +28,8 @@
 -- * Doctors (authenticated) may read their own row only (RLS policy) and only the columns granted below,
 --   never instagram_access_token: column grants hold whatever a policy says. They may not insert,
 --   update or delete: linking goes through finish, and disconnecting through the instagram-connect
---   function, which tells Meta (unsubscribes the Page, revokes the grant unless another doctor still
---   needs it) before it deletes the row. anon gets nothing.
+--   function, which tells Meta (unsubscribes the Page or the Instagram account, revokes the grant unless
+--   another doctor still needs it) before it deletes the row. anon gets nothing.
 -- * service_role (which bypasses RLS) may select and delete whole rows. The select is for the webhook
 --   worker, which lives outside this repository: it resolves page -> doctor and decrypts the token
 --   (the key ring's decrypt). None of the edge functions deletes rows directly; a direct delete is still

@@ -94,17 +94,16 @@ $$;
 revoke all on function private.append_audit(text, text, jsonb) from public;
 
 -- The trigger's entry: insert -> instagram.connected with the Page (or, for an Instagram Login link,
--- its token_kind) and names; update ->
--- instagram.updated (instagram.status_changed when the status changed) with each changed column
--- (from, to) and token_rotated; delete -> instagram.disconnected with the Page (or the token_kind) and
--- username. The
--- function that writes may set the action (app.audit_action: forget_facebook_user() uses its Meta
--- action, link_pending_connection() instagram.reconnected, re-encryption instagram.token_reencrypted, a
--- refresh instagram.token_refreshed) and extra metadata (app.audit_metadata: disconnect_doctor_instagram()
--- adds Meta's outcome). The token, updated_at, facebook_user_id, instagram_user_id and granted_scopes are
+-- its token_kind) and names; update -> instagram.updated (instagram.status_changed when the status
+-- changed) with each changed column (from, to) and token_rotated; delete -> instagram.disconnected with
+-- the Page (or the token_kind) and username. The function that writes may set the action
+-- (app.audit_action: forget_facebook_user() and forget_instagram_user() use their Meta action,
+-- link_pending_connection() instagram.reconnected, re-encryption instagram.token_reencrypted, a refresh
+-- instagram.token_refreshed) and extra metadata (app.audit_metadata: disconnect_doctor_instagram() adds
+-- Meta's outcome). The token, updated_at, facebook_user_id, instagram_user_id and granted_scopes are
 -- never copied. The health bookkeeping (checked_at, reconnect_by, token_expires_at, token_refreshed_at,
--- the lease) is not audited on its own: an update that
--- changes nothing else writes no entry, so a check every few hours does not flood the trail.
+-- the lease) is not audited on its own: an update that changes nothing else writes no entry, so a check
+-- every few hours does not flood the trail.
 create function private.audit_doctor_instagram()
 returns trigger
 language plpgsql

@@ -10,9 +10,9 @@
 -- what Meta answered.
 --
 -- * Disconnect (DELETE /instagram-connect) is prepare_disconnect() (what the function needs for Meta);
---   then the function unsubscribes the Page (or the Instagram account) and, unless another doctor still needs it, revokes the
---   Facebook user's grant; then disconnect_doctor_instagram() deletes the link whatever Meta answered
---   (the doctor's intent wins) and audits Meta's outcome. Doctors cannot delete rows themselves
+--   then the function unsubscribes the Page (or the Instagram account) and, unless another doctor still
+--   needs it, revokes the Facebook user's grant; then disconnect_doctor_instagram() deletes the link
+--   whatever Meta answered (the doctor's intent wins) and audits Meta's outcome. Doctors cannot delete rows themselves
 --   (01_doctor_instagram.sql), so no disconnect skips Meta.
 -- * forget_facebook_user() and forget_instagram_user() remove what that user had granted when Meta
 --   issued the request, audited with actor_role 'meta'; a replayed or late request cannot touch a newer
@@ -28,8 +28,8 @@
 
 -- The doctor's link as the function needs it to clean up at Meta: its kind, the Page (null for an
 -- Instagram Login link), the Instagram account and the (encrypted) token, the Facebook user (null for
--- Instagram Login, so never shared), and whether another doctor still needs that user's grant, through a link or a
--- connection waiting to be finished (then it must not be revoked: one practice manager may link
+-- Instagram Login, so never shared), and whether another doctor still needs that user's grant, through
+-- a link or a connection waiting to be finished (then it must not be revoked: one practice manager may link
 -- Pages for several doctors). PT404 not_connected when there is no link. It reads, but locks the link
 -- (FOR UPDATE, hence not STABLE): a row lock is a write, so a database that cannot write now (read-only
 -- mode, a standby: SQLSTATE 25006; a full disk) refuses here, before the function changes anything at
