@@ -7,7 +7,8 @@
 --   unrecorded (a TRUNCATE fires no row trigger, but only the table's owner may run one);
 -- * open_pending_connection(), when a finish is refused because another doctor's session presented
 --   the pending connection (instagram.link_refused);
--- * forget_facebook_user(), one entry per doctor whose pending connections Meta's request removed.
+-- * forget_facebook_user() and forget_instagram_user(), one entry per doctor whose pending connections
+--   Meta's request removed.
 --
 -- Who acted comes from the transaction: the SECURITY DEFINER function that acts sets app.actor_id,
 -- app.actor_role ('meta' for Meta's callbacks) and app.correlation_id with set_config(..., true), which
@@ -21,9 +22,9 @@
 --   be made by a role with no right on this table (supabase_auth_admin's cascade, service_role's direct
 --   delete): the entry is written with the owner's rights. EXECUTE is revoked from PUBLIC; their only
 --   callers are the trigger and the owner's own SECURITY DEFINER functions.
--- * metadata holds non-secret facts only: never the Page token (a change of it is recorded as
---   token_rotated), the Facebook user id or the granted scopes, so a data deletion request leaves no
---   trace of that user here.
+-- * metadata holds non-secret facts only: never the access token (a change of it is recorded as
+--   token_rotated), the Facebook or Instagram user id or the granted scopes, so a data deletion request
+--   leaves no trace of that user here.
 
 create table private.audit_log (
   id bigint generated always as identity primary key,
@@ -35,15 +36,17 @@ create table private.audit_log (
   -- every call the edge functions make), else the database user for direct SQL (e.g. supabase_auth_admin).
   actor_role text not null,
   -- connected / updated / disconnected: the trigger's insert, update and delete; status_changed: a link
-  -- flagged needs_reconnect or found active again; reconnected: the same Page linked again by its doctor
-  -- (a fresh token, status active); token_reencrypted: the token moved to the primary encryption key;
+  -- flagged needs_reconnect or found active again; reconnected: the same account linked again the same
+  -- way by its doctor (a fresh token, status active); token_reencrypted: the token moved to the primary
+  -- encryption key; token_refreshed: Meta exchanged an Instagram user token for a new one (a refresh,
+  -- not a new grant);
   -- link_refused: a finish from another doctor's session; deauthorized / deleted_by_meta: removals for
   -- Meta's callbacks.
   action text not null
     constraint audit_log_action check (action in (
       'instagram.connected', 'instagram.updated', 'instagram.disconnected', 'instagram.link_refused',
       'instagram.deauthorized', 'instagram.deleted_by_meta', 'instagram.status_changed',
-      'instagram.reconnected', 'instagram.token_reencrypted'
+      'instagram.reconnected', 'instagram.token_reencrypted', 'instagram.token_refreshed'
     )),
   -- Always 'doctor_instagram'; resource_id is the doctor's id (the doctor whose link or pending
   -- connection it concerns).
@@ -90,15 +93,17 @@ end;
 $$;
 revoke all on function private.append_audit(text, text, jsonb) from public;
 
--- The trigger's entry: insert -> instagram.connected with the Page and names; update ->
--- instagram.updated (instagram.status_changed when the status changed) with each changed column
--- (from, to) and token_rotated; delete -> instagram.disconnected with the Page and username. The
--- function that writes may set the action (app.audit_action: forget_facebook_user() uses its Meta
--- action, link_pending_connection() instagram.reconnected, re-encryption instagram.token_reencrypted)
--- and extra metadata (app.audit_metadata: disconnect_doctor_instagram() adds Meta's outcome). The
--- token, updated_at, facebook_user_id and granted_scopes are never copied. The health bookkeeping
--- (checked_at, reconnect_by, token_expires_at, the lease) is not audited on its own: an update that
--- changes nothing else writes no entry, so a check every few hours does not flood the trail.
+-- The trigger's entry: insert -> instagram.connected with the Page (or, for an Instagram Login link,
+-- its token_kind) and names; update -> instagram.updated (instagram.status_changed when the status
+-- changed) with each changed column (from, to) and token_rotated; delete -> instagram.disconnected with
+-- the Page (or the token_kind) and username. The function that writes may set the action
+-- (app.audit_action: forget_facebook_user() and forget_instagram_user() use their Meta action,
+-- link_pending_connection() instagram.reconnected, re-encryption instagram.token_reencrypted, a refresh
+-- instagram.token_refreshed) and extra metadata (app.audit_metadata: disconnect_doctor_instagram() adds
+-- Meta's outcome). The token, updated_at, facebook_user_id, instagram_user_id and granted_scopes are
+-- never copied. The health bookkeeping (checked_at, reconnect_by, token_expires_at, token_refreshed_at,
+-- the lease) is not audited on its own: an update that changes nothing else writes no entry, so a check
+-- every few hours does not flood the trail.
 create function private.audit_doctor_instagram()
 returns trigger
 language plpgsql
@@ -106,14 +111,15 @@ security definer
 set search_path = ''
 as $$
 declare
-  hidden text[] := array['instagram_access_token', 'updated_at', 'facebook_user_id', 'granted_scopes'];
-  bookkeeping text[] := array['checked_at', 'reconnect_by', 'token_expires_at', 'lease_id', 'lease_until'];
+  hidden text[] := array['instagram_access_token', 'updated_at', 'facebook_user_id', 'instagram_user_id', 'granted_scopes'];
+  bookkeeping text[] := array['checked_at', 'reconnect_by', 'token_expires_at', 'token_refreshed_at', 'lease_id', 'lease_until'];
   entry_metadata jsonb;
   token_rotated boolean;
 begin
   if tg_op = 'INSERT' then
     perform private.append_audit('instagram.connected', new.doctor_id::text, jsonb_strip_nulls(jsonb_build_object(
       'page_id', new.instagram_page_id,
+      'token_kind', case when new.token_kind <> 'page' then new.token_kind end,
       'page_name', new.page_name,
       'instagram_username', new.instagram_username,
       'instagram_business_account_id', new.instagram_business_account_id
@@ -146,6 +152,7 @@ begin
       old.doctor_id::text,
       jsonb_strip_nulls(jsonb_build_object(
         'page_id', old.instagram_page_id,
+        'token_kind', case when old.token_kind <> 'page' then old.token_kind end,
         'instagram_username', old.instagram_username
       )) || coalesce(nullif(current_setting('app.audit_metadata', true), '')::jsonb, '{}'::jsonb)
     );

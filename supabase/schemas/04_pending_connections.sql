@@ -19,8 +19,12 @@
 --   new state and pending connection) empties expired ones and deletes them an hour after expiry.
 -- * A pending connection lives at most an hour (CHECK; create_pending_connection() gives ten minutes),
 --   and a doctor has at most 10 open ones (private.check_pending_limit()).
--- * It keeps the Facebook user and the permissions granted, for the link and so that Meta's deauthorize
---   and data deletion requests find it (forget_facebook_user()). It goes with the doctor's auth.users row.
+-- * It keeps the Facebook user (or, for Instagram Login, the Instagram user) and the permissions
+--   granted, for the link and so that Meta's deauthorize and data deletion requests find it
+--   (forget_facebook_user(), forget_instagram_user()). It goes with the doctor's auth.users row.
+-- * Instagram Login (token_kind 'instagram_user') shares no Pages: its pending connection holds exactly
+--   one entry in `pages`, the account ({instagram_account_id, instagram_user_id, instagram_username,
+--   access_token, token_expires_at}, no page_id), so finish reads both kinds the same way.
 -- * No API role has any privilege on the table: only the SECURITY DEFINER functions reach it.
 
 create table private.pending_connections (
@@ -29,7 +33,8 @@ create table private.pending_connections (
     constraint pending_connections_token_hash_format check (token_hash ~ '^[0-9a-f]{64}$'),
   doctor_id uuid not null references auth.users (id) on delete cascade,
   -- [{ page_id, page_name, instagram_account_id, instagram_username, access_token }], each access_token
-  -- encrypted by the edge function and bound to this doctor and that Page (as in doctor_instagram).
+  -- encrypted by the edge function and bound to this doctor and that Page (as in doctor_instagram); for
+  -- Instagram Login, the one account (see the header), its token bound to this doctor and the account.
   -- Emptied when the connection is used, and by the sweep once it has expired, so no Page token
   -- outlives its purpose.
   pages jsonb not null
@@ -38,10 +43,24 @@ create table private.pending_connections (
   expires_at timestamptz not null,
   used_at timestamptz,
   constraint pending_connections_lifetime check (expires_at > created_at and expires_at <= created_at + interval '1 hour'),
-  -- The app-scoped Facebook user who granted the Pages, and the permissions granted; copied into the link.
+  -- The app-scoped Facebook user who granted the Pages (Facebook path only), and the permissions
+  -- granted; copied into the link.
   facebook_user_id text
     constraint pending_connections_facebook_user_id_format check (facebook_user_id ~ '^[0-9]{1,32}$'),
-  granted_scopes text[]
+  granted_scopes text[],
+  -- Which path the flow took: 'page' (Facebook Login) or 'instagram_user' (Instagram Login), as in
+  -- doctor_instagram.token_kind.
+  token_kind text not null default 'page'
+    constraint pending_connections_token_kind check (token_kind in ('page', 'instagram_user')),
+  -- Instagram Login's app-scoped user id (/me's id), for the Instagram app's deauthorize and data
+  -- deletion callbacks (forget_instagram_user()); set for instagram_user only, as facebook_user_id is
+  -- for page only.
+  instagram_user_id text
+    constraint pending_connections_instagram_user_id_format check (instagram_user_id ~ '^[0-9]{1,32}$'),
+  constraint pending_connections_user_matches_kind check (
+    (token_kind = 'instagram_user') = (instagram_user_id is not null)
+    and (token_kind = 'page' or facebook_user_id is null)
+  )
 );
 
 -- Serves the foreign key, the per-doctor count in check_pending_limit() and the delete of a doctor's
@@ -51,9 +70,11 @@ create index pending_connections_doctor_id_idx on private.pending_connections (d
 create index pending_connections_expires_at_idx on private.pending_connections (expires_at);
 -- For forget_facebook_user() and prepare_disconnect()'s "is this Facebook user still needed" check.
 create index pending_connections_facebook_user_id_idx on private.pending_connections (facebook_user_id);
+-- For forget_instagram_user().
+create index pending_connections_instagram_user_id_idx on private.pending_connections (instagram_user_id);
 
 comment on table private.pending_connections is
-  'Pages offered by Meta, waiting for the doctor who started the flow to confirm one from their own session.';
+  'Pages (or, for Instagram Login, the one account) offered by Meta, waiting for the doctor who started the flow to confirm one from their own session.';
 
 revoke all on private.pending_connections from public, anon, authenticated, service_role;
 
@@ -121,7 +142,8 @@ end;
 $$;
 revoke all on function private.lock_pending_connection(text) from public;
 
--- The Page a finish asked for (or the only one, when none was named), or PT422 page_not_found.
+-- The Page a finish asked for (or the only one, when none was named), or PT422 page_not_found. For
+-- Instagram Login, the one account (a finish names no Page; an account id naming it is accepted too).
 -- STABLE: it only reads its arguments.
 create function private.pending_page(p_pending private.pending_connections, p_page_id text)
 returns jsonb
@@ -132,6 +154,13 @@ as $$
 declare
   page jsonb;
 begin
+  if p_pending.token_kind = 'instagram_user' then
+    if jsonb_array_length(p_pending.pages) = 1
+       and (p_page_id is null or p_page_id = p_pending.pages -> 0 ->> 'instagram_account_id') then
+      return p_pending.pages -> 0;
+    end if;
+    raise exception using errcode = 'PT422', message = 'That account is not the one shared', detail = 'page_not_found';
+  end if;
   if p_page_id is null and jsonb_array_length(p_pending.pages) = 1 then
     return p_pending.pages -> 0;
   end if;

@@ -1,5 +1,6 @@
 -- The RPCs behind the start of a link (instagram-connect) and Meta's redirect (instagram-callback):
--- record a one-time state, claim it, and store what Meta returned as a pending connection.
+-- record a one-time state, claim it, and store what Meta returned as a pending connection (the Pages of
+-- Facebook Login, or the one account of Instagram Login). The state works the same for both paths.
 --
 -- Like every function the edge functions call (06, 07 and 08):
 -- * In `public`, because PostgREST calls only functions of an exposed schema; what they work on (the
@@ -133,3 +134,64 @@ end;
 $$;
 revoke all on function public.create_pending_connection(text, uuid, jsonb, text, text[]) from public, anon, authenticated;
 grant execute on function public.create_pending_connection(text, uuid, jsonb, text, text[]) to service_role;
+
+-- Instagram Login's counterpart of create_pending_connection(): stores the one account the doctor signed
+-- in with (no Page, no Facebook user) for ten minutes and returns its expiry. p_account is
+-- { instagram_account_id (/me's user_id: the professional account id webhooks name), instagram_user_id
+-- (/me's id, app-scoped), instagram_username?, access_token (encrypted, bound to this doctor and the
+-- account), token_expires_at? (when Meta says the long-lived token expires) }. Validated as
+-- create_pending_connection() validates Pages (else SQLSTATE 22023), the username cut with
+-- private.clip(); the same per-doctor lock, limit of 10 open pending connections (PT429) and sweep.
+create function public.create_instagram_pending_connection(
+  p_token_hash text,
+  p_doctor_id uuid,
+  p_account jsonb,
+  p_granted_scopes text[]
+)
+returns timestamptz
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  expires timestamptz;
+  created private.pending_connections;
+begin
+  if jsonb_typeof(p_account) is distinct from 'object'
+     or coalesce(p_account ->> 'instagram_account_id', '') !~ '^[0-9]{1,32}$'
+     or coalesce(p_account ->> 'instagram_user_id', '') !~ '^[0-9]{1,32}$'
+     or coalesce(p_account ->> 'access_token', '') !~ '^v[0-9]+\.'
+     or char_length(p_account ->> 'access_token') > 4096
+  then
+    raise exception using errcode = '22023', message = 'p_account must hold the account id, the Instagram user id and an encrypted token';
+  end if;
+  begin
+    expires := (p_account ->> 'token_expires_at')::timestamptz;
+  exception when others then
+    raise exception using errcode = '22023', message = 'p_account.token_expires_at must be a time';
+  end;
+
+  perform pg_advisory_xact_lock(hashtextextended('private.pending_connections:' || p_doctor_id::text, 0));
+  perform private.check_pending_limit(p_doctor_id);
+  perform private.sweep_expired();
+
+  insert into private.pending_connections (
+    token_hash, doctor_id, pages, expires_at, granted_scopes, token_kind, instagram_user_id
+  )
+  values (
+    p_token_hash, p_doctor_id,
+    jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+      'instagram_account_id', p_account ->> 'instagram_account_id',
+      'instagram_user_id', p_account ->> 'instagram_user_id',
+      'instagram_username', private.clip(p_account ->> 'instagram_username', 64),
+      'access_token', p_account ->> 'access_token',
+      'token_expires_at', expires
+    ))),
+    now() + interval '10 minutes', p_granted_scopes, 'instagram_user', p_account ->> 'instagram_user_id'
+  )
+  returning * into created;
+  return created.expires_at;
+end;
+$$;
+revoke all on function public.create_instagram_pending_connection(text, uuid, jsonb, text[]) from public, anon, authenticated;
+grant execute on function public.create_instagram_pending_connection(text, uuid, jsonb, text[]) to service_role;

@@ -1,18 +1,22 @@
 -- The link's life with Meta after it is made: the doctor's disconnect, and Meta's Deauthorize and
--- Data Deletion Request callbacks (instagram-callback: /deauthorize, /data-deletion).
+-- Data Deletion Request callbacks (instagram-callback: /deauthorize, /data-deletion), from the Facebook
+-- app and from the Instagram app (Instagram Login).
 --
--- Why here: Meta's callbacks name only the app-scoped Facebook user id, so links and pending
--- connections keep it (01, 04) to be found again; a real disconnect must know the Page token, the
--- Facebook user and whether another doctor still needs that user's grant; and every removal must say
--- in the audit trail who asked (the doctor, or Meta) and what Meta answered.
+-- Why here: the Facebook app's callbacks name only the app-scoped Facebook user id, so links and
+-- pending connections keep it (01, 04) to be found again; the Instagram app's callbacks name an
+-- Instagram user, and Meta's docs do not settle which id (see forget_instagram_user()); a real
+-- disconnect must know the token, the account, the Facebook user and whether another doctor still needs
+-- that user's grant; and every removal must say in the audit trail who asked (the doctor, or Meta) and
+-- what Meta answered.
 --
 -- * Disconnect (DELETE /instagram-connect) is prepare_disconnect() (what the function needs for Meta);
---   then the function unsubscribes the Page and, unless another doctor still needs it, revokes the
---   Facebook user's grant; then disconnect_doctor_instagram() deletes the link whatever Meta answered
---   (the doctor's intent wins) and audits Meta's outcome. Doctors cannot delete rows themselves
+--   then the function unsubscribes the Page (or the Instagram account) and, unless another doctor still
+--   needs it, revokes the Facebook user's grant; then disconnect_doctor_instagram() deletes the link
+--   whatever Meta answered (the doctor's intent wins) and audits Meta's outcome. Doctors cannot delete rows themselves
 --   (01_doctor_instagram.sql), so no disconnect skips Meta.
--- * forget_facebook_user() removes what that user had granted when Meta issued the request, audited
---   with actor_role 'meta'; a replayed or late request cannot touch a newer grant.
+-- * forget_facebook_user() and forget_instagram_user() remove what that user had granted when Meta
+--   issued the request, audited with actor_role 'meta'; a replayed or late request cannot touch a newer
+--   grant.
 -- * Data deletion requests are recorded (confirmation code, status, times; no personal data), and a
 --   replay of the same signed_request answers the same request and deletes nothing more.
 --
@@ -22,9 +26,10 @@
 -- ---------------------------------------------------------------------------------------------------
 -- Disconnect.
 
--- The doctor's link as the function needs it to clean up at Meta: the Page and its (encrypted) token,
--- the Facebook user, and whether another doctor still needs that user's grant, through a link or a
--- connection waiting to be finished (then it must not be revoked: one practice manager may link
+-- The doctor's link as the function needs it to clean up at Meta: its kind, the Page (null for an
+-- Instagram Login link), the Instagram account and the (encrypted) token, the Facebook user (null for
+-- Instagram Login, so never shared), and whether another doctor still needs that user's grant, through
+-- a link or a connection waiting to be finished (then it must not be revoked: one practice manager may link
 -- Pages for several doctors). PT404 not_connected when there is no link. It reads, but locks the link
 -- (FOR UPDATE, hence not STABLE): a row lock is a write, so a database that cannot write now (read-only
 -- mode, a standby: SQLSTATE 25006; a full disk) refuses here, before the function changes anything at
@@ -51,7 +56,9 @@ begin
   end if;
   return jsonb_build_object(
     'leased', coalesce(link.lease_until > now(), false),
+    'token_kind', link.token_kind,
     'page_id', link.instagram_page_id,
+    'instagram_account_id', link.instagram_business_account_id,
     'access_token', link.instagram_access_token,
     'facebook_user_id', link.facebook_user_id,
     'facebook_user_shared', link.facebook_user_id is not null and (
@@ -70,9 +77,10 @@ $$;
 revoke all on function public.prepare_disconnect(uuid) from public, anon, authenticated;
 grant execute on function public.prepare_disconnect(uuid) to service_role;
 
--- Deletes the doctor's link, whatever Page it holds by now, audited (through app.audit_metadata) with
--- what Meta said, and returns what was deleted (the Page and its encrypted token, so the function can
--- unsubscribe a Page linked meanwhile from another tab), or null when there was nothing left.
+-- Deletes the doctor's link, whatever account it holds by now, audited (through app.audit_metadata)
+-- with what Meta said, and returns what was deleted ({page_id, access_token, token_kind,
+-- instagram_account_id}, so the function can unsubscribe what was linked meanwhile from another tab),
+-- or null when there was nothing left.
 create function public.disconnect_doctor_instagram(p_doctor_id uuid, p_meta jsonb, p_correlation_id text default null)
 returns jsonb
 language plpgsql
@@ -88,7 +96,8 @@ begin
   delete from public.doctor_instagram where doctor_id = p_doctor_id returning * into deleted;
   perform set_config('app.audit_metadata', '', true);
   return case when deleted.doctor_id is not null then
-    jsonb_build_object('page_id', deleted.instagram_page_id, 'access_token', deleted.instagram_access_token)
+    jsonb_build_object('page_id', deleted.instagram_page_id, 'access_token', deleted.instagram_access_token,
+      'token_kind', deleted.token_kind, 'instagram_account_id', deleted.instagram_business_account_id)
   end;
 end;
 $$;
@@ -267,3 +276,128 @@ end;
 $$;
 revoke all on function public.data_deletion_status(text) from public, anon, authenticated;
 grant execute on function public.data_deletion_status(text) to service_role;
+
+-- ---------------------------------------------------------------------------------------------------
+-- The Instagram app's callbacks (Instagram Login).
+
+-- forget_facebook_user() for an Instagram Login user: everything of theirs that existed when Meta issued
+-- the request, by the same clock rules and audit. Which id the Instagram app's signed_request carries in
+-- user_id is not settled by Meta's docs (the app-scoped id of /me's `id`, or the professional account id
+-- of /me's `user_id`), so both are matched: instagram_user links whose instagram_user_id or
+-- instagram_business_account_id is p_instagram_user_id, and instagram_user pending connections whose
+-- instagram_user_id or account entry is. A Page link is never matched: the Instagram app never granted
+-- it (its own Facebook app's callbacks end it). Returns the three counts.
+create function public.forget_instagram_user(
+  p_instagram_user_id text,
+  p_action text,
+  p_issued_at timestamptz,
+  p_correlation_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  issued_before timestamptz;
+  doctors uuid[];
+  links int;
+  pending int := 0;
+  states int;
+  per_doctor record;
+begin
+  issued_before := p_issued_at + interval '1 second';
+  if p_instagram_user_id !~ '^[0-9]{1,32}$' or p_issued_at is null
+     or p_action not in ('instagram.deauthorized', 'instagram.deleted_by_meta') then
+    raise exception using errcode = '22023', message = 'a numeric Instagram user id, the request time and a Meta action are required';
+  end if;
+  perform set_config('app.actor_id', '', true);
+  perform set_config('app.actor_role', 'meta', true);
+  perform set_config('app.audit_action', p_action, true);
+  perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
+
+  select array_agg(distinct doctor_id) into doctors from (
+    select doctor_id from public.doctor_instagram
+    where token_kind = 'instagram_user' and updated_at < issued_before
+      and (instagram_user_id = p_instagram_user_id or instagram_business_account_id = p_instagram_user_id)
+    union all
+    select doctor_id from private.pending_connections
+    where token_kind = 'instagram_user' and created_at < issued_before
+      and (instagram_user_id = p_instagram_user_id or pages -> 0 ->> 'instagram_account_id' = p_instagram_user_id)
+  ) as concerned;
+
+  delete from public.doctor_instagram
+  where token_kind = 'instagram_user' and updated_at < issued_before
+    and (instagram_user_id = p_instagram_user_id or instagram_business_account_id = p_instagram_user_id);
+  get diagnostics links = row_count;
+
+  for per_doctor in
+    with deleted as (
+      delete from private.pending_connections
+      where token_kind = 'instagram_user' and created_at < issued_before
+        and (instagram_user_id = p_instagram_user_id or pages -> 0 ->> 'instagram_account_id' = p_instagram_user_id)
+      returning doctor_id
+    )
+    select doctor_id, count(*)::int as n from deleted group by doctor_id
+  loop
+    pending := pending + per_doctor.n;
+    perform private.append_audit(p_action, per_doctor.doctor_id::text,
+      jsonb_build_object('pending_connections_deleted', per_doctor.n));
+  end loop;
+
+  delete from private.oauth_states
+  where doctor_id = any(coalesce(doctors, '{}')) and consumed_at is null and created_at < issued_before;
+  get diagnostics states = row_count;
+
+  perform set_config('app.actor_role', '', true);
+  perform set_config('app.audit_action', '', true);
+  return jsonb_build_object('links_deleted', links, 'pending_connections_deleted', pending, 'states_deleted', states);
+end;
+$$;
+revoke all on function public.forget_instagram_user(text, text, timestamptz, text) from public, anon, authenticated;
+grant execute on function public.forget_instagram_user(text, text, timestamptz, text) to service_role;
+
+-- request_data_deletion() for the Instagram app: recorded in the same table (a replay answers the first
+-- request), forget_instagram_user() with instagram.deleted_by_meta, and the webhook events received
+-- through that user's Instagram Login links (their instagram_user_id, or their account for events that
+-- came through an Instagram Login link, as forget_instagram_user() matches both ids), never events that
+-- came through a Page link.
+create function public.request_instagram_data_deletion(
+  p_instagram_user_id text,
+  p_request_key text,
+  p_confirmation_code text,
+  p_issued_at timestamptz,
+  p_correlation_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  request private.data_deletion_requests;
+  events int;
+begin
+  insert into private.data_deletion_requests (confirmation_code, request_key)
+  values (p_confirmation_code, p_request_key)
+  on conflict (request_key) do nothing
+  returning * into request;
+  if not found then
+    select * into request from private.data_deletion_requests where request_key = p_request_key;
+    return jsonb_build_object('confirmation_code', request.confirmation_code, 'status', request.status, 'replay', true);
+  end if;
+
+  perform public.forget_instagram_user(p_instagram_user_id, 'instagram.deleted_by_meta', p_issued_at, p_correlation_id);
+  delete from public.instagram_events
+  where received_at < p_issued_at + interval '1 second' and instagram_user_id is not null
+    and (instagram_user_id = p_instagram_user_id or account_id = p_instagram_user_id);
+  get diagnostics events = row_count;
+  update private.data_deletion_requests set status = 'completed', completed_at = now(), events_deleted = events
+  where confirmation_code = request.confirmation_code
+  returning * into request;
+  return jsonb_build_object('confirmation_code', request.confirmation_code, 'status', request.status, 'replay', false,
+    'events_deleted', request.events_deleted);
+end;
+$$;
+revoke all on function public.request_instagram_data_deletion(text, text, text, timestamptz, text) from public, anon, authenticated;
+grant execute on function public.request_instagram_data_deletion(text, text, text, timestamptz, text) to service_role;

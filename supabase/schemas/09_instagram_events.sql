@@ -11,6 +11,10 @@
 --   (`instagram` object: entry.id) or by the Page (`page` object: entry.id, mapped to the link's
 --   account). Events for accounts no doctor holds are counted in the answer (and so in the log), not
 --   stored: there is nobody to give them to.
+-- * Each delivery is accepted only under the secret of the app its account was linked through: the
+--   Facebook app for Page links, the Instagram app for Instagram Login links (store_instagram_events()'s
+--   p_app). An entry for a link of the other path is counted (wrong_app_events), not stored, so a
+--   doctor who switched paths, or a forged delivery under the other app's secret, stores nothing twice.
 -- * Identity of an event, for dedupe: a message is its mid; an unsend is the mid it removes; anything
 --   else (reactions, read receipts, postbacks, ... carry the mid of the message they refer to, so
 --   their mid is no identity) is the SHA-256 of the event as Meta sent it (jsonb: key order does not
@@ -21,8 +25,9 @@
 --   advisory lock per message makes this hold when they arrive at the same time.
 -- * Patients' messages are health data: the edge function logs counts, never payloads. Rows are
 --   purged after the retention period (purge_instagram_events(), for the scheduled maintenance), and
---   removed by Meta's data deletion callback (request_data_deletion(), 08): each event keeps the
---   Facebook user of the link it came through, so it can be found after the link is gone.
+--   removed by Meta's data deletion callbacks (request_data_deletion(), request_instagram_data_deletion(),
+--   08): each event keeps the Facebook user or the Instagram user of the link it came through, so it can
+--   be found after the link is gone.
 -- * Disconnect and deauthorize end the link, not the practice's record: stored events stay until the
 --   retention period ends or Meta asks for deletion. New events for that account are no longer stored.
 -- * Doctors read their own events through RLS; no client role writes. service_role reads them, and a
@@ -65,7 +70,11 @@ create table public.instagram_events (
     constraint instagram_events_claimed_by_format check (claimed_by ~ '^[A-Za-z0-9._:-]{1,128}$'),
   claimed_until timestamptz,
   processed_at timestamptz,
-  constraint instagram_events_account_event_key unique (account_id, event_key)
+  constraint instagram_events_account_event_key unique (account_id, event_key),
+  -- The Instagram user of the link at the time, for an Instagram Login link (facebook_user_id is then
+  -- null): what the Instagram app's data deletion request names.
+  instagram_user_id text
+    constraint instagram_events_instagram_user_id_format check (instagram_user_id ~ '^[0-9]{1,32}$')
 );
 comment on table public.instagram_events is
   'Webhook events for linked Instagram accounts: stored by store_instagram_events(), taken by a worker with claim_instagram_events() and ack_instagram_events(), purged by purge_instagram_events().';
@@ -81,6 +90,8 @@ create index instagram_events_received_idx on public.instagram_events (received_
 create index instagram_events_message_idx on public.instagram_events (message_id, account_id);
 -- Data deletion finds the events of a Facebook user.
 create index instagram_events_facebook_user_idx on public.instagram_events (facebook_user_id);
+-- And of an Instagram user.
+create index instagram_events_instagram_user_idx on public.instagram_events (instagram_user_id);
 -- The worker's queue: what is not processed yet, oldest first.
 create index instagram_events_unprocessed_idx on public.instagram_events (id) where processed_at is null;
 
@@ -93,10 +104,14 @@ create policy "Doctors can read their own Instagram events"
   using ((select auth.uid()) = doctor_id);
 
 -- Stores one delivery: p_object is the webhook object ('instagram' or 'page'), p_entries its `entry`
--- array. Answers { stored, duplicates, unknown_account_events, unsends }. Raises 22023 for a malformed
--- batch (the edge function has validated its shape; this is the last line). One transaction: all of
--- the batch or none of it, so Meta's retry of a failed delivery finds nothing half-stored.
-create function public.store_instagram_events(p_object text, p_entries jsonb)
+-- array, p_app the app whose secret signed it ('facebook', or 'instagram' for Instagram Login, which
+-- delivers the `instagram` object only). An entry is stored only for a link made through that app's
+-- path (Page links under 'facebook', Instagram Login links under 'instagram'); others are counted in
+-- wrong_app_events, which the edge function logs. Answers { stored, duplicates, unknown_account_events,
+-- wrong_app_events, unsends }. Raises 22023 for a malformed batch (the edge function has validated its
+-- shape; this is the last line). One transaction: all of the batch or none of it, so Meta's retry of a
+-- failed delivery finds nothing half-stored.
+create function public.store_instagram_events(p_object text, p_entries jsonb, p_app text default 'facebook')
 returns jsonb
 language plpgsql
 security definer
@@ -118,24 +133,34 @@ declare
   stored int := 0;
   duplicates int := 0;
   unknown int := 0;
+  wrong_app int := 0;
+  -- The kind of link this app's deliveries are for.
+  own_kind text := case when p_app = 'instagram' then 'instagram_user' else 'page' end;
   unsends int := 0;
   inserted int;
 begin
-  if p_object is null or p_object not in ('instagram', 'page') or jsonb_typeof(p_entries) is distinct from 'array' then
-    raise exception using errcode = '22023', message = 'a webhook object (instagram or page) and an array of entries are required';
+  if p_object is null or p_object not in ('instagram', 'page') or jsonb_typeof(p_entries) is distinct from 'array'
+     or p_app is null or p_app not in ('facebook', 'instagram') or (p_app = 'instagram' and p_object <> 'instagram') then
+    raise exception using errcode = '22023', message = 'an app (facebook, or instagram with the instagram object), a webhook object (instagram or page) and an array of entries are required';
   end if;
 
   for entry in select value from jsonb_array_elements(p_entries) loop
     -- Each by its unique key (an index), never a scan of every link.
     if p_object = 'instagram' then
-      select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id into link
+      select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id, d.instagram_user_id,
+             d.token_kind into link
       from public.doctor_instagram as d where d.instagram_business_account_id = entry ->> 'id';
     else
-      select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id into link
+      select d.doctor_id, d.instagram_business_account_id as account_id, d.facebook_user_id, d.instagram_user_id,
+             d.token_kind into link
       from public.doctor_instagram as d where d.instagram_page_id = entry ->> 'id' and d.instagram_business_account_id is not null;
     end if;
     if not found then
       unknown := unknown + jsonb_array_length(coalesce(entry -> 'messaging', '[]')) + jsonb_array_length(coalesce(entry -> 'changes', '[]'));
+      continue;
+    elsif link.token_kind <> own_kind then
+      -- Signed with the other app's secret than the one this account was linked through: not stored.
+      wrong_app := wrong_app + jsonb_array_length(coalesce(entry -> 'messaging', '[]')) + jsonb_array_length(coalesce(entry -> 'changes', '[]'));
       continue;
     end if;
 
@@ -182,11 +207,11 @@ begin
       end if;
 
       insert into public.instagram_events (
-        doctor_id, account_id, facebook_user_id, kind, event_key, message_id, sender_id, recipient_id,
-        direction, occurred_at, payload, text_removed_at
+        doctor_id, account_id, facebook_user_id, instagram_user_id, kind, event_key, message_id, sender_id,
+        recipient_id, direction, occurred_at, payload, text_removed_at
       )
       values (
-        link.doctor_id, link.account_id, link.facebook_user_id, kind, key, left(mid, 512),
+        link.doctor_id, link.account_id, link.facebook_user_id, link.instagram_user_id, kind, key, left(mid, 512),
         left(coalesce(item -> 'sender' ->> 'id', item -> 'value' -> 'from' ->> 'id'), 64),
         left(item -> 'recipient' ->> 'id', 64),
         case
@@ -220,11 +245,12 @@ begin
     end loop;
   end loop;
 
-  return jsonb_build_object('stored', stored, 'duplicates', duplicates, 'unknown_account_events', unknown, 'unsends', unsends);
+  return jsonb_build_object('stored', stored, 'duplicates', duplicates, 'unknown_account_events', unknown,
+    'wrong_app_events', wrong_app, 'unsends', unsends);
 end;
 $$;
-revoke all on function public.store_instagram_events(text, jsonb) from public, anon, authenticated;
-grant execute on function public.store_instagram_events(text, jsonb) to service_role;
+revoke all on function public.store_instagram_events(text, jsonb, text) from public, anon, authenticated;
+grant execute on function public.store_instagram_events(text, jsonb, text) to service_role;
 
 -- A worker takes up to p_limit events nobody holds (never processed, no lease or an expired one),
 -- oldest first, for p_lease_seconds. SKIP LOCKED: workers claiming at the same time get different

@@ -2,15 +2,18 @@
 -- secret key) and the flag any holder of a stored token raises when Meta refuses it.
 --
 -- Why: Meta ends Page tokens early (a password change, a lost Page role, the app removed in the
--- doctor's Facebook settings), data access expires ("Data Access Expiration"), and a Page's
--- subscription can disappear. Without a check the dashboard says "Connected" while nothing arrives.
+-- doctor's Facebook settings), data access expires ("Data Access Expiration"), a subscription can
+-- disappear, and an Instagram Login token expires after 60 days unless it is refreshed ("Refresh Access
+-- Token"). Without a check the dashboard says "Connected" while nothing arrives.
 --
 -- One maintenance run:
 -- 1. lease_instagram_links() leases up to 50 links, least recently checked first, for a few minutes.
 --    Row locks cannot hold them: they end with each RPC, and the Meta calls happen between RPCs. A
 --    lease does: a second run at once skips leased links (skip locked while it leases, then the lease).
 -- 2. The function asks Meta about each (debug_token, the Page's subscribed apps; it restores a missing
---    subscription) and records the outcome with record_instagram_link_check(), which also ends the lease.
+--    subscription; an Instagram Login token due for it is refreshed first and stored with
+--    record_instagram_token_refresh()) and records the outcome with record_instagram_link_check(),
+--    which also ends the lease.
 --    An outcome about a token the link no longer holds (the doctor reconnected meanwhile) is dropped.
 -- 3. Tokens not under the primary encryption key are re-encrypted (links_to_reencrypt(),
 --    reencrypt_instagram_tokens()), compare-and-swap, so two runs at once cannot undo each other.
@@ -23,8 +26,9 @@
 -- audited (instagram.status_changed), and re-encryption (instagram.token_reencrypted).
 
 -- Leases up to p_limit (1 to 50) links whose lease is free, least recently checked first, for
--- p_lease_seconds (10 to 900). Answers them as the function needs them: the Page, its encrypted token
--- (the check's compare-and-swap key) and what the link is, never a doctor's name.
+-- p_lease_seconds (10 to 900). Answers them as the function needs them: the Page (null for Instagram
+-- Login), the account, its encrypted token (the check's compare-and-swap key), what the link is and
+-- when its token expires and was last obtained (the refresh rule), never a doctor's name.
 create function public.lease_instagram_links(p_lease_id uuid, p_limit int default 50, p_lease_seconds int default 300)
 returns jsonb
 language plpgsql
@@ -57,6 +61,8 @@ begin
     'instagram_account_id', taken.instagram_business_account_id,
     'access_token', taken.instagram_access_token,
     'token_kind', taken.token_kind,
+    'token_expires_at', taken.token_expires_at,
+    'token_refreshed_at', taken.token_refreshed_at,
     'status', taken.status,
     'status_reason', taken.status_reason
   ) order by taken.checked_at nulls first, taken.doctor_id), '[]'::jsonb)
@@ -68,10 +74,31 @@ $$;
 revoke all on function public.lease_instagram_links(uuid, int, int) from public, anon, authenticated;
 grant execute on function public.lease_instagram_links(uuid, int, int) to service_role;
 
+-- 22023 unless p_reason (null: none) may be the status_reason of a link of p_token_kind: instagram_*
+-- reasons for Instagram Login links only, the others for Page links only (as the CHECK
+-- doctor_instagram_reason_matches_kind, 01, says; raised here with a message that names the mistake).
+-- IMMUTABLE: it depends on its arguments only. Not SECURITY DEFINER: it reads nothing.
+create function private.check_reason_kind(p_token_kind text, p_reason text)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_reason is not null and (p_token_kind = 'instagram_user') <> starts_with(p_reason, 'instagram_') then
+    raise exception using errcode = '22023',
+      message = format('the reason %s is not for a link of kind %s', p_reason, p_token_kind);
+  end if;
+end;
+$$;
+revoke all on function private.check_reason_kind(text, text) from public;
+
 -- Records one check under this run's lease and ends the lease. p_checked_token is the encrypted token
 -- the check used: when the link holds another one by now (reconnected, or re-encrypted by another
 -- run), or the lease is no longer this run's, the outcome is dropped ('stale') and nothing changes.
--- p_reason null means active. Answers 'unchanged', 'status_changed' or 'stale'.
+-- p_reason null means active; a reason of the other kind of link (instagram_* for a Page link, or a
+-- Page reason for an Instagram Login link) is refused with 22023. Answers 'unchanged', 'status_changed'
+-- or 'stale'.
 create function public.record_instagram_link_check(
   p_doctor_id uuid,
   p_lease_id uuid,
@@ -97,6 +124,7 @@ begin
     update public.doctor_instagram set lease_id = null, lease_until = null where doctor_id = p_doctor_id;
     return 'stale';
   end if;
+  perform private.check_reason_kind(link.token_kind, p_reason);
   perform set_config('app.actor_role', 'maintenance', true);
   perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
   update public.doctor_instagram
@@ -119,8 +147,8 @@ grant execute on function public.record_instagram_link_check(uuid, uuid, text, t
 
 -- Flags a link needs_reconnect when Meta refused its token (a 190 wherever the token is used: the
 -- webhook worker, a function). Only while the link still holds that token (p_stored_token, as stored),
--- so a late failure of an old token never flags a link the doctor has just reconnected. Answers whether
--- the link was flagged by this call.
+-- so a late failure of an old token never flags a link the doctor has just reconnected. A reason of the
+-- other kind of link is refused with 22023. Answers whether the link was flagged by this call.
 create function public.flag_instagram_link(
   p_doctor_id uuid,
   p_stored_token text,
@@ -134,7 +162,13 @@ set search_path = ''
 as $$
 declare
   flagged int;
+  kind text;
 begin
+  select token_kind into kind from public.doctor_instagram
+  where doctor_id = p_doctor_id and instagram_access_token = p_stored_token;
+  if found then
+    perform private.check_reason_kind(kind, p_reason);
+  end if;
   perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
   -- The lease ends too: a maintenance run that found the token well before this refusal must not record
   -- its older outcome over the flag.
@@ -189,7 +223,8 @@ revoke all on function public.release_instagram_links(uuid) from public, anon, a
 grant execute on function public.release_instagram_links(uuid) to service_role;
 
 -- Up to p_limit (1 to 500) links whose token is not under the primary key (stored as
--- "v2.<p_primary_key_id>."), with what re-encryption needs: the doctor and Page it is bound to.
+-- "v2.<p_primary_key_id>."), with what re-encryption needs: the doctor and the Page it is bound to, or,
+-- for an Instagram Login link (page_id null), the account.
 create function public.links_to_reencrypt(p_primary_key_id text, p_limit int default 50)
 returns jsonb
 language plpgsql
@@ -206,10 +241,13 @@ begin
     select jsonb_agg(jsonb_build_object(
       'doctor_id', pending.doctor_id,
       'page_id', pending.instagram_page_id,
-      'access_token', pending.instagram_access_token
+      'access_token', pending.instagram_access_token,
+      'token_kind', pending.token_kind,
+      'instagram_account_id', pending.instagram_business_account_id
     ))
     from (
-      select doctor_id, instagram_page_id, instagram_access_token from public.doctor_instagram
+      select doctor_id, instagram_page_id, instagram_access_token, token_kind, instagram_business_account_id
+      from public.doctor_instagram
       where not starts_with(instagram_access_token, 'v2.' || p_primary_key_id || '.')
       order by doctor_id
       limit p_limit
@@ -270,3 +308,54 @@ end;
 $$;
 revoke all on function public.run_instagram_sweeps(int) from public, anon, authenticated;
 grant execute on function public.run_instagram_sweeps(int) to service_role;
+
+-- Stores a refreshed Instagram Login token under this run's lease, compare-and-swap on the old
+-- ciphertext: only while the link still holds p_old_token and this run's lease ('refreshed'), else
+-- nothing changes ('stale': the doctor reconnected, or another run took the link). Sets the token, its
+-- expiry, token_refreshed_at = now() and reconnect_by = null (the refresh moved the deadline). Audited
+-- as instagram.token_refreshed (token_rotated, never the token); not a new grant, so updated_at stays
+-- (app.token_refresh, 01): Meta's deauthorize compares with updated_at. The lease stays: the run goes on
+-- to check the link with its new token. 22023 for a Page link or a value that is not ciphertext.
+create function public.record_instagram_token_refresh(
+  p_doctor_id uuid,
+  p_lease_id uuid,
+  p_old_token text,
+  p_new_token text,
+  p_expires_at timestamptz
+)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  link public.doctor_instagram;
+begin
+  if coalesce(p_new_token, '') !~ '^v[0-9]+\.' or char_length(p_new_token) > 4096 then
+    raise exception using errcode = '22023', message = 'p_new_token must be the encrypted token';
+  end if;
+  select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
+  if not found or link.lease_id is distinct from p_lease_id or link.lease_until <= now()
+     or link.instagram_access_token is distinct from p_old_token then
+    return 'stale';
+  elsif link.token_kind <> 'instagram_user' then
+    raise exception using errcode = '22023', message = 'only an Instagram Login token is refreshed';
+  end if;
+  perform set_config('app.actor_role', 'maintenance', true);
+  perform set_config('app.audit_action', 'instagram.token_refreshed', true);
+  perform set_config('app.token_refresh', 'on', true);
+  update public.doctor_instagram
+  set instagram_access_token = p_new_token,
+      token_expires_at = p_expires_at,
+      token_refreshed_at = now(),
+      reconnect_by = null
+  where doctor_id = p_doctor_id;
+  perform set_config('app.audit_action', '', true);
+  perform set_config('app.token_refresh', '', true);
+  perform set_config('app.actor_role', '', true);
+  return 'refreshed';
+end;
+$$;
+revoke all on function public.record_instagram_token_refresh(uuid, uuid, text, text, timestamptz)
+  from public, anon, authenticated;
+grant execute on function public.record_instagram_token_refresh(uuid, uuid, text, text, timestamptz) to service_role;

@@ -16,6 +16,23 @@ export interface PendingPage {
   access_token: string;
 }
 
+/** Which way a link was made: `page` = Facebook Login (a Page), `instagram_user` = Instagram Login. */
+export type TokenKind = "page" | "instagram_user";
+
+/**
+ * The one account an Instagram Login pending connection keeps (no Page). `instagram_account_id` is /me's
+ * `user_id` (the professional account id webhooks carry), `instagram_user_id` /me's app-scoped `id`;
+ * both numeric strings, never JS numbers. `access_token` is encrypted, bound to the doctor and the account.
+ */
+export interface PendingInstagramAccount {
+  instagram_account_id: string;
+  instagram_user_id: string;
+  instagram_username?: string;
+  access_token: string;
+  /** ISO 8601: when Meta says the long-lived token expires. */
+  token_expires_at?: string;
+}
+
 /** What finish may show the doctor: never a token; `taken` when another doctor holds the Page (never who). */
 export type OfferedPage = Pick<PendingPage, "page_id" | "page_name" | "instagram_username"> & {
   taken?: true;
@@ -26,10 +43,25 @@ export type OpenedPendingConnection =
   | { outcome: "choose"; pages: OfferedPage[]; expires_at: string }
   | {
     outcome: "ready";
-    page: PendingPage;
-    /** The Page the doctor holds and would leave for this one (its token encrypted). */
-    leaving?: StoredPageToken;
+    token_kind?: TokenKind;
+    /**
+     * The Page to link, or for token_kind `instagram_user` the account (a PendingInstagramAccount: no
+     * `page_id`; read `token_kind` first). One type so that the Page path's callers compile unchanged.
+     */
+    page: PendingPage & Partial<PendingInstagramAccount>;
+    /** The link the doctor holds and would leave: another account, or this one through the other path. */
+    leaving?: LeavingLink;
   };
+
+/**
+ * The doctor's current link that a finish replaces (another account, or the same account through the
+ * other path): its subscription is removed before the link. `page_id` is absent for an Instagram Login
+ * link (token_kind `instagram_user`); read `token_kind` first.
+ */
+export type LeavingLink = StoredPageToken & {
+  token_kind?: TokenKind;
+  instagram_account_id?: string;
+};
 
 /** A Page id with its encrypted token, as the database keeps it. */
 export interface StoredPageToken {
@@ -46,7 +78,8 @@ export interface PendingConnectionRef {
 
 export interface LinkedAccount {
   doctor_id: string;
-  instagram_page_id: string;
+  /** Null for an Instagram Login link. */
+  instagram_page_id: string | null;
   instagram_username: string | null;
   page_name: string | null;
   instagram_business_account_id: string | null;
@@ -54,18 +87,35 @@ export interface LinkedAccount {
   granted_scopes: string[] | null;
   connected_at: string;
   previous_page_id: string | null;
+  token_kind?: TokenKind;
+  /** Instagram Login's app-scoped user id; null for a Page link. */
+  instagram_user_id?: string | null;
+  /** ISO 8601; set for an Instagram Login link. */
+  token_expires_at?: string | null;
+  status?: "active" | "needs_reconnect";
+  previous_instagram_account_id?: string | null;
+  previous_token_kind?: TokenKind | null;
 }
 
 /** What the function needs to clean up at Meta before a disconnect. */
 export interface LinkToDisconnect {
   /** A maintenance run held the link (its lease is ended now): it may have restored the subscription. */
   leased: boolean;
+  /** Absent (null) for an Instagram Login link: read `token_kind` first. */
   page_id: string;
   access_token: string;
   facebook_user_id: string | null;
   /** Another doctor's link uses the same Facebook user: their grant must stay. */
   facebook_user_shared: boolean;
+  token_kind?: TokenKind;
+  instagram_account_id?: string | null;
 }
+
+/** What disconnect_doctor_instagram() deleted. */
+export type DisconnectedLink = StoredPageToken & {
+  token_kind?: TokenKind;
+  instagram_account_id?: string | null;
+};
 
 export interface MetaOutcome {
   unsubscribed: boolean;
@@ -94,18 +144,39 @@ export interface StoredWebhookBatch {
   duplicates: number;
   /** Events for accounts no doctor holds: counted, not stored. */
   unknown_account_events: number;
+  /** Events for links made through the other app's path (signed with the wrong secret): counted, not stored. */
+  wrong_app_events?: number;
   unsends: number;
 }
+
+/** The app whose secret signed a webhook delivery: the Facebook app, or the Instagram (Login) app. */
+export type WebhookApp = "facebook" | "instagram";
 
 /** A link leased by one maintenance run (lease_instagram_links). `access_token` is as stored. */
 export interface LeasedLink {
   doctor_id: string;
+  /** Null for an Instagram Login link: read `token_kind` first. */
   page_id: string;
   instagram_account_id: string | null;
   access_token: string;
-  token_kind: "page" | "instagram_user";
+  token_kind: TokenKind;
   status: "active" | "needs_reconnect";
   status_reason: string | null;
+  /** ISO 8601, or null when Meta reported no expiry. */
+  token_expires_at?: string | null;
+  /** ISO 8601: when the Instagram Login token was obtained or last refreshed (null for a Page token). */
+  token_refreshed_at?: string | null;
+}
+
+/** A refreshed Instagram Login token to store under this run's lease (compare-and-swap on `oldToken`). */
+export interface TokenRefresh {
+  doctorId: string;
+  leaseId: string;
+  /** The token as stored when the run leased the link. */
+  oldToken: string;
+  /** The new token, encrypted (bound to the doctor and the account). */
+  newToken: string;
+  expiresAt: Date;
 }
 
 /** What one check found: no reason means active. */
@@ -120,11 +191,14 @@ export interface LinkCheck {
   correlationId: string;
 }
 
-/** A link's token as stored, with the doctor and Page it is bound to. */
+/** A link's token as stored, with the doctor and Page it is bound to (or, without a Page, the account). */
 export interface StoredLinkToken {
   doctor_id: string;
+  /** Null for an Instagram Login link: its token is bound to `instagram_account_id`. */
   page_id: string;
   access_token: string;
+  token_kind?: TokenKind;
+  instagram_account_id?: string | null;
 }
 
 /**
@@ -151,13 +225,23 @@ export interface Database {
     facebookUserId: string;
     grantedScopes: string[];
   }): Promise<string>;
+  /** Instagram Login's pending connection (one account, no Page); returns its expiry (ISO 8601). */
+  createInstagramPendingConnection(input: {
+    tokenHash: string;
+    doctorId: string;
+    account: PendingInstagramAccount;
+    grantedScopes: string[];
+  }): Promise<string>;
   openPendingConnection(ref: PendingConnectionRef): Promise<OpenedPendingConnection>;
-  linkPendingConnection(ref: PendingConnectionRef & { pageId: string }): Promise<LinkedAccount>;
+  /** `pageId` undefined for an Instagram Login connection. */
+  linkPendingConnection(ref: PendingConnectionRef & { pageId: string | undefined }): Promise<LinkedAccount>;
   /** Throws not_connected when the doctor has no link. */
   prepareDisconnect(doctorId: string): Promise<LinkToDisconnect>;
   /** Deletes the doctor's link, whatever Page it holds by now; what was deleted, or null if nothing. */
-  disconnect(doctorId: string, meta: MetaOutcome, correlationId: string): Promise<StoredPageToken | null>;
+  disconnect(doctorId: string, meta: MetaOutcome, correlationId: string): Promise<DisconnectedLink | null>;
   pageIsLinked(pageId: string): Promise<boolean>;
+  /** Whether a link of `tokenKind` (either kind when null) holds the Instagram account. */
+  instagramAccountIsLinked(accountId: string, tokenKind: TokenKind | null): Promise<boolean>;
   /** Removes what the Facebook user had granted when Meta issued the request (`issuedAt`). */
   forgetFacebookUser(
     facebookUserId: string,
@@ -165,6 +249,20 @@ export interface Database {
     issuedAt: Date,
     correlationId: string,
   ): Promise<ForgottenUser>;
+  /** forgetFacebookUser() for the Instagram app's callbacks: matches the Instagram user id or the account id. */
+  forgetInstagramUser(
+    instagramUserId: string,
+    action: "instagram.deauthorized",
+    issuedAt: Date,
+    correlationId: string,
+  ): Promise<ForgottenUser>;
+  requestInstagramDataDeletion(input: {
+    instagramUserId: string;
+    requestKey: string;
+    confirmationCode: string;
+    issuedAt: Date;
+    correlationId: string;
+  }): Promise<DataDeletionRequest>;
   requestDataDeletion(input: {
     facebookUserId: string;
     requestKey: string;
@@ -174,11 +272,20 @@ export interface Database {
   }): Promise<DataDeletionRequest>;
   /** Throws deletion_request_unknown. */
   dataDeletionStatus(confirmationCode: string): Promise<DataDeletionRequest>;
-  /** One webhook delivery, stored whole (one transaction) for the doctors its accounts belong to. */
-  storeWebhookEvents(object: "instagram" | "page", entries: unknown[]): Promise<StoredWebhookBatch>;
+  /**
+   * One webhook delivery, stored whole (one transaction) for the doctors its accounts belong to, under
+   * the app whose secret signed it: only entries of links made through that app's path are stored.
+   */
+  storeWebhookEvents(
+    object: "instagram" | "page",
+    entries: unknown[],
+    app?: WebhookApp,
+  ): Promise<StoredWebhookBatch>;
   /** Up to `limit` links, least recently checked first, leased to `leaseId` for a few minutes. */
   leaseLinks(leaseId: string, limit: number, seconds: number): Promise<LeasedLink[]>;
   recordLinkCheck(check: LinkCheck): Promise<"unchanged" | "status_changed" | "stale">;
+  /** Stores a refreshed Instagram Login token; 'stale' when the link holds another token or lease. */
+  recordTokenRefresh(refresh: TokenRefresh): Promise<"refreshed" | "stale">;
   /** Ends the leases of links this run did not record. */
   releaseLinks(leaseId: string): Promise<number>;
   /** Flags the link needs_reconnect while it still holds `storedToken`; whether this call flagged it. */
@@ -243,6 +350,13 @@ export function createDatabase(config: Config<"database">): Database {
         p_facebook_user_id: input.facebookUserId,
         p_granted_scopes: input.grantedScopes,
       }),
+    createInstagramPendingConnection: (input) =>
+      rpc("create_instagram_pending_connection", {
+        p_token_hash: input.tokenHash,
+        p_doctor_id: input.doctorId,
+        p_account: input.account,
+        p_granted_scopes: input.grantedScopes,
+      }),
     openPendingConnection: (ref) => rpc("open_pending_connection", pendingArgs(ref)),
     linkPendingConnection: (ref) => rpc("link_pending_connection", pendingArgs(ref)),
     prepareDisconnect: (doctorId) => rpc("prepare_disconnect", { p_doctor_id: doctorId }),
@@ -253,12 +367,29 @@ export function createDatabase(config: Config<"database">): Database {
         p_correlation_id: correlationId,
       }),
     pageIsLinked: (pageId) => rpc("page_is_linked", { p_page_id: pageId }),
+    instagramAccountIsLinked: (accountId, tokenKind) =>
+      rpc("instagram_account_is_linked", { p_account_id: accountId, p_token_kind: tokenKind }),
     forgetFacebookUser: (facebookUserId, action, issuedAt, correlationId) =>
       rpc("forget_facebook_user", {
         p_facebook_user_id: facebookUserId,
         p_action: action,
         p_issued_at: issuedAt.toISOString(),
         p_correlation_id: correlationId,
+      }),
+    forgetInstagramUser: (instagramUserId, action, issuedAt, correlationId) =>
+      rpc("forget_instagram_user", {
+        p_instagram_user_id: instagramUserId,
+        p_action: action,
+        p_issued_at: issuedAt.toISOString(),
+        p_correlation_id: correlationId,
+      }),
+    requestInstagramDataDeletion: (input) =>
+      rpc("request_instagram_data_deletion", {
+        p_instagram_user_id: input.instagramUserId,
+        p_request_key: input.requestKey,
+        p_confirmation_code: input.confirmationCode,
+        p_issued_at: input.issuedAt.toISOString(),
+        p_correlation_id: input.correlationId,
       }),
     requestDataDeletion: (input) =>
       rpc("request_data_deletion", {
@@ -270,8 +401,8 @@ export function createDatabase(config: Config<"database">): Database {
       }),
     dataDeletionStatus: (confirmationCode) =>
       rpc("data_deletion_status", { p_confirmation_code: confirmationCode }),
-    storeWebhookEvents: (object, entries) =>
-      rpc("store_instagram_events", { p_object: object, p_entries: entries }),
+    storeWebhookEvents: (object, entries, app = "facebook") =>
+      rpc("store_instagram_events", { p_object: object, p_entries: entries, p_app: app }),
     leaseLinks: (leaseId, limit, seconds) =>
       rpc("lease_instagram_links", { p_lease_id: leaseId, p_limit: limit, p_lease_seconds: seconds }),
     recordLinkCheck: (check) =>
@@ -283,6 +414,14 @@ export function createDatabase(config: Config<"database">): Database {
         p_reconnect_by: check.reconnectBy?.toISOString() ?? null,
         p_token_expires_at: check.tokenExpiresAt?.toISOString() ?? null,
         p_correlation_id: check.correlationId,
+      }),
+    recordTokenRefresh: (refresh) =>
+      rpc("record_instagram_token_refresh", {
+        p_doctor_id: refresh.doctorId,
+        p_lease_id: refresh.leaseId,
+        p_old_token: refresh.oldToken,
+        p_new_token: refresh.newToken,
+        p_expires_at: refresh.expiresAt.toISOString(),
       }),
     releaseLinks: (leaseId) => rpc("release_instagram_links", { p_lease_id: leaseId }),
     flagLink: (doctorId, storedToken, reason, correlationId) =>
@@ -338,7 +477,7 @@ const UNREACHABLE_PGRST = /^PGRST00[0-3]$/;
 /**
  * Maps PostgREST's error to what the caller sees. Our SQL raises SQLSTATE PTxyz (PostgREST answers
  * HTTP xyz) with the error code in DETAIL; a 429 carries the seconds to wait in HINT, and a 409 a
- * message that names the Page. Any other error is mapped by its SQLSTATE; only an answer without one
+ * message that names the Page or the Instagram account. Any other error is mapped by its SQLSTATE; only an answer without one
  * (no answer at all, status 0 after our timeout; or a proxy in front of PostgREST) by its HTTP status.
  */
 export function toAppError(error: RpcError, status: number): AppError {
@@ -347,7 +486,9 @@ export function toAppError(error: RpcError, status: number): AppError {
   if (/^PT\d{3}$/.test(code) && isErrorCode(error.details)) {
     return new AppError(error.details, {
       cause,
-      message: error.details === "page_already_linked" ? error.message : undefined,
+      message: error.details === "page_already_linked" || error.details === "account_already_linked"
+        ? error.message
+        : undefined,
       retryAfterSeconds: error.details === "too_many_requests" ? Number(error.hint) || 60 : undefined,
     });
   }

@@ -68,6 +68,10 @@ export const ERRORS = {
     409,
     "This Facebook Page is already linked to another doctor. They must disconnect it first, or choose another Page.",
   ],
+  account_already_linked: [
+    409,
+    "This Instagram account is already linked to another doctor. They must disconnect it first, or sign in with another Instagram account.",
+  ],
   session_mismatch: [
     403,
     "This connection was started from another doctor's account, so nothing was connected. To connect your own Instagram, press Connect Instagram while signed in as yourself.",

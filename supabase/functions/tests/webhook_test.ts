@@ -125,6 +125,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           stored: 2,
           duplicates: 0,
           unknown_account_events: 0,
+          wrong_app_events: 0,
           unsends: 0,
         });
         const rows = await eventsOf(sql, one.id);
@@ -163,6 +164,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         stored: 1,
         duplicates: 0,
         unknown_account_events: 0,
+        wrong_app_events: 0,
         unsends: 0,
       });
       // The same JSON with its keys in another order is the same event.
@@ -177,6 +179,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         stored: 0,
         duplicates: 1,
         unknown_account_events: 0,
+        wrong_app_events: 0,
         unsends: 0,
       });
       assert.equal((await eventsOf(sql, one.id)).length, before + 1);
@@ -200,6 +203,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           stored: 3,
           duplicates: 0,
           unknown_account_events: 0,
+          wrong_app_events: 0,
           unsends: 1,
         });
         // Delivered again: the reaction and the read receipt (which carry the message's mid) are no new events.
@@ -207,6 +211,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           stored: 0,
           duplicates: 3,
           unknown_account_events: 0,
+          wrong_app_events: 0,
           unsends: 0,
         });
         const about = (await eventsOf(sql, one.id)).filter((row) => row.message_id === mid);
@@ -280,6 +285,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           stored: 4,
           duplicates: 0,
           unknown_account_events: 0,
+          wrong_app_events: 0,
           unsends: 1,
         });
         const [message] = await sql`
@@ -435,6 +441,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         stored: 0,
         duplicates: 0,
         unknown_account_events: 1,
+        wrong_app_events: 0,
         unsends: 0,
       });
       assert.equal((await sql`select count(*)::int as n from public.instagram_events`)[0].n, before);
@@ -467,6 +474,7 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         stored: 1000,
         duplicates: 0,
         unknown_account_events: 0,
+        wrong_app_events: 0,
         unsends: 0,
       });
       assert.equal(stack.dbCalls["rpc store_instagram_events"], before + 1);

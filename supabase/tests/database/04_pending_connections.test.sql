@@ -129,7 +129,7 @@ select is(
 );
 select is(
   public.open_pending_connection('00000000-0000-4000-8000-00000000f001', repeat('1', 64), '6002'),
-  '{"outcome": "ready", "page": {"page_id": "6002", "instagram_account_id": "17860002", "access_token": "v1.two.page"}}'::jsonb,
+  '{"outcome": "ready", "token_kind": "page", "page": {"page_id": "6002", "instagram_account_id": "17860002", "access_token": "v1.two.page"}}'::jsonb,
   'a chosen Page: ready, with its encrypted token for the function'
 );
 select throws_ok(

@@ -31,7 +31,9 @@ select is(
     - 'connected_at',
   '{"doctor_id": "00000000-0000-4000-8000-00000000d001", "instagram_page_id": "4001", "instagram_username": "clinic_one",
     "page_name": "Clinic One", "instagram_business_account_id": "17840001", "previous_page_id": null,
-    "facebook_user_id": "7770001", "granted_scopes": ["pages_show_list", "instagram_basic"], "status": "active"}'::jsonb,
+    "facebook_user_id": "7770001", "granted_scopes": ["pages_show_list", "instagram_basic"], "status": "active",
+    "token_kind": "page", "instagram_user_id": null, "token_expires_at": null, "previous_token_kind": null,
+    "previous_instagram_account_id": null}'::jsonb,
   'the first link returns what was linked'
 );
 reset role;

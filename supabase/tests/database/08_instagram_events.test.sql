@@ -31,7 +31,7 @@ select ok(
      and has_function_privilege('service_role', oid, 'execute')
      and prosecdef and proconfig @> array['search_path=""'])
    from pg_proc
-   where oid in ('public.store_instagram_events(text, jsonb)'::regprocedure,
+   where oid in ('public.store_instagram_events(text, jsonb, text)'::regprocedure,
                  'public.claim_instagram_events(text, int, int)'::regprocedure,
                  'public.ack_instagram_events(text, bigint[])'::regprocedure,
                  'public.purge_instagram_events(int)'::regprocedure)),
@@ -48,7 +48,7 @@ select ok((select relrowsecurity from pg_class where oid = 'public.instagram_eve
 select has_index('public', 'instagram_events', 'instagram_events_message_idx', array['message_id', 'account_id'],
   'the message index leads with message_id, so a lookup by (account_id, event_key) cannot take it for the account alone');
 select ok(
-  (select proconfig @> array['enable_seqscan=off'] from pg_proc where oid = 'public.store_instagram_events(text, jsonb)'::regprocedure),
+  (select proconfig @> array['enable_seqscan=off'] from pg_proc where oid = 'public.store_instagram_events(text, jsonb, text)'::regprocedure),
   'store_instagram_events never plans a sequential scan'
 );
 
@@ -64,7 +64,7 @@ select is(
        "message": {"mid": "m.2", "text": "reply", "is_echo": true}}]},
     {"id": "4242", "messaging": [{"sender": {"id": "1"}, "recipient": {"id": "4242"}, "timestamp": 1, "message": {"mid": "m.3"}}]}
   ]$$::jsonb),
-  '{"stored": 2, "duplicates": 0, "unknown_account_events": 1, "unsends": 0}'::jsonb,
+  '{"stored": 2, "duplicates": 0, "unknown_account_events": 1, "wrong_app_events": 0, "unsends": 0}'::jsonb,
   'a delivery is stored for each account''s doctor; an unknown account is counted'
 );
 select throws_ok(

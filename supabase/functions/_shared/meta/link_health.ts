@@ -23,6 +23,13 @@ export const LINK_STATUS_REASONS = [
   "permissions_missing",
   "page_token_mismatch",
   "subscription_lost",
+  // Instagram Login links' own reasons (the database takes only these for them, and never for a Page
+  // link: CHECK doctor_instagram_reason_matches_kind), so the doctor never reads about a Page they lack.
+  "instagram_token_expired",
+  "instagram_refresh_failed",
+  "instagram_token_invalid",
+  "instagram_permissions_missing",
+  "instagram_subscription_lost",
 ] as const;
 
 export type LinkStatusReason = typeof LINK_STATUS_REASONS[number];
