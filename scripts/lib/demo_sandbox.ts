@@ -111,6 +111,6 @@ async function linkOfCaller(
   };
 }
 
-function fail(code: ErrorCode, message = ERRORS[code][1]): Response {
+function fail(code: ErrorCode, message: string = ERRORS[code][1]): Response {
   return Response.json({ error: { code, message } }, { status: ERRORS[code][0] });
 }

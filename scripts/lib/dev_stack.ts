@@ -166,3 +166,24 @@ export async function seedLink(
       (doctor_id, instagram_page_id, instagram_access_token, instagram_username, page_name, instagram_business_account_id)
     values (${doctorId}, ${page.id}, ${token}, ${page.instagram.username}, ${page.name}, ${page.instagram.id})`;
 }
+
+/**
+ * An Instagram Login link written straight into the table, as if the doctor had connected `account`
+ * through Instagram Login earlier: no Page, the Instagram user token encrypted bound to the doctor and the
+ * account, 60 days to run. For tests of what works on such a link (the sandbox's deliveries).
+ */
+export async function seedInstagramLink(
+  sql: postgres.Sql,
+  keyring: TokenKeyring,
+  doctorId: string,
+  account: { userId: string; id: string; username: string },
+  token: string,
+): Promise<void> {
+  const encrypted = await keyring.encrypt(token, { doctorId, instagramAccountId: account.userId });
+  await sql`
+    insert into public.doctor_instagram
+      (doctor_id, instagram_page_id, instagram_access_token, instagram_username, instagram_business_account_id,
+       token_kind, instagram_user_id, token_expires_at, token_refreshed_at)
+    values (${doctorId}, null, ${encrypted}, ${account.username}, ${account.userId},
+       'instagram_user', ${account.id}, now() + interval '60 days', now())`;
+}

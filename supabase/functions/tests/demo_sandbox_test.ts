@@ -9,11 +9,13 @@ import postgres from "postgres";
 import {
   DEMO_DOCTORS,
   DEMO_PAGES,
+  SANDBOX_INSTAGRAM_ACCOUNT,
   SEEDED_PAGE_TOKEN,
+  seedInstagramLink,
   startDevStack,
 } from "../../../scripts/lib/dev_stack.ts";
 import { createJwtIssuer } from "../../../scripts/lib/jwt_issuer.ts";
-import { LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY } from "../../../scripts/lib/local_stack.ts";
+import { LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY, tokenKeyringOf } from "../../../scripts/lib/local_stack.ts";
 import { loadConfig } from "../_shared/config.ts";
 import type { Logger } from "../_shared/log.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
@@ -238,6 +240,65 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
     await sql.end();
   }
 });
+
+Deno.test(
+  "demo sandbox: an Instagram Login link's messages are signed with the Instagram app's secret",
+  stackTest,
+  async (t) => {
+    const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    const dev = await startDevStack({ databaseUrl });
+    try {
+      const demo = DEMO_DOCTORS.demo;
+      const account = dev.stack.meta.instagram.account(SANDBOX_INSTAGRAM_ACCOUNT);
+      await seedInstagramLink(
+        sql,
+        await tokenKeyringOf(dev.stack.env),
+        demo.id,
+        account,
+        "IGAAseededDemoToken",
+      );
+      const authorization = `Bearer ${await dev.stack.jwt.sign({ sub: demo.id })}`;
+      const control = async (action: string, body: unknown) => {
+        const response = await fetch(`${dev.url}/demo/sandbox/${action}`, {
+          method: "POST",
+          headers: { authorization, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        return { status: response.status, body: await response.json() };
+      };
+
+      await t.step("the dashboard is told both paths are configured", async () => {
+        const html = await (await fetch(`${dev.url}/demo/`)).text();
+        assert.match(html, /"paths":\{"facebook":true,"instagram":true\}/);
+      });
+
+      await t.step(
+        "a message is stored for the Instagram link: the receiver took it as the Instagram app's",
+        async () => {
+          const sent = await control("message", { text: "Hello from a patient" });
+          assert.equal(sent.status, 200, JSON.stringify(sent.body));
+          assert.equal(sent.body.webhook.result.stored, 1, JSON.stringify(sent.body));
+          const rows = await sql`select account_id from public.instagram_events where doctor_id = ${demo.id}`;
+          assert.deepEqual(rows.map((row) => row.account_id), [account.userId]);
+        },
+      );
+
+      await t.step("the Page controls refuse a link without a Page, and change nothing", async () => {
+        const refused = await control("kill-token", { subcode: 460 });
+        assert.equal(refused.status, 400);
+        assert.equal(refused.body.error.code, "invalid_request");
+        assert.match(refused.body.error.message, /made with Instagram Login/);
+        assert.equal((await linkOf(sql, demo.id)).status, "active");
+      });
+    } finally {
+      await dev.stop();
+      await sql`delete from auth.users where id in ${
+        sql(Object.values(DEMO_DOCTORS).map((doctor) => doctor.id))
+      }`;
+      await sql.end();
+    }
+  },
+);
 
 function deadline() {
   return AbortSignal.timeout(5_000);
