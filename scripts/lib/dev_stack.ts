@@ -71,7 +71,13 @@ export interface DevStack {
 
 /** Starts on an already migrated database, seeds the demo doctors and Dr. Other's link. */
 export async function startDevStack(
-  options: { databaseUrl: string; port?: number; onFunctionLine?: StackOptions["onFunctionLine"] },
+  options: {
+    databaseUrl: string;
+    port?: number;
+    onFunctionLine?: StackOptions["onFunctionLine"];
+    /** Variables over the stack's own (a test's: one path unconfigured, say). */
+    env?: Record<string, string>;
+  },
 ): Promise<DevStack> {
   const dashboard = await Deno.readTextFile(new URL("../demo/dashboard.html", import.meta.url));
   const stack: LocalStack = await startLocalStack({
@@ -81,6 +87,7 @@ export async function startDevStack(
     env: (origin) => ({
       INSTAGRAM_FRONTEND_REDIRECT_URI: `${origin}/demo/`,
       INSTAGRAM_ALLOWED_ORIGINS: origin,
+      ...options.env,
     }),
     extraRoutes: async (request, url) => {
       if (url.pathname === "/demo" || url.pathname === "/") {

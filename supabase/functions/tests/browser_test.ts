@@ -790,3 +790,43 @@ Deno.test("demo dashboard in Chromium: the Instagram path", stackTest, async (t)
     await sql.end();
   }
 });
+
+// One path configured, one button: the dashboard offers only what the functions can do.
+Deno.test(
+  "demo dashboard in Chromium: one Connect button when one path is configured",
+  stackTest,
+  async () => {
+    const dev = await startDevStack({
+      databaseUrl,
+      env: { INSTAGRAM_APP_ID: "", INSTAGRAM_APP_SECRET: "" },
+    });
+    const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    let browser: Browser | undefined;
+    try {
+      browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true });
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(dev.dashboardUrl);
+      await page.click("#sign-in-demo");
+      await page.locator("#status", { hasText: "No Instagram account connected." }).waitFor();
+      assert.equal(await page.locator("#connect-instagram").isVisible(), true);
+      assert.equal(await page.locator("#connect-instagram").isEnabled(), true);
+      assert.equal(await page.locator("#connect").isHidden(), true, "no Facebook app: no Facebook button");
+      assert.equal(await page.locator("#paths-hint").isHidden(), true);
+      // What the button would start, asked of the function as the page asks it: the Facebook path is refused.
+      const session = await (await fetch(`${dev.url}/demo/session?doctor=demo`, { method: "POST" })).json();
+      const refused = await fetch(dev.stack.functionUrl("instagram-connect"), {
+        method: "POST",
+        headers: { authorization: `Bearer ${session.access_token}`, "content-type": "application/json" },
+        body: JSON.stringify({ via: "facebook" }),
+      });
+      assert.equal((await refused.json()).error?.code, "login_path_not_configured");
+    } finally {
+      await browser?.close();
+      await dev.stop();
+      await sql`delete from auth.users where id in ${
+        sql(Object.values(DEMO_DOCTORS).map((doctor) => doctor.id))
+      }`;
+      await sql.end();
+    }
+  },
+);
