@@ -171,6 +171,21 @@ export class FakeInstagram {
     return this.tokens.get(this.account(name).userId)?.at(-1);
   }
 
+  /**
+   * A long-lived token for `name` as if the doctor had connected earlier with every Instagram Login
+   * scope granted and the app subscribed to `fields`: for tests of links seeded straight into the table.
+   */
+  longLivedToken(
+    name: string,
+    scopes: readonly string[],
+    fields: readonly string[] = [],
+  ): string {
+    const account = this.account(name);
+    account.granted = new Set(scopes);
+    if (fields.length > 0) account.subscription = [...fields];
+    return this.#issue(account, "long");
+  }
+
   /** Makes a token `ms` older (its expiry moves with it): the 24-hour rule and expiry without waiting. */
   ageToken(token: string, ms: number): void {
     const life = this.#life(token);

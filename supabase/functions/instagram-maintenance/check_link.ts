@@ -9,9 +9,15 @@
 // (Meta down, throttled, timed out) is thrown, so nothing is recorded and the next run tries again.
 import type { TokenBinding, TokenKeyring } from "../_shared/crypto/page_token.ts";
 import type { Database, LeasedLink } from "../_shared/database.ts";
+import type { InstagramLogin } from "../_shared/meta/instagram_login.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { MetaGraph } from "../_shared/meta/graph.ts";
-import { assessPageToken, type LinkStatusReason, reasonFromGraphError } from "../_shared/meta/link_health.ts";
+import {
+  assessPageToken,
+  instagramReasonFromError,
+  type LinkStatusReason,
+  reasonFromGraphError,
+} from "../_shared/meta/link_health.ts";
 import type { MaintenanceConfig } from "./deps.ts";
 
 export interface LinkHealth {
@@ -21,6 +27,118 @@ export interface LinkHealth {
   tokenExpiresAt?: Date;
   /** The Page's subscription was missing (or lacked fields) and is back. */
   restored: boolean;
+  /** Instagram Login: the token was refreshed and stored; the stored value the outcome is recorded on. */
+  refreshedToken?: string;
+  /** Instagram Login: the refresh was dropped as stale (the link changed meanwhile): record nothing. */
+  stale?: boolean;
+}
+
+const HOUR_MS = 60 * 60 * 1000;
+/** "Refresh Access Token": a token "at least 24 hours old" can be refreshed; a younger one is refused. */
+const REFRESH_MIN_AGE_MS = 24 * HOUR_MS;
+/** Refreshed when fewer than 30 days are left of its 60: one refresh a month, well before it ends. */
+const REFRESH_WITHIN_MS = 30 * 24 * HOUR_MS;
+
+/**
+ * One Instagram Login link's check, with its Instagram user token (decrypted here, never logged), at
+ * graph.instagram.com, never debug_token (that is the Facebook app's inspector for Facebook tokens):
+ * 1. /me?fields=user_id: the token works and is still this account's ("Get Started": user_id is the
+ *    professional account id webhooks carry). 190 -> instagram_token_expired when token_expires_at is
+ *    past, else instagram_token_invalid; another account -> instagram_token_invalid.
+ * 2. Refresh when at least 24 hours old and fewer than 30 days left ("Refresh Access Token"); stored
+ *    under this run's lease (compare-and-swap). Meta refusing it for good -> instagram_refresh_failed, to
+ *    reconnect by the old expiry (the token still works until then); a failure that may pass is thrown.
+ * 3. /me/subscribed_apps: fields missing -> subscribe again ("Setup Webhooks Subscriptions"); refused ->
+ *    instagram_subscription_lost.
+ */
+export async function checkInstagramLink(
+  link: LeasedLink,
+  { config, keyring, login, db, leaseId }: {
+    config: MaintenanceConfig;
+    keyring: TokenKeyring;
+    login: InstagramLogin;
+    db: Database;
+    leaseId: string;
+  },
+): Promise<LinkHealth> {
+  const accountId = link.instagram_account_id ?? "";
+  const binding = { doctorId: link.doctor_id, instagramAccountId: accountId };
+  let token = await readToken(keyring, link.access_token, binding);
+  const now = Date.now();
+  const expiresAt = link.token_expires_at ? new Date(link.token_expires_at) : undefined;
+  const expired = expiresAt !== undefined && expiresAt.getTime() <= now;
+  const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
+  const refused = (error: unknown): LinkHealth => {
+    const reason = instagramReasonFromError(error, expired);
+    if (!reason) throw error;
+    return { reason, restored: false };
+  };
+
+  try {
+    const account = await login.readAccount(token, deadline);
+    if (account.userId !== accountId) {
+      return { reason: "instagram_token_invalid", restored: false };
+    }
+  } catch (error) {
+    return refused(error);
+  }
+  // The token answered although the stored expiry is past: Meta's word wins, but the doctor is warned.
+  if (expired) return { reason: "instagram_token_expired", restored: false };
+
+  let health: LinkHealth = { restored: false, tokenExpiresAt: expiresAt };
+  const refreshedAt = link.token_refreshed_at ? new Date(link.token_refreshed_at).getTime() : now;
+  const due = now - refreshedAt >= REFRESH_MIN_AGE_MS &&
+    expiresAt !== undefined &&
+    expiresAt.getTime() - now < REFRESH_WITHIN_MS;
+  if (due) {
+    let fresh;
+    try {
+      fresh = await login.refresh(token, deadline);
+    } catch (error) {
+      if (mayPass(error)) throw error;
+      return {
+        reason: "instagram_refresh_failed",
+        reconnectBy: expiresAt,
+        tokenExpiresAt: expiresAt,
+        restored: false,
+      };
+    }
+    const stored = await keyring.encrypt(fresh.accessToken, binding);
+    const newExpiry = new Date(Date.now() + fresh.expiresIn * 1000);
+    const outcome = await db.recordTokenRefresh({
+      doctorId: link.doctor_id,
+      leaseId,
+      oldToken: link.access_token,
+      newToken: stored,
+      expiresAt: newExpiry,
+    });
+    if (outcome === "stale") return { restored: false, stale: true };
+    token = fresh.accessToken;
+    health = {
+      restored: false,
+      tokenExpiresAt: newExpiry,
+      refreshedToken: stored,
+    };
+  }
+
+  const fields = config.instagramLogin?.webhookFields ?? [];
+  if (fields.length === 0) return health;
+  let subscribed: string[];
+  try {
+    subscribed = await login.subscriptions(token, deadline);
+  } catch (error) {
+    return { ...refused(error), refreshedToken: health.refreshedToken };
+  }
+  if (fields.every((field) => subscribed.includes(field))) return health;
+  try {
+    await login.subscribe(token, fields, deadline);
+    return { ...health, restored: true };
+  } catch (error) {
+    const reason = instagramReasonFromError(error, false);
+    if (reason) return { ...health, reason };
+    if (mayPass(error)) throw error;
+    return { ...health, reason: "instagram_subscription_lost" };
+  }
 }
 
 export async function checkLink(

@@ -3,8 +3,18 @@ import type { Config } from "../_shared/config.ts";
 import { importTokenKeyring, type TokenKeyring } from "../_shared/crypto/page_token.ts";
 import { createDatabase, type Database } from "../_shared/database.ts";
 
-/** Meta as the app (debug_token, subscriptions), the key ring, the Page fields, the RPCs, the secret key. */
-export const MAINTENANCE_CONFIG = ["meta", "tokens", "webhooks", "database", "maintenance"] as const;
+/**
+ * Meta as the app (debug_token, subscriptions), the Instagram Login app (its links' checks and refreshes),
+ * the key ring, the Page fields, the RPCs, the secret key.
+ */
+export const MAINTENANCE_CONFIG = [
+  "meta",
+  "instagramLogin",
+  "tokens",
+  "webhooks",
+  "database",
+  "maintenance",
+] as const;
 export type MaintenanceConfig = Config<typeof MAINTENANCE_CONFIG[number]>;
 
 export interface MaintenanceDeps {

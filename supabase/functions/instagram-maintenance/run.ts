@@ -5,18 +5,30 @@
 //    (check_link.ts), at most 4 at once. Meta's usage headers ("Rate Limits": X-App-Usage,
 //    X-Business-Use-Case-Usage) are read on every answer; once a figure passes 75% no further check
 //    starts, and the links left are deferred to the next run. Each outcome is recorded under the lease;
-//    the leases of links not recorded are released at the end.
+//    the leases of links not recorded are released at the end. Instagram Login links (token_kind
+//    instagram_user) are checked at graph.instagram.com instead, and their tokens refreshed when due
+//    (check_link.ts, checkInstagramLink); the same usage stop applies to whatever usage headers that host
+//    sends. Meta's Instagram Login pages document none and the fake sends none (guess), so in practice
+//    only the Page links' answers stop a run.
 // 3. Re-encrypt up to `batch` tokens under the primary key (compare-and-swap: a token the doctor
 //    replaced meanwhile is left alone).
 // 4. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
 // Two runs at once are safe: a leased link is skipped by the other run, and every write is conditional.
 import type { Context } from "hono";
+import type { TokenBinding } from "../_shared/crypto/page_token.ts";
 import { describeMissingKeys, missingKeys } from "../_shared/crypto/token_key_usage.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import type { Logger } from "../_shared/log.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
-import { checkLink, readToken, TokenUnreadableError, withdrawRestore } from "./check_link.ts";
+import { createInstagramLogin } from "../_shared/meta/instagram_login.ts";
+import {
+  checkInstagramLink,
+  checkLink,
+  readToken,
+  TokenUnreadableError,
+  withdrawRestore,
+} from "./check_link.ts";
 import type { MaintenanceDeps } from "./deps.ts";
 
 /** "Rate Limits": Meta throttles at 100%; stopping at 75% leaves room for the doctors' own requests. */
@@ -29,7 +41,9 @@ export interface MaintenanceSummary {
   flagged: number;
   /** Links that were needs_reconnect and are active again. */
   recovered: number;
-  /** Page subscriptions found missing and restored. */
+  /** Instagram Login tokens refreshed and stored (60 more days). */
+  refreshed: number;
+  /** Page (or Instagram account) subscriptions found missing and restored. */
   restored: number;
   reencrypted: number;
   /** Leased but not checked: Meta's usage passed the threshold. */
@@ -58,6 +72,7 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       flagged: 0,
       recovered: 0,
       restored: 0,
+      refreshed: 0,
       reencrypted: 0,
       deferred: 0,
       failed: 0,
@@ -65,7 +80,9 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       purged: 0,
     };
     let usage = 0;
-    const meta = createMetaGraph(config, log, { onUsage: (percent) => usage = Math.max(usage, percent) });
+    const onUsage = (percent: number) => usage = Math.max(usage, percent);
+    const meta = createMetaGraph(config, log, { onUsage });
+    const login = createInstagramLogin(config, log, { onUsage });
     const leaseId = crypto.randomUUID();
     const links = await db.leaseLinks(leaseId, config.maintenance.batch, leaseSeconds(config));
 
@@ -74,28 +91,47 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
         summary.deferred++;
         return;
       }
-      const health = await checkLink(link, { config, keyring, meta }).catch((error) => {
+      const instagram = link.token_kind === "instagram_user";
+      const check = instagram
+        ? checkInstagramLink(link, { config, keyring, login, db, leaseId })
+        : checkLink(link, { config, keyring, meta });
+      const health = await check.catch((error) => {
         if (error instanceof TokenUnreadableError) {
           summary.unreadable++;
           log.error("token_unreadable", { doctor_id: link.doctor_id, key_id: error.keyId });
         } else {
           summary.failed++;
-          log.warn("link_check_failed", { doctor_id: link.doctor_id, page_id: link.page_id, error });
+          log.warn("link_check_failed", {
+            doctor_id: link.doctor_id,
+            page_id: link.page_id,
+            instagram_account_id: instagram ? link.instagram_account_id : undefined,
+            error,
+          });
         }
         return undefined;
       });
       if (!health) return;
+      // The refresh found the link changed (reconnected, disconnected): nothing of this check applies.
+      if (health.stale) {
+        log.info("link_changed_during_check", { doctor_id: link.doctor_id });
+        return;
+      }
+      if (health.refreshedToken) {
+        summary.refreshed++;
+        log.info("token_refreshed", { doctor_id: link.doctor_id, expires_at: health.tokenExpiresAt });
+      }
       const recorded = await db.recordLinkCheck({
         doctorId: link.doctor_id,
         leaseId,
-        checkedToken: link.access_token,
+        // After a refresh the row holds the new token: the outcome is recorded on that one.
+        checkedToken: health.refreshedToken ?? link.access_token,
         reason: health.reason,
         reconnectBy: health.reconnectBy,
         tokenExpiresAt: health.tokenExpiresAt,
         correlationId: c.var.correlationId,
       });
       if (recorded === "stale") {
-        if (health.restored) {
+        if (health.restored && !instagram) {
           const withdrawn = await withdrawRestore(link, { config, keyring, meta, db }).catch((error) => {
             log.warn("restore_withdraw_failed", { page_id: link.page_id, error });
             return false;
@@ -149,7 +185,10 @@ async function reencrypt(
   const tokens = [];
   let unreadable = 0;
   for (const link of stale) {
-    const binding = { doctorId: link.doctor_id, pageId: link.page_id };
+    // An Instagram Login token is bound to its account (it has no Page).
+    const binding: TokenBinding = link.token_kind === "instagram_user"
+      ? { doctorId: link.doctor_id, instagramAccountId: link.instagram_account_id ?? "" }
+      : { doctorId: link.doctor_id, pageId: link.page_id };
     try {
       const to = await keyring.encrypt(await readToken(keyring, link.access_token, binding), binding);
       tokens.push({ doctor_id: link.doctor_id, from: link.access_token, to });

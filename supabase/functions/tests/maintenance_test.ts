@@ -70,6 +70,7 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
             "purged",
             "recovered",
             "reencrypted",
+            "refreshed",
             "restored",
             "unreadable",
           ]);

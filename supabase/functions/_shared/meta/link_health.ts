@@ -165,3 +165,27 @@ function reasonOf(
   }
   return undefined;
 }
+
+/**
+ * An Instagram Login link's reason, when a call with its stored Instagram user token failed because of the
+ * token or its permissions; undefined for anything that may pass. Never a Page reason: the database
+ * refuses those for these links (CHECK doctor_instagram_reason_matches_kind). `expired`: the stored
+ * token_expires_at is past, so a 190 means the 60 days ran out ("Refresh Access Token": a refreshed token
+ * is "valid for 60 days"), not that it was revoked.
+ */
+export function instagramReasonFromError(
+  error: unknown,
+  expired: boolean,
+): LinkStatusReason | undefined {
+  if (!(error instanceof AppError)) return undefined;
+  const cause = (error.cause ?? {}) as { meta_code?: number };
+  // "Handling Errors": 190 "Access token has expired" (graph.instagram.com answers in Graph's shape).
+  if (error.code === "meta_token_invalid" || cause.meta_code === 190) {
+    return expired ? "instagram_token_expired" : "instagram_token_invalid";
+  }
+  // "Handling Errors": 10 and 200-299, "Permission is either not granted or has been removed."
+  if (error.code === "permissions_missing") {
+    return "instagram_permissions_missing";
+  }
+  return undefined;
+}
