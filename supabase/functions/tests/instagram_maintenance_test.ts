@@ -168,6 +168,40 @@ Deno.test("instagram-maintenance: Instagram Login links", stackTest, async (t) =
         assert.equal((await linkOf(sql, link.doctor.id)).status, "active");
       });
 
+      await t.step(
+        "a refresh that may pass (Meta 500): failed, left as it was, refreshed next run",
+        async () => {
+          await forgetMine();
+          const link = await igLinked(stack, sql, 35 * DAY_MS);
+          mine.push(link.doctor.id);
+          const before = await linkOf(sql, link.doctor.id);
+          meta.inject("ig_refresh", { status: 500 });
+          const answer = await run(stack);
+          assert.equal(answer.status, 200);
+          assert.ok(answer.body.failed >= 1, JSON.stringify(answer.body));
+          const after = await linkOf(sql, link.doctor.id);
+          assert.equal(after.instagram_access_token, before.instagram_access_token);
+          assert.equal(after.status, "active");
+          const again = await run(stack);
+          assert.ok(again.body.refreshed >= 1, JSON.stringify(again.body));
+          assert.notEqual(
+            (await linkOf(sql, link.doctor.id)).instagram_access_token,
+            before.instagram_access_token,
+          );
+        },
+      );
+
+      await t.step("/me answers another account: instagram_token_invalid", async () => {
+        await forgetMine();
+        const link = await igLinked(stack, sql, 0);
+        mine.push(link.doctor.id);
+        ig.account(link.name).userId = "17841999999999999";
+        assert.equal((await run(stack)).status, 200);
+        const after = await linkOf(sql, link.doctor.id);
+        assert.equal(after.status, "needs_reconnect");
+        assert.equal(after.status_reason, "instagram_token_invalid");
+      });
+
       await t.step("two runs at once refresh once", async () => {
         await forgetMine();
         const link = await igLinked(stack, sql, 35 * DAY_MS);
