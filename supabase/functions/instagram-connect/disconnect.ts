@@ -116,7 +116,10 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     });
     return c.json({
       disconnected: true,
-      meta: revokeSkipped ? { ...outcome, revoke_skipped_reason: revokeSkipped } : outcome,
+      // Only the Instagram path says why nothing was revoked: no revoke exists there to try.
+      meta: current.kind === "instagram_user"
+        ? { ...outcome, revoke_skipped_reason: revokeSkipped }
+        : outcome,
     });
   };
 }
