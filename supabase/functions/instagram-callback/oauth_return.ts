@@ -11,10 +11,13 @@ import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { parseCallbackParams } from "../_shared/oauth/callback_params.ts";
 import { newPendingToken } from "../_shared/oauth/pending_token.ts";
 import { pendingAnswer } from "./answer.ts";
+import { instagramReturn } from "./instagram_return.ts";
 import type { CallbackDeps } from "./deps.ts";
 import { requireScopes, type UsablePage, usablePages } from "./usable_pages.ts";
 
-export function oauthReturn({ config, db, states, keyring }: CallbackDeps) {
+export function oauthReturn(deps: CallbackDeps) {
+  const { config, db, states, keyring } = deps;
+  const instagramFlow = instagramReturn(deps);
   return async (c: Context<AppEnv>) => {
     c.set("answerByRedirect", true);
     const params = parseCallbackParams(new URL(c.req.url).searchParams);
@@ -24,12 +27,21 @@ export function oauthReturn({ config, db, states, keyring }: CallbackDeps) {
     }
 
     const state = await states.verify(params.state);
+    // The signed via picks the flow: a state issued for one path can only ever run that path.
+    if (state.via === "instagram") return instagramFlow(c, state, params.code);
     await db.claimOAuthState(state.doctorId, state.nonceHash);
 
     const meta = createMetaGraph(config, c.var.log);
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
-    const shortLivedToken = await meta.exchangeCode(params.code, state.codeVerifier, deadline);
-    const userToken = await meta.exchangeForLongLivedToken(shortLivedToken, deadline);
+    const shortLivedToken = await meta.exchangeCode(
+      params.code,
+      state.codeVerifier,
+      deadline,
+    );
+    const userToken = await meta.exchangeForLongLivedToken(
+      shortLivedToken,
+      deadline,
+    );
     const user = await meta.readUser(userToken, deadline);
     requireScopes(config.login.scopes, user.grantedScopes);
     const pages = usablePages(user.pages, state.pageId);
@@ -38,7 +50,9 @@ export function oauthReturn({ config, db, states, keyring }: CallbackDeps) {
     const expiresAt = await db.createPendingConnection({
       tokenHash: pending.tokenHash,
       doctorId: state.doctorId,
-      pages: await Promise.all(pages.map((page) => toPendingPage(page, state.doctorId))),
+      pages: await Promise.all(
+        pages.map((page) => toPendingPage(page, state.doctorId)),
+      ),
       facebookUserId: user.id,
       grantedScopes: user.grantedScopes,
     });
@@ -54,17 +68,25 @@ export function oauthReturn({ config, db, states, keyring }: CallbackDeps) {
   /** A cancelled or failed attempt is still the attempt: its state must not be usable afterwards. */
   async function claimFailed(rawState: string | undefined) {
     const state = rawState ? await states.verify(rawState).catch(() => undefined) : undefined;
-    if (state) await db.claimOAuthState(state.doctorId, state.nonceHash).catch(() => {});
+    if (state) {
+      await db.claimOAuthState(state.doctorId, state.nonceHash).catch(() => {});
+    }
   }
 
-  async function toPendingPage(page: UsablePage, doctorId: string): Promise<PendingPage> {
+  async function toPendingPage(
+    page: UsablePage,
+    doctorId: string,
+  ): Promise<PendingPage> {
     return {
       page_id: page.id,
       page_name: page.name,
       instagram_account_id: page.instagramAccountId,
       instagram_username: page.instagramUsername,
       // Bound to the doctor and Page exactly as doctor_instagram binds it: finish copies it as is.
-      access_token: await keyring.encrypt(page.accessToken, { doctorId, pageId: page.id }),
+      access_token: await keyring.encrypt(page.accessToken, {
+        doctorId,
+        pageId: page.id,
+      }),
     };
   }
 }

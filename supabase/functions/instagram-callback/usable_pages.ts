@@ -23,11 +23,15 @@ export interface UsablePage {
 }
 
 /** Throws permissions_missing naming what was not granted (for JSON answers and the log). */
-export function requireScopes(required: readonly string[], granted: readonly string[]): void {
+export function requireScopes(
+  required: readonly string[],
+  granted: readonly string[],
+  grantor: "Facebook" | "Instagram" = "Facebook",
+): void {
   const missing = required.filter((scope) => !granted.includes(scope));
   if (missing.length) {
     throw new AppError("permissions_missing", {
-      message: `Facebook did not grant: ${
+      message: `${grantor} did not grant: ${
         missing.join(", ")
       }. Press Connect Instagram again and allow all of them.`,
       cause: { missing },
@@ -35,12 +39,17 @@ export function requireScopes(required: readonly string[], granted: readonly str
   }
 }
 
-export function usablePages(pages: FacebookPage[], requestedPageId?: string): UsablePage[] {
+export function usablePages(
+  pages: FacebookPage[],
+  requestedPageId?: string,
+): UsablePage[] {
   if (pages.length === 0) throw new AppError("no_pages");
   const candidates = requestedPageId ? pages.filter((page) => page.id === requestedPageId) : pages;
   if (candidates.length === 0) throw new AppError("page_not_found");
   const withInstagram = candidates.filter((page) => page.instagram_business_account && page.access_token);
-  if (withInstagram.length === 0) throw new AppError("instagram_account_missing");
+  if (withInstagram.length === 0) {
+    throw new AppError("instagram_account_missing");
+  }
   const usable = withInstagram.filter((page) => page.tasks?.includes(REQUIRED_TASK));
   if (usable.length === 0) throw new AppError("page_role_insufficient");
   return usable.slice(0, MAX_OFFERED).map((page) => ({

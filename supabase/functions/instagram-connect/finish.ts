@@ -2,6 +2,8 @@
 // connection. Only the doctor who started the flow may: anyone else gets 403, and the pending
 // connection is destroyed and the refusal audited (by open_pending_connection). Several usable Pages
 // and no page_id: the Pages to choose from (never a token), and the pending connection stays.
+// An Instagram Login connection (token_kind instagram_user) is never a choice: its one account is
+// subscribed with the Instagram token and linked the same way.
 // Otherwise the Page is subscribed to the app's webhooks first (a failure links nothing), the Page the
 // doctor leaves (if any) is unsubscribed while they still hold it, so no other doctor can link it in
 // between, and one transaction consumes the pending connection and links the Page (409 if another
@@ -13,12 +15,15 @@ import { optionalPageId } from "../_shared/ids.ts";
 import { readJsonBody } from "../_shared/http/request_input.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
+import { createInstagramLogin } from "../_shared/meta/instagram_login.ts";
 import { PENDING_TOKEN, pendingTokenHash } from "../_shared/oauth/pending_token.ts";
 import type { ConnectDeps } from "./deps.ts";
-import { pageWebhooks, type StoredPage } from "./page_webhooks.ts";
+import { linkIds, linkWebhooks, storedLink } from "./link_webhooks.ts";
 
 const FinishRequest = z.object({
-  pending: z.string().check(z.regex(PENDING_TOKEN, "must be the token from the callback")),
+  pending: z.string().check(
+    z.regex(PENDING_TOKEN, "must be the token from the callback"),
+  ),
   page_id: optionalPageId,
 });
 
@@ -35,45 +40,84 @@ export function finishConnect({ config, db, keyring }: ConnectDeps) {
 
     const opened = await db.openPendingConnection(ref);
     if (opened.outcome === "session_mismatch") {
-      c.var.log.warn("link_refused", { doctor_id: doctorId, reason: "session_mismatch" });
+      c.var.log.warn("link_refused", {
+        doctor_id: doctorId,
+        reason: "session_mismatch",
+      });
       throw new AppError("session_mismatch");
     }
     if (opened.outcome === "choose") {
-      return c.json({ connected: false, choose: opened.pages, expires_at: opened.expires_at });
+      return c.json({
+        connected: false,
+        choose: opened.pages,
+        expires_at: opened.expires_at,
+      });
     }
 
-    const webhooks = pageWebhooks(
+    const webhooks = linkWebhooks(
       config,
       keyring,
       createMetaGraph(config, c.var.log),
+      createInstagramLogin(config, c.var.log),
       c.var.log,
-      (page, reason) => db.flagLink(page.doctorId, page.encryptedToken, reason, c.var.correlationId),
+      (link, reason) =>
+        db.flagLink(
+          link.doctorId,
+          link.encryptedToken,
+          reason,
+          c.var.correlationId,
+        ),
     );
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
-    const page = stored(doctorId, opened.page);
-    const leaving = opened.leaving && stored(doctorId, opened.leaving);
-    await webhooks.subscribe(page, deadline);
+    const kind = opened.token_kind ?? "page";
+    const target = storedLink(doctorId, {
+      token_kind: kind,
+      page_id: opened.page.page_id,
+      instagram_account_id: opened.page.instagram_account_id,
+      access_token: opened.page.access_token,
+    });
+    // The link the doctor leaves (another account, or this one through the other path) is unsubscribed
+    // while they still hold it, so after a switch exactly one subscription remains.
+    const leaving = opened.leaving && storedLink(doctorId, opened.leaving);
+    await webhooks.subscribe(target, deadline);
     const leftUnsubscribed = leaving ? await webhooks.unsubscribe(leaving, deadline) : undefined;
 
-    const link = await db.linkPendingConnection({ ...ref, pageId: page.pageId }).catch(async (error) => {
-      if (leftUnsubscribed) await webhooks.resubscribe(leaving!, deadline);
-      const heldByOthers = error instanceof AppError && error.code === "page_already_linked";
-      if (!heldByOthers && !(await db.pageIsLinked(page.pageId).catch(() => true))) {
-        await webhooks.unsubscribe(page, deadline);
-      }
-      throw error;
-    });
+    const linkRef = {
+      ...ref,
+      pageId: target.kind === "page" ? target.pageId : undefined,
+    };
+    const link = await db.linkPendingConnection(linkRef).catch(
+      async (error) => {
+        if (leftUnsubscribed) await webhooks.resubscribe(leaving!, deadline);
+        const heldByOthers = error instanceof AppError &&
+          (error.code === "page_already_linked" ||
+            error.code === "account_already_linked");
+        const stillHeld = target.kind === "page"
+          ? db.pageIsLinked(target.pageId)
+          : db.instagramAccountIsLinked(target.accountId, "instagram_user");
+        if (!heldByOthers && !(await stillHeld.catch(() => true))) {
+          await webhooks.unsubscribe(target, deadline);
+        }
+        throw error;
+      },
+    );
 
     c.var.log.info("instagram_linked", {
       doctor_id: doctorId,
-      page_id: link.instagram_page_id,
+      ...linkIds(target),
       previous_page_id: link.previous_page_id,
-      previous_page_unsubscribed: leftUnsubscribed,
-      subscribed_fields: config.webhooks.pageFields,
+      previous_instagram_account_id: link.previous_instagram_account_id,
+      previous_token_kind: link.previous_token_kind,
+      previous_unsubscribed: leftUnsubscribed,
+      subscribed_fields: target.kind === "page"
+        ? config.webhooks.pageFields
+        : config.instagramLogin?.webhookFields,
     });
     return c.json({
       connected: true,
       link: {
+        via: kind === "instagram_user" ? "instagram" : "facebook",
+        instagram_business_account_id: link.instagram_business_account_id,
         instagram_page_id: link.instagram_page_id,
         instagram_username: link.instagram_username,
         page_name: link.page_name,
@@ -81,8 +125,4 @@ export function finishConnect({ config, db, keyring }: ConnectDeps) {
       },
     });
   };
-}
-
-function stored(doctorId: string, page: { page_id: string; access_token: string }): StoredPage {
-  return { doctorId, pageId: page.page_id, encryptedToken: page.access_token };
 }

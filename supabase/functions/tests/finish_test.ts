@@ -54,10 +54,14 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
         assert.equal(body.connected, true);
         assert.deepEqual(Object.keys(body.link).sort(), [
           "connected_at",
+          "instagram_business_account_id",
           "instagram_page_id",
           "instagram_username",
           "page_name",
+          "via",
         ]);
+        assert.equal(body.link.via, "facebook");
+        assert.equal(body.link.instagram_business_account_id, pages[0].instagram!.id);
         assert.equal(body.link.instagram_page_id, pages[0].id);
         assert.equal(body.link.instagram_username, pages[0].instagram!.username);
 

@@ -13,7 +13,8 @@ Deno.test("Instagram Login alone: the Facebook path is refused as not configured
       "starting via Facebook: 404 login_path_not_configured, no state recorded, no Meta call",
       async () => {
         const doctor = await newDoctor(stack, sql);
-        const response = await fetch(stack.functionUrl("instagram-connect"), {
+        // via=facebook said outright: without it, an Instagram-only deployment starts Instagram Login.
+        const response = await fetch(`${stack.functionUrl("instagram-connect")}?via=facebook`, {
           method: "POST",
           headers: { authorization: `Bearer ${doctor.token}`, accept: "application/json" },
         });
