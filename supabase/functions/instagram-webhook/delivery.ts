@@ -141,11 +141,11 @@ export function delivery({ db, verifier }: WebhookDeps) {
     // On the request's own log line: one line per delivery, as Meta may send many.
     c.set("outcome", {
       object,
-      app,
       entries: entry.length,
       events,
       bytes: body.length,
       ...result,
+      app,
     });
     return c.json(result);
   };
