@@ -4,7 +4,10 @@
 //   GET  /instagram-callback?code&state        Meta's redirect: a pending connection for the doctor
 //   POST /instagram-callback/deauthorize        Meta's Deauthorize callback
 //   POST /instagram-callback/data-deletion      Meta's Data Deletion Request callback
-//   GET  /instagram-callback/data-deletion?code the status of a data deletion request
+//   GET  /instagram-callback/data-deletion?code the status of a data deletion request (either app's)
+//   POST /instagram-callback/instagram/deauthorize      the Instagram app's Deauthorize callback
+//   POST /instagram-callback/instagram/data-deletion    the Instagram app's Data Deletion Request callback
+//   GET  /instagram-callback/instagram/data-deletion?code  the same status route
 // hono/quick: the LinearRouter registers routes at once instead of compiling them on the first request.
 // Few doctors link an account, so most requests meet a new instance: its first answer is what counts.
 import { Hono } from "hono/quick";
@@ -17,12 +20,14 @@ import { failedAnswer } from "./answer.ts";
 import { dataDeletion } from "./data_deletion.ts";
 import { deauthorize } from "./deauthorize.ts";
 import { CALLBACK_CONFIG, callbackDeps } from "./deps.ts";
+import { instagramAppCallbacks } from "./instagram_app_callbacks.ts";
 import { oauthReturn } from "./oauth_return.ts";
 import { limitSignedRequestBody } from "./signed_request_body.ts";
 
 export default await serveConfigured("instagram-callback", CALLBACK_CONFIG, async (config) => {
   const deps = await callbackDeps(config);
   const deletion = await dataDeletion(deps);
+  const instagramApp = await instagramAppCallbacks(deps);
 
   const app = new Hono<AppEnv>({ strict: false }).basePath("/instagram-callback");
   app.use("*", requestContext("instagram-callback"));
@@ -34,6 +39,11 @@ export default await serveConfigured("instagram-callback", CALLBACK_CONFIG, asyn
   app.use("/data-deletion", onlyMethods("GET", "POST"));
   app.post("/data-deletion", limitSignedRequestBody, deletion.request);
   app.get("/data-deletion", deletion.status);
+  app.use("/instagram/deauthorize", onlyMethods("POST"));
+  app.post("/instagram/deauthorize", limitSignedRequestBody, instagramApp.deauthorize);
+  app.use("/instagram/data-deletion", onlyMethods("GET", "POST"));
+  app.post("/instagram/data-deletion", limitSignedRequestBody, instagramApp.dataDeletion);
+  app.get("/instagram/data-deletion", deletion.status);
 
   app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
   app.onError((error, c) => {

@@ -1,6 +1,9 @@
 // GET /instagram-webhook?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...: Meta checks the
 // callback URL when it is saved in the App Dashboard ("Webhooks - Getting Started"). The challenge is
 // echoed as text/plain when the mode is subscribe and the token is ours; anything else is 403.
+// The same for both apps: the Facebook app's and the Instagram app's Webhooks settings name this one
+// callback URL and this one Verify Token (INSTAGRAM_WEBHOOK_VERIFY_TOKEN); only deliveries differ, by
+// the secret that signs them (delivery.ts).
 import type { Context } from "hono";
 import { AppError } from "../_shared/errors.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
@@ -13,7 +16,9 @@ export function verification({ verifier }: WebhookDeps) {
   return async (c: Context<AppEnv>) => {
     const mode = c.req.query("hub.mode");
     const challenge = c.req.query("hub.challenge") ?? "";
-    const tokenMatches = await verifier.isVerifyToken(c.req.query("hub.verify_token"));
+    const tokenMatches = await verifier.isVerifyToken(
+      c.req.query("hub.verify_token"),
+    );
     if (mode !== "subscribe" || !tokenMatches || !CHALLENGE.test(challenge)) {
       throw new AppError("webhook_verification_failed", {
         // Not "token_...": the logger redacts fields so named, and this one is only a yes or no.
