@@ -29,7 +29,7 @@ import { readSignedRequest } from "./signed_request_body.ts";
 
 export async function instagramAppCallbacks({ config, db }: CallbackDeps) {
   const signedRequests: SignedRequestVerifier = config.instagramLogin
-    ? await createSignedRequestVerifier(config.instagramLogin.appSecret)
+    ? await createSignedRequestVerifier(config.instagramLogin.appSecret, Date.now, { integerIds: true })
     : { verify: () => Promise.reject(new AppError("login_path_not_configured")) };
   // Replays are recognised by a keyed hash of the signature, under a label of this app's own so the two
   // apps' requests never share a key.

@@ -89,13 +89,12 @@ export function finishConnect({ config, db, keyring }: ConnectDeps) {
     const link = await db.linkPendingConnection(linkRef).catch(
       async (error) => {
         if (leftUnsubscribed) await webhooks.resubscribe(leaving!, deadline);
-        const heldByOthers = error instanceof AppError &&
-          (error.code === "page_already_linked" ||
-            error.code === "account_already_linked");
+        // Whoever holds the Page or the account by now (another doctor, through either path) keeps its
+        // subscription; nobody through this kind: ours is taken back, even after a 409 on the account.
         const stillHeld = target.kind === "page"
           ? db.pageIsLinked(target.pageId)
           : db.instagramAccountIsLinked(target.accountId, "instagram_user");
-        if (!heldByOthers && !(await stillHeld.catch(() => true))) {
+        if (!(await stillHeld.catch(() => true))) {
           await webhooks.unsubscribe(target, deadline);
         }
         throw error;

@@ -61,11 +61,17 @@ Deno.test("instagram-maintenance: Instagram Login links", stackTest, async (t) =
         const link = await igLinked(stack, sql, 35 * DAY_MS);
         mine.push(link.doctor.id);
         const before = await linkOf(sql, link.doctor.id);
+        // The database is shared with the other tests: their Page links may be checked in this run too.
+        const [{ pages }] = await sql`select count(*)::int as pages from public.doctor_instagram
+          where token_kind = 'page'`;
         const debugTokens = meta.calls.debug_token;
         const answer = await run(stack);
         assert.equal(answer.status, 200, JSON.stringify(answer.body));
         assert.ok(answer.body.refreshed >= 1, JSON.stringify(answer.body));
-        assert.equal(meta.calls.debug_token, debugTokens, "debug_token is never asked about these");
+        assert.ok(
+          meta.calls.debug_token - debugTokens <= pages,
+          "debug_token is asked about Page links only",
+        );
         const after = await linkOf(sql, link.doctor.id);
         assert.notEqual(after.instagram_access_token, before.instagram_access_token);
         const plain = await (await tokenKeyringOf(stack.env)).decrypt(after.instagram_access_token, {
@@ -241,6 +247,17 @@ Deno.test("instagram-maintenance: Instagram Login links", stackTest, async (t) =
           });
           assert.equal(plain, link === due ? ig.newestToken(due.name) : resting.token);
         }
+        output += stack.functions["instagram-maintenance"].output();
+        // And back under legacy, the key the other tests' stacks hold: they share this database, and the run
+        // above re-encrypted their links too.
+        await stack.restart("instagram-maintenance", {
+          INSTAGRAM_TOKEN_ENCRYPTION_KEY: "",
+          INSTAGRAM_TOKEN_ENCRYPTION_KEYS: `legacy:${legacy},k2:${NEW_KEY}`,
+        });
+        while ((await run(stack)).body.reencrypted > 0) { /* a batch per run */ }
+        const [{ k2 }] = await sql`select count(*)::int as k2 from public.doctor_instagram
+          where instagram_access_token like 'v2.k2.%'`;
+        assert.equal(k2, 0);
         output += stack.functions["instagram-maintenance"].output();
       });
 

@@ -7,6 +7,7 @@ import * as z from "zod/mini";
 import { decodeBase64Url, encodeBase64Url } from "../crypto/base64url.ts";
 import { AppError } from "../errors.ts";
 import { META_ID } from "../ids.ts";
+import { idsAsStrings } from "./instagram_login.ts";
 
 const MAX_LENGTH = 4096;
 const MAX_AGE_SECONDS = 24 * 3600;
@@ -31,9 +32,15 @@ export interface SignedRequestVerifier {
   verify(value: string | null): Promise<SignedRequest>;
 }
 
+/**
+ * `integerIds`: the Instagram app's requests, whose user_id Meta may write as a bare integer above 2^53
+ * (its code exchange does; for signed_request Meta does not say): read as digits. The Facebook app's are
+ * documented as strings ("Data Deletion Request Callback"), and a number there stays refused.
+ */
 export async function createSignedRequestVerifier(
   appSecret: string,
   now: () => number = Date.now,
+  { integerIds = false }: { integerIds?: boolean } = {},
 ): Promise<SignedRequestVerifier> {
   const key = await crypto.subtle.importKey(
     "raw",
@@ -61,7 +68,7 @@ export async function createSignedRequestVerifier(
       if (!(await crypto.subtle.verify("HMAC", key, signatureBytes, new TextEncoder().encode(payload)))) {
         return refuse("bad_signature");
       }
-      const claims = Payload.safeParse(parseJson(decode(payload)));
+      const claims = Payload.safeParse(parseJson(decode(payload), integerIds));
       if (!claims.success) return refuse("bad_payload");
       const age = now() / 1000 - claims.data.issued_at;
       if (age < -CLOCK_SKEW_SECONDS) return refuse("issued_in_future");
@@ -83,9 +90,11 @@ function decode(part: string): Uint8Array<ArrayBuffer> | undefined {
   }
 }
 
-function parseJson(bytes: Uint8Array | undefined): unknown {
+function parseJson(bytes: Uint8Array | undefined, integerIds: boolean): unknown {
   try {
-    return bytes ? JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) : undefined;
+    if (!bytes) return undefined;
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return JSON.parse(integerIds ? idsAsStrings(text) : text);
   } catch {
     return undefined;
   }
