@@ -209,6 +209,7 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
           "purged",
           "recovered",
           "reencrypted",
+          "refreshed",
           "restored",
           "unreadable",
         ]);

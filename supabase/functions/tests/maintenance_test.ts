@@ -214,7 +214,8 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
           const stopped = await run(stack);
           meta.setUsage();
           assert.equal(stopped.status, 200);
-          assert.ok(stopped.body.deferred >= total - 4, JSON.stringify(stopped.body));
+          // One batch (50) at most; at most 4 checks were under way when the usage came back.
+          assert.ok(stopped.body.deferred >= Math.min(total, 50) - 4, JSON.stringify(stopped.body));
           assert.equal(
             stopped.body.checked + stopped.body.deferred + stopped.body.failed,
             Math.min(total, 50),
@@ -231,7 +232,8 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
       await t.step("two runs at once: every link checked once, none twice", async (t) => {
         racesRequests(t);
         await sql`update public.doctor_instagram set checked_at = null`;
-        const [{ total }] = await sql`select count(*)::int as total from public.doctor_instagram`;
+        const [{ total, pages }] = await sql`select count(*)::int as total,
+          (count(*) filter (where token_kind = 'page'))::int as pages from public.doctor_instagram`;
         meta.resetCounts();
         const [first, second] = await Promise.all([run(stack), run(stack)]);
         assert.equal(first.status, 200);
@@ -240,7 +242,8 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
           first.body.checked + second.body.checked + first.body.failed + second.body.failed,
           total,
         );
-        assert.equal(meta.calls.debug_token, total, "one debug_token per link");
+        // Instagram Login links (other tests' too: the database is shared) are checked at graph.instagram.com.
+        assert.equal(meta.calls.debug_token, pages, "one debug_token per Page link");
       });
 
       await t.step("events past their retention are purged by the run", async () => {
