@@ -21,6 +21,7 @@
 // played from here (fake_meta_health.ts has the answers and their sources): kill a Page's tokens with a
 // 190 subcode, drop its subscription, end a user's data access, take back a permission (for every Page
 // or one), hand out another app's token, and set the usage headers' figures.
+import type { StepGate } from "./step_gate.ts";
 import { encodeBase64Url } from "../../supabase/functions/_shared/crypto/base64url.ts";
 import { consentPage, decideDialog } from "./fake_meta_consent.ts";
 import {
@@ -224,6 +225,8 @@ export class FakeMeta {
   /** Every secret this fake issued or was given (codes, tokens, proofs), for leak checks. */
   readonly secrets = new Set<string>();
   latencyMs: number;
+  /** Race tests: every Graph call passes it before it runs, and may be held there (step_gate.ts). */
+  gate?: StepGate;
   /** Pages per accounts answer (Meta's default is 25); small values exercise paging.next. */
   accountsPageSize: number;
   requireAppSecretProof: boolean;
@@ -255,6 +258,7 @@ export class FakeMeta {
       now: () => Date.now(),
       take: (step) => this.#faults.get(step)?.shift(),
       count: (step) => this.calls[step]++,
+      pass: (step) => this.gate?.pass(`meta ${step}`) ?? Promise.resolve(),
       wait: (ms, signal) => sleep(ms, signal),
       latencyMs: () => this.latencyMs,
       secrets: this.secrets,
@@ -488,6 +492,7 @@ export class FakeMeta {
     route: { step: Step; handle: () => Response | Promise<Response> },
   ): Promise<Response> {
     this.calls[route.step]++;
+    await this.gate?.pass(`meta ${route.step}`);
     for (const value of q.values()) {
       for (const part of value.split("|")) if (part.length > 20) this.secrets.add(part);
     }

@@ -99,6 +99,8 @@ export interface InstagramHost {
   appSecret: string;
   now(): number;
   take(step: InstagramStep): InstagramFault | undefined;
+  /** Before a step runs: a race test may hold it there (step_gate.ts). */
+  pass(step: InstagramStep): Promise<void>;
   count(step: InstagramStep): void;
   wait(ms: number, signal: AbortSignal): Promise<boolean>;
   latencyMs(): number;
@@ -147,10 +149,14 @@ export class FakeInstagram {
   }
 
   /** A sandbox Instagram professional account (no Page), offered on the consent page. */
-  addAccount(name: string, options: { username?: string; accountType?: "BUSINESS" | "MEDIA_CREATOR" } = {}) {
+  addAccount(
+    name: string,
+    options: { username?: string; accountType?: "BUSINESS" | "MEDIA_CREATOR"; userId?: string } = {},
+  ) {
     const account: FakeInstagramAccount = {
       name,
-      userId: bigId("17841"),
+      // userId given: the professional account a Page of the fake's Facebook side is connected to.
+      userId: options.userId ?? bigId("17841"),
       id: bigId("2"),
       username: options.username ?? name,
       accountType: options.accountType ?? "BUSINESS",
@@ -292,6 +298,7 @@ export class FakeInstagram {
     flat = false,
   ): Promise<Response> {
     this.host.count(step);
+    await this.host.pass(step);
     for (const value of q.values()) if (value.length > 20) this.host.secrets.add(value);
     const fault = this.host.take(step);
     const wait = (fault?.delayMs ?? 0) + this.host.latencyMs();

@@ -6,6 +6,7 @@ import { FakeMeta } from "./fake_meta.ts";
 import { type FunctionProcess, startFunction } from "./function_process.ts";
 import { createJwtIssuer, type JwtIssuer } from "./jwt_issuer.ts";
 import { createRestGateway, type RestGateway } from "./rest_gateway.ts";
+import { StepGate } from "./step_gate.ts";
 import { loadConfig } from "../../supabase/functions/_shared/config.ts";
 import { importTokenKeyring, type TokenKeyring } from "../../supabase/functions/_shared/crypto/page_token.ts";
 
@@ -37,6 +38,8 @@ export interface LocalStack {
   meta: FakeMeta;
   jwt: JwtIssuer;
   gateway: RestGateway;
+  /** Every Meta call and query, in order; a race test holds one open (step_gate.ts). */
+  gate: StepGate;
   functions: Record<FunctionName, FunctionProcess>;
   extraFunctions: FunctionProcess[];
   env: Record<string, string>;
@@ -65,11 +68,14 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     instagramAppSecret,
   });
   const dbCalls: Record<string, number> = {};
+  const gate = new StepGate();
+  meta.gate = gate;
   const gateway = createRestGateway({
     databaseUrl: options.databaseUrl,
     secretKey: LOCAL_SECRET_KEY,
     publishableKey: LOCAL_PUBLISHABLE_KEY,
     jwks: jwt.jwks,
+    gate,
     onQuery: (kind, target) => {
       for (const key of [kind, `${kind} ${target}`]) dbCalls[key] = (dbCalls[key] ?? 0) + 1;
     },
@@ -144,6 +150,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     meta,
     jwt,
     gateway,
+    gate,
     functions,
     extraFunctions,
     env,

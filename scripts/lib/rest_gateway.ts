@@ -6,6 +6,7 @@
 // Like the platform, it resolves the role from the apikey (secret key -> service_role, publishable
 // key -> anon) or from a verified user JWT (its `role` claim), runs each request in one transaction
 // under that role with `request.jwt.claims` set, and maps errors as PostgREST documents.
+import type { StepGate } from "./step_gate.ts";
 import postgres from "postgres";
 import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 
@@ -17,6 +18,8 @@ export interface GatewayOptions {
   /** Counts database round trips, for the benchmark. */
   /** Each query: its kind (rpc, select, delete) and the function or table it names. */
   onQuery?: (kind: string, target: string) => void;
+  /** Race tests: every query passes it before it runs, and may be held there (step_gate.ts). */
+  gate?: StepGate;
 }
 
 export interface RestGateway {
@@ -102,6 +105,7 @@ export function createRestGateway(options: GatewayOptions): RestGateway {
     query: (db: postgres.ReservedSql) => postgres.PendingQuery<postgres.Row[]>,
   ) {
     options.onQuery?.(kind, target);
+    await options.gate?.pass(`${kind} ${target}`);
     const db = await sql.reserve();
     try {
       const settled = await Promise.allSettled([

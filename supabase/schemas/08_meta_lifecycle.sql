@@ -48,12 +48,13 @@ begin
   if not found then
     raise exception using errcode = 'PT404', message = 'No Instagram account is connected', detail = 'not_connected';
   end if;
-  -- A maintenance run checking this link may restore its Page's subscription after the unsubscribe
-  -- below: its lease ends here, so its outcome is dropped and it takes the restore back, and `leased`
-  -- tells the function to unsubscribe once more after the delete.
-  if link.lease_until > now() then
-    update public.doctor_instagram set lease_id = null, lease_until = null where doctor_id = p_doctor_id;
-  end if;
+  -- The disconnect takes the link's lease (two minutes: longer than its Meta calls), so no maintenance
+  -- run starts on it meanwhile. A run that held it (`leased`) has its outcome dropped, and may still
+  -- write to Meta's subscription: the function then leaves the revoke to maintenance (pending_revokes,
+  -- 12), since a revoke would kill the token that run needs to converge (12_subscriptions.sql).
+  update public.doctor_instagram
+  set lease_id = gen_random_uuid(), lease_until = now() + interval '2 minutes'
+  where doctor_id = p_doctor_id;
   return jsonb_build_object(
     'leased', coalesce(link.lease_until > now(), false),
     'token_kind', link.token_kind,
@@ -95,6 +96,9 @@ begin
   perform set_config('app.audit_metadata', jsonb_build_object('meta', coalesce(p_meta, '{}'::jsonb))::text, true);
   delete from public.doctor_instagram where doctor_id = p_doctor_id returning * into deleted;
   perform set_config('app.audit_metadata', '', true);
+  if deleted.facebook_user_id is not null and p_meta->>'revoked' = 'deferred' then
+    insert into private.pending_revokes (facebook_user_id) values (deleted.facebook_user_id) on conflict do nothing;
+  end if;
   return case when deleted.doctor_id is not null then
     jsonb_build_object('page_id', deleted.instagram_page_id, 'access_token', deleted.instagram_access_token,
       'token_kind', deleted.token_kind, 'instagram_account_id', deleted.instagram_business_account_id)

@@ -99,7 +99,7 @@ export interface LinkedAccount {
 
 /** What the function needs to clean up at Meta before a disconnect. */
 export interface LinkToDisconnect {
-  /** A maintenance run held the link (its lease is ended now): it may have restored the subscription. */
+  /** A maintenance run held the link (the disconnect has its lease now): it may still write to Meta. */
   leased: boolean;
   /** Absent (null) for an Instagram Login link: read `token_kind` first. */
   page_id: string;
@@ -119,7 +119,14 @@ export type DisconnectedLink = StoredPageToken & {
 
 export interface MetaOutcome {
   unsubscribed: boolean;
-  revoked: boolean | "skipped";
+  /** "deferred": left to the next maintenance run (pending_revokes), a run held the link. */
+  revoked: boolean | "skipped" | "deferred";
+}
+
+/** A webhook subscription's version and the link that holds it (12_subscriptions.sql). */
+export interface SubscriptionTarget {
+  version: number;
+  holder: { doctor_id: string; access_token: string } | null;
 }
 
 export interface ForgottenUser {
@@ -239,9 +246,6 @@ export interface Database {
   prepareDisconnect(doctorId: string): Promise<LinkToDisconnect>;
   /** Deletes the doctor's link, whatever Page it holds by now; what was deleted, or null if nothing. */
   disconnect(doctorId: string, meta: MetaOutcome, correlationId: string): Promise<DisconnectedLink | null>;
-  pageIsLinked(pageId: string): Promise<boolean>;
-  /** Whether a link of `tokenKind` (either kind when null) holds the Instagram account. */
-  instagramAccountIsLinked(accountId: string, tokenKind: TokenKind | null): Promise<boolean>;
   /** Removes what the Facebook user had granted when Meta issued the request (`issuedAt`). */
   forgetFacebookUser(
     facebookUserId: string,
@@ -290,8 +294,10 @@ export interface Database {
   releaseLinks(leaseId: string): Promise<number>;
   /** Flags the link needs_reconnect while it still holds `storedToken`; whether this call flagged it. */
   flagLink(doctorId: string, storedToken: string, reason: string, correlationId: string): Promise<boolean>;
-  /** The link holding the Page, marked to be checked first; null when nobody holds it. */
-  pageHolderToResubscribe(pageId: string): Promise<StoredLinkToken | null>;
+  /** The version of a Page's (`page`) or an Instagram account's subscription, and who holds it. */
+  subscriptionTarget(tokenKind: TokenKind, objectId: string): Promise<SubscriptionTarget>;
+  /** Facebook users whose revoke a disconnect left to maintenance, and whom nobody uses any more. */
+  takePendingRevokes(): Promise<string[]>;
   linksToReencrypt(primaryKeyId: string, limit: number): Promise<StoredLinkToken[]>;
   /** Stores each `to` while the link still holds `from`; how many were stored. */
   reencryptTokens(
@@ -366,9 +372,6 @@ export function createDatabase(config: Config<"database">): Database {
         p_meta: meta,
         p_correlation_id: correlationId,
       }),
-    pageIsLinked: (pageId) => rpc("page_is_linked", { p_page_id: pageId }),
-    instagramAccountIsLinked: (accountId, tokenKind) =>
-      rpc("instagram_account_is_linked", { p_account_id: accountId, p_token_kind: tokenKind }),
     forgetFacebookUser: (facebookUserId, action, issuedAt, correlationId) =>
       rpc("forget_facebook_user", {
         p_facebook_user_id: facebookUserId,
@@ -431,7 +434,9 @@ export function createDatabase(config: Config<"database">): Database {
         p_reason: reason,
         p_correlation_id: correlationId,
       }),
-    pageHolderToResubscribe: (pageId) => rpc("page_holder_to_resubscribe", { p_page_id: pageId }),
+    subscriptionTarget: (tokenKind, objectId) =>
+      rpc("subscription_target", { p_token_kind: tokenKind, p_object_id: objectId }),
+    takePendingRevokes: () => rpc("take_pending_revokes", {}),
     linksToReencrypt: (primaryKeyId, limit) =>
       rpc("links_to_reencrypt", { p_primary_key_id: primaryKeyId, p_limit: limit }),
     reencryptTokens: (tokens, correlationId) =>

@@ -7,7 +7,8 @@
 // Otherwise the Page is subscribed to the app's webhooks first (a failure links nothing), the Page the
 // doctor leaves (if any) is unsubscribed while they still hold it, so no other doctor can link it in
 // between, and one transaction consumes the pending connection and links the Page (409 if another
-// doctor holds it). If that transaction fails, Meta is put back as it was.
+// doctor holds it). Then, linked or not, both subscriptions converge to what the database says
+// (link_webhooks.ts): a run or a disconnect may have written to them meanwhile.
 import type { Context } from "hono";
 import * as z from "zod/mini";
 import { AppError } from "../_shared/errors.ts";
@@ -18,7 +19,7 @@ import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { createInstagramLogin } from "../_shared/meta/instagram_login.ts";
 import { PENDING_TOKEN, pendingTokenHash } from "../_shared/oauth/pending_token.ts";
 import type { ConnectDeps } from "./deps.ts";
-import { linkIds, linkWebhooks, storedLink } from "./link_webhooks.ts";
+import { linkIds, linkWebhooks, storedLink } from "../_shared/meta/link_webhooks.ts";
 
 const FinishRequest = z.object({
   pending: z.string().check(
@@ -54,20 +55,16 @@ export function finishConnect({ config, db, keyring }: ConnectDeps) {
       });
     }
 
-    const webhooks = linkWebhooks(
+    const webhooks = linkWebhooks({
       config,
       keyring,
-      createMetaGraph(config, c.var.log),
-      createInstagramLogin(config, c.var.log),
-      c.var.log,
-      (link, reason) =>
-        db.flagLink(
-          link.doctorId,
-          link.encryptedToken,
-          reason,
-          c.var.correlationId,
-        ),
-    );
+      meta: createMetaGraph(config, c.var.log),
+      instagram: createInstagramLogin(config, c.var.log),
+      db,
+      log: c.var.log,
+      tokenRefused: (link, reason) =>
+        db.flagLink(link.doctorId, link.encryptedToken, reason, c.var.correlationId),
+    });
     const deadline = AbortSignal.timeout(config.meta.requestDeadlineMs);
     const kind = opened.token_kind ?? "page";
     const target = storedLink(doctorId, {
@@ -86,20 +83,19 @@ export function finishConnect({ config, db, keyring }: ConnectDeps) {
       ...ref,
       pageId: target.kind === "page" ? target.pageId : undefined,
     };
-    const link = await db.linkPendingConnection(linkRef).catch(
-      async (error) => {
-        if (leftUnsubscribed) await webhooks.resubscribe(leaving!, deadline);
-        // Whoever holds the Page or the account by now (another doctor, through either path) keeps its
-        // subscription; nobody through this kind: ours is taken back, even after a 409 on the account.
-        const stillHeld = target.kind === "page"
-          ? db.pageIsLinked(target.pageId)
-          : db.instagramAccountIsLinked(target.accountId, "instagram_user");
-        if (!(await stillHeld.catch(() => true))) {
-          await webhooks.unsubscribe(target, deadline);
-        }
-        throw error;
-      },
-    );
+    // A database that fails here fails after the decision: logged, and maintenance repairs the rest.
+    const converge = async () => {
+      for (const link of leaving ? [target, leaving] : [target]) {
+        await webhooks.converge(link, deadline).catch((error) =>
+          c.var.log.warn("subscription_converge_failed", { ...linkIds(link), error })
+        );
+      }
+    };
+    const link = await db.linkPendingConnection(linkRef).catch(async (error) => {
+      await converge();
+      throw error;
+    });
+    await converge();
 
     c.var.log.info("instagram_linked", {
       doctor_id: doctorId,

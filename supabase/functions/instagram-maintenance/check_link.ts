@@ -3,13 +3,15 @@
 //    a link needs, and when data access ends (link_health.ts maps each answer to a reason, with its
 //    source);
 // 2. the Page's subscribed apps: a missing subscription, or missing fields, is restored with the Page
-//    fields the link uses; only when Meta refuses that is the link flagged (subscription_lost, or the
-//    reason Meta's error gives).
+//    fields the link uses, by converging (_shared/meta/link_webhooks.ts: a disconnect meanwhile is
+//    seen, and the restore taken back); only when Meta refuses that is the link flagged
+//    (subscription_lost, or the reason Meta's error gives).
 // A refusal that says the token is dead (190, a lost permission) is an outcome; a failure that may pass
 // (Meta down, throttled, timed out) is thrown, so nothing is recorded and the next run tries again.
 import type { TokenBinding, TokenKeyring } from "../_shared/crypto/page_token.ts";
 import type { Database, LeasedLink } from "../_shared/database.ts";
 import type { InstagramLogin } from "../_shared/meta/instagram_login.ts";
+import { type LinkWebhooks, storedLink } from "../_shared/meta/link_webhooks.ts";
 import { AppError } from "../_shared/errors.ts";
 import type { MetaGraph } from "../_shared/meta/graph.ts";
 import {
@@ -25,7 +27,7 @@ export interface LinkHealth {
   reason?: LinkStatusReason;
   reconnectBy?: Date;
   tokenExpiresAt?: Date;
-  /** The Page's subscription was missing (or lacked fields) and is back. */
+  /** The subscription was missing (or lacked fields) and is back. */
   restored: boolean;
   /** Instagram Login: the token was refreshed and stored; the stored value the outcome is recorded on. */
   refreshedToken?: string;
@@ -53,10 +55,11 @@ const REFRESH_WITHIN_MS = 30 * 24 * HOUR_MS;
  */
 export async function checkInstagramLink(
   link: LeasedLink,
-  { config, keyring, login, db, leaseId }: {
+  { config, keyring, login, webhooks, db, leaseId }: {
     config: MaintenanceConfig;
     keyring: TokenKeyring;
     login: InstagramLogin;
+    webhooks: LinkWebhooks;
     db: Database;
     leaseId: string;
   },
@@ -130,20 +133,23 @@ export async function checkInstagramLink(
     return { ...refused(error), refreshedToken: health.refreshedToken };
   }
   if (fields.every((field) => subscribed.includes(field))) return health;
-  try {
-    await login.subscribe(token, fields, deadline);
-    return { ...health, restored: true };
-  } catch (error) {
-    const reason = instagramReasonFromError(error, false);
-    if (reason) return { ...health, reason };
-    if (mayPass(error)) throw error;
-    return { ...health, reason: "instagram_subscription_lost" };
-  }
+  const stored = { ...link, access_token: health.refreshedToken ?? link.access_token };
+  const { restored, error } = await restore(stored, webhooks, deadline);
+  if (!error) return { ...health, restored };
+  const reason = instagramReasonFromError(error, false);
+  if (reason) return { ...health, reason };
+  if (mayPass(error)) throw error;
+  return { ...health, reason: "instagram_subscription_lost" };
 }
 
 export async function checkLink(
   link: LeasedLink,
-  { config, keyring, meta }: { config: MaintenanceConfig; keyring: TokenKeyring; meta: MetaGraph },
+  { config, keyring, meta, webhooks }: {
+    config: MaintenanceConfig;
+    keyring: TokenKeyring;
+    meta: MetaGraph;
+    webhooks: LinkWebhooks;
+  },
 ): Promise<LinkHealth> {
   const token = await readToken(keyring, link.access_token, {
     doctorId: link.doctor_id,
@@ -159,7 +165,7 @@ export async function checkLink(
       now: new Date(),
     });
     if (health.reason) return { ...health, restored: false };
-    return { ...health, ...await keepSubscribed(link.page_id, token, config, meta, deadline) };
+    return { ...health, ...await keepSubscribed(link, token, { config, meta, webhooks }, deadline) };
   } catch (error) {
     const reason = reasonFromGraphError(error);
     if (reason) return { reason, restored: false };
@@ -193,27 +199,40 @@ export async function readToken(
 }
 
 async function keepSubscribed(
-  pageId: string,
+  link: LeasedLink,
   token: string,
-  config: MaintenanceConfig,
-  meta: MetaGraph,
+  { config, meta, webhooks }: { config: MaintenanceConfig; meta: MetaGraph; webhooks: LinkWebhooks },
   deadline: AbortSignal,
 ): Promise<{ restored: boolean; reason?: LinkStatusReason }> {
   const fields = config.webhooks.pageFields;
   if (fields.length === 0) return { restored: false };
-  const ours = (await meta.pageSubscriptions(pageId, token, deadline)).find((app) =>
+  const ours = (await meta.pageSubscriptions(link.page_id, token, deadline)).find((app) =>
     app.appId === config.meta.facebook?.appId
   );
   if (ours && fields.every((field) => ours.fields.includes(field))) return { restored: false };
-  try {
-    await meta.subscribePage(pageId, token, fields, deadline);
-    return { restored: true };
-  } catch (error) {
-    const reason = reasonFromGraphError(error);
-    if (reason) return { restored: false, reason };
-    if (mayPass(error)) throw error;
-    return { restored: false, reason: "subscription_lost" };
-  }
+  const { restored, error } = await restore(link, webhooks, deadline);
+  if (!error) return { restored };
+  const reason = reasonFromGraphError(error);
+  if (reason) return { restored: false, reason };
+  if (mayPass(error)) throw error;
+  return { restored: false, reason: "subscription_lost" };
+}
+
+/**
+ * A missing subscription, converged rather than written: if the link changed meanwhile (a disconnect,
+ * a move), converge sees it and leaves Meta as the database says. Meta's refusal counts only when it
+ * was about this link's own token (another holder's is that link's business, and flagged for it).
+ */
+async function restore(
+  link: LeasedLink,
+  webhooks: LinkWebhooks,
+  deadline: AbortSignal,
+): Promise<{ restored: boolean; error?: unknown }> {
+  const mine = storedLink(link.doctor_id, link);
+  const converged = await webhooks.converge(mine, deadline, { flag: false });
+  const own = converged.holder?.doctorId === mine.doctorId &&
+    converged.holder.encryptedToken === mine.encryptedToken;
+  return { restored: converged.subscribed && !converged.error, error: own ? converged.error : undefined };
 }
 
 /** Meta down, throttled or slow: worth another run rather than a flag the doctor sees. */
@@ -222,28 +241,4 @@ function mayPass(error: unknown): boolean {
   const status = (error.cause as { status?: number } | undefined)?.status;
   return error.code === "meta_rate_limited" || error.code === "meta_timeout" || status === undefined ||
     status >= 500;
-}
-
-/**
- * After an outcome was dropped as stale (the link was disconnected, moved to another Page, reconnected or
- * flagged during the check): a subscription this check restored is taken back when nobody holds the Page
- * any more, so Meta does not go on sending a disconnected doctor's messages. A Page someone holds keeps
- * it (they need it; the disconnect in progress, if any, unsubscribes after its delete).
- */
-export async function withdrawRestore(
-  link: LeasedLink,
-  { config, keyring, meta, db }: {
-    config: MaintenanceConfig;
-    keyring: TokenKeyring;
-    meta: MetaGraph;
-    db: Database;
-  },
-): Promise<boolean> {
-  if (await db.pageHolderToResubscribe(link.page_id)) return false;
-  const token = await readToken(keyring, link.access_token, {
-    doctorId: link.doctor_id,
-    pageId: link.page_id,
-  });
-  await meta.unsubscribePage(link.page_id, token, AbortSignal.timeout(config.meta.requestDeadlineMs));
-  return true;
 }

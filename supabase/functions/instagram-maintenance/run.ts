@@ -10,9 +10,13 @@
 //    (check_link.ts, checkInstagramLink); the same usage stop applies to whatever usage headers that host
 //    sends. Meta's Instagram Login pages document none and the fake sends none (guess), so in practice
 //    only the Page links' answers stop a run.
-// 3. Re-encrypt up to `batch` tokens under the primary key (compare-and-swap: a token the doctor
+//    A missing subscription is restored by converging (_shared/meta/link_webhooks.ts), so a disconnect
+//    or a move during the check leaves Meta as the database says.
+// 3. Revoke the Facebook users whose revoke a disconnect left to maintenance because a run held the
+//    link (take_pending_revokes(); those another doctor still uses are dropped).
+// 4. Re-encrypt up to `batch` tokens under the primary key (compare-and-swap: a token the doctor
 //    replaced meanwhile is left alone).
-// 4. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
+// 5. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
 // Two runs at once are safe: a leased link is skipped by the other run, and every write is conditional.
 import type { Context } from "hono";
 import type { TokenBinding } from "../_shared/crypto/page_token.ts";
@@ -22,13 +26,8 @@ import type { AppEnv } from "../_shared/http/request_context.ts";
 import type { Logger } from "../_shared/log.ts";
 import { createMetaGraph } from "../_shared/meta/graph.ts";
 import { createInstagramLogin } from "../_shared/meta/instagram_login.ts";
-import {
-  checkInstagramLink,
-  checkLink,
-  readToken,
-  TokenUnreadableError,
-  withdrawRestore,
-} from "./check_link.ts";
+import { linkWebhooks } from "../_shared/meta/link_webhooks.ts";
+import { checkInstagramLink, checkLink, readToken, TokenUnreadableError } from "./check_link.ts";
 import type { MaintenanceDeps } from "./deps.ts";
 
 /** "Rate Limits": Meta throttles at 100%; stopping at 75% leaves room for the doctors' own requests. */
@@ -45,6 +44,8 @@ export interface MaintenanceSummary {
   refreshed: number;
   /** Page (or Instagram account) subscriptions found missing and restored. */
   restored: number;
+  /** Facebook users revoked for disconnects that left it to maintenance. */
+  revoked: number;
   reencrypted: number;
   /** Leased but not checked: Meta's usage passed the threshold. */
   deferred: number;
@@ -73,6 +74,7 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       recovered: 0,
       restored: 0,
       refreshed: 0,
+      revoked: 0,
       reencrypted: 0,
       deferred: 0,
       failed: 0,
@@ -83,6 +85,7 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
     const onUsage = (percent: number) => usage = Math.max(usage, percent);
     const meta = createMetaGraph(config, log, { onUsage });
     const login = createInstagramLogin(config, log, { onUsage });
+    const webhooks = linkWebhooks({ config, keyring, meta, instagram: login, db, log });
     const leaseId = crypto.randomUUID();
     const links = await db.leaseLinks(leaseId, config.maintenance.batch, leaseSeconds(config));
 
@@ -93,8 +96,8 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       }
       const instagram = link.token_kind === "instagram_user";
       const check = instagram
-        ? checkInstagramLink(link, { config, keyring, login, db, leaseId })
-        : checkLink(link, { config, keyring, meta });
+        ? checkInstagramLink(link, { config, keyring, login, webhooks, db, leaseId })
+        : checkLink(link, { config, keyring, meta, webhooks });
       const health = await check.catch((error) => {
         if (error instanceof TokenUnreadableError) {
           summary.unreadable++;
@@ -131,17 +134,7 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
         correlationId: c.var.correlationId,
       });
       if (recorded === "stale") {
-        if (health.restored && !instagram) {
-          const withdrawn = await withdrawRestore(link, { config, keyring, meta, db }).catch((error) => {
-            log.warn("restore_withdraw_failed", { page_id: link.page_id, error });
-            return false;
-          });
-          log.info("link_changed_during_check", {
-            doctor_id: link.doctor_id,
-            page_id: link.page_id,
-            withdrawn,
-          });
-        }
+        log.info("link_changed_during_check", { doctor_id: link.doctor_id });
         return;
       }
       summary.checked++;
@@ -160,6 +153,13 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
     await db.releaseLinks(leaseId);
     if (summary.deferred > 0) {
       log.warn("maintenance_deferred", { deferred: summary.deferred, usage_percent: usage });
+    }
+
+    for (const facebookUserId of await db.takePendingRevokes()) {
+      await meta.revokePermissions(facebookUserId, AbortSignal.timeout(config.meta.requestDeadlineMs)).then(
+        () => summary.revoked++,
+        (error) => log.warn("permissions_revoke_failed", { error }),
+      );
     }
 
     const reencryption = await reencrypt({ config, db, keyring }, c.var.correlationId, log);
