@@ -6,7 +6,7 @@
 // lines. So `real flow p50 / floor p50` is the cost of that, on this machine, in this run.
 //   GET  /bench-floor            connect: records a state, answers Meta's dialog URL
 //   GET  /bench-floor-callback   Meta's redirect: claims it, 3 Graph calls, records a pending connection
-//   POST /bench-floor/finish     opens it, subscribes the Page (1 Graph call), links it
+//   POST /bench-floor/finish     opens it, subscribes the Page, links it, converges (2 Graph calls)
 const env = (name: string) => Deno.env.get(name) ?? "";
 const SUPABASE_URL = env("SUPABASE_URL");
 const SECRET_KEY = JSON.parse(env("SUPABASE_SECRET_KEYS")).default;
@@ -110,11 +110,18 @@ async function finish(request: Request): Promise<Response> {
     p_correlation_id: crypto.randomUUID(),
   };
   const { page } = await rpc("open_pending_connection", ref);
-  await graph("POST", `/${page.page_id}/subscribed_apps`, {
-    subscribed_fields: WEBHOOK_FIELDS,
-    ...(await tokenParams(page.access_token.slice("v0.".length))),
-  });
+  const subscribe = async () =>
+    await graph("POST", `/${page.page_id}/subscribed_apps`, {
+      subscribed_fields: WEBHOOK_FIELDS,
+      ...(await tokenParams(page.access_token.slice("v0.".length))),
+    });
+  await subscribe();
   await rpc("link_pending_connection", { ...ref, p_page_id: page.page_id });
+  // Converging, as finish does (_shared/meta/link_webhooks.ts): read, write, read.
+  const target = { p_token_kind: "page", p_object_id: page.page_id };
+  await rpc("subscription_target", target);
+  await subscribe();
+  await rpc("subscription_target", target);
   return Response.json({ connected: true });
 }
 

@@ -66,8 +66,9 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     );
     for (const link of left.values()) {
       // Whoever holds it by now keeps it subscribed; nobody: unsubscribed, unless the revoke killed our
-      // token (then no token of that grant can write to it, and the lease kept maintenance out).
-      await webhooks.converge(link, deadline, { mayUnsubscribe: revoked !== true });
+      // token (then no token of that grant can write to it, and the lease kept maintenance out). The
+      // link another tab made may be another Facebook user's: its token is tried.
+      await webhooks.converge(link, deadline, { mayUnsubscribe: revoked !== true || link !== current });
     }
     c.var.log.info("instagram_disconnected", {
       doctor_id: doctorId,

@@ -48,10 +48,11 @@ Deno.test(
     const figures = Object.fromEntries(last.split(" ").map((pair) => pair.split("=")));
     for (const key of REQUIRED) assert.ok(Number.isFinite(Number(figures[key])), `${key} in: ${last}`);
     assert.equal(figures.failures, "0");
-    // Per flow: code exchange, long-lived exchange, one read of user and Pages, the Page's subscription;
-    // create_oauth_state, claim_oauth_state, create_pending_connection, open_ and link_pending_connection.
-    assert.equal(figures.meta_calls_per_flow, "4");
-    assert.equal(figures.db_calls_per_flow, "5");
+    // Per flow: code exchange, long-lived exchange, one read of user and Pages, the Page's subscription
+    // before the link and again converging after it; create_oauth_state, claim_oauth_state,
+    // create_pending_connection, open_ and link_pending_connection, subscription_target twice.
+    assert.equal(figures.meta_calls_per_flow, "5");
+    assert.equal(figures.db_calls_per_flow, "7");
     assert.ok(Number(figures.cpu_ms_per_flow) > 0, "the function processes' CPU time was read");
     assert.match(output, /concurrency 1 .*\n.*concurrency 16 /);
     // The webhook floor stored exactly the rows the real receiver stored (every event of every delivery,

@@ -211,6 +211,7 @@ Deno.test("demo sandbox: the health controls break the caller's link as Meta can
           "reencrypted",
           "refreshed",
           "restored",
+          "revoked",
           "unreadable",
         ]);
         assert.ok(summary.checked >= 1 && summary.flagged >= 1, JSON.stringify(summary));

@@ -104,14 +104,15 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         const doctor = await newDoctor(stack, sql);
         const { userId, pages } = meta.newUser(1);
         assert.equal((await link(stack, doctor.token, userId)).finished.status, 200);
-        meta.inject("unsubscribe", { status: 500 }, { status: 500 }, { status: 500 });
+        // Three tries before the delete, three more when converging after it.
+        meta.inject("unsubscribe", ...Array.from({ length: 6 }, () => ({ status: 500 })));
         meta.inject("revoke", { status: 400, error: { code: 190 } });
         meta.resetCounts();
 
         const result = await disconnect(stack, doctor.token);
         assert.equal(result.status, 200);
         assert.deepEqual(result.body.meta, { unsubscribed: false, revoked: false });
-        assert.equal(meta.calls.unsubscribe, 3, "the unsubscribe was retried");
+        assert.equal(meta.calls.unsubscribe, 6, "the unsubscribe was retried, and tried again by converging");
         assert.equal(await linkOf(sql, doctor.id), undefined, "the doctor's intent wins");
         assert.ok(meta.subscriptions.has(pages[0].id), "(Meta really did not unsubscribe)");
         assert.deepEqual((await auditOf(sql, doctor.id)).at(-1)!.metadata.meta, {

@@ -50,7 +50,11 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
         });
         const body = await response.json();
         assert.equal(response.status, 200, JSON.stringify(body));
-        assert.equal((stack.dbCalls.rpc ?? 0) - rpcBefore, 2, "open, then link");
+        assert.equal(
+          (stack.dbCalls.rpc ?? 0) - rpcBefore,
+          4,
+          "open, link, then the subscription's version and holder before and after converging",
+        );
         assert.equal(body.connected, true);
         assert.deepEqual(Object.keys(body.link).sort(), [
           "connected_at",
@@ -255,7 +259,7 @@ Deno.test("instagram-connect/finish", stackTest, async (t) => {
         assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
         meta.resetCounts();
         assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
-        assert.equal(meta.calls.subscribe, 1, "subscribed again (idempotent at Meta)");
+        assert.equal(meta.calls.subscribe, 2, "subscribed again before the link, and by converging after it");
         assert.equal(meta.calls.unsubscribe, 0, "the same Page is not unsubscribed");
 
         const second = meta.newUser(1);
@@ -440,7 +444,7 @@ Deno.test(
       const { finished } = await link(stack, doctor.token, userId);
       assert.equal(finished.status, 200, JSON.stringify(finished.body));
       assert.equal(finished.body.connected, true);
-      assert.equal(stack.meta.calls.subscribe, 1);
+      assert.equal(stack.meta.calls.subscribe, 2, "before the link, and by converging after it");
       assert.deepEqual(stack.meta.subscriptions.get(pages[0].id), [
         "messages",
         "messaging_postbacks",

@@ -72,6 +72,7 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
             "reencrypted",
             "refreshed",
             "restored",
+            "revoked",
             "unreadable",
           ]);
         },
