@@ -1,0 +1,86 @@
+-- Meta's subscriptions as the database decides them (12_subscriptions.sql): each change of who holds a
+-- Page's or an Instagram account's subscription bumps its version (whoever makes it, a cascade from
+-- auth.users included); a new token for the same subscription does not; subscription_target answers the
+-- version and the holder; a disconnect takes the maintenance lease and records a deferred revoke; only
+-- service_role reaches any of it.
+begin;
+set local client_min_messages to warning;
+create extension if not exists pgtap;
+select plan(18);
+
+insert into auth.users (id) values
+  ('00000000-0000-4000-8000-00000000c001'), ('00000000-0000-4000-8000-00000000c002');
+create function pg_temp.version(kind text, object text) returns bigint language sql as $$
+  select (public.subscription_target(kind, object)->>'version')::bigint;
+$$;
+
+select is(pg_temp.version('page', '7001'), 0::bigint, 'a Page nobody ever held: version 0');
+select is(public.subscription_target('page', '7001')->'holder', 'null'::jsonb, '... and no holder');
+
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id, facebook_user_id)
+values ('00000000-0000-4000-8000-00000000c001', '7001', 'v1.cipher-one', '178417001', '9001');
+select is(pg_temp.version('page', '7001'), 1::bigint, 'a link bumps its Page');
+select is(
+  public.subscription_target('page', '7001')->'holder',
+  '{"doctor_id": "00000000-0000-4000-8000-00000000c001", "access_token": "v1.cipher-one"}'::jsonb,
+  'the holder and its encrypted token'
+);
+select is(
+  public.subscription_target('instagram_user', '178417001')->'holder', 'null'::jsonb,
+  'a Page link holds no Instagram Login subscription of its account'
+);
+
+update public.doctor_instagram set instagram_access_token = 'v1.cipher-two', checked_at = now()
+where doctor_id = '00000000-0000-4000-8000-00000000c001';
+select is(pg_temp.version('page', '7001'), 1::bigint, 'a new token for the same Page, or a check: no bump');
+
+-- A move to the Instagram path: the Page is left, the account taken.
+update public.doctor_instagram
+set token_kind = 'instagram_user', instagram_page_id = null, facebook_user_id = null, instagram_user_id = '5001'
+where doctor_id = '00000000-0000-4000-8000-00000000c001';
+select is(pg_temp.version('page', '7001'), 2::bigint, 'a move bumps the Page left');
+select is(pg_temp.version('instagram_user', '178417001'), 1::bigint, '... and the account taken');
+select is(
+  public.subscription_target('instagram_user', '178417001')->'holder'->>'doctor_id',
+  '00000000-0000-4000-8000-00000000c001', 'the account''s holder'
+);
+
+-- Whoever deletes: the cascade from auth.users bumps too.
+delete from auth.users where id = '00000000-0000-4000-8000-00000000c001';
+select is(pg_temp.version('instagram_user', '178417001'), 2::bigint, 'a cascade from auth.users bumps');
+select is(public.subscription_target('instagram_user', '178417001')->'holder', 'null'::jsonb, '... and nobody holds it');
+
+-- prepare_disconnect takes the lease; a deferred revoke is recorded, and taken once nobody uses the user.
+insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id, facebook_user_id, lease_id, lease_until)
+values ('00000000-0000-4000-8000-00000000c002', '7002', 'v1.cipher-three', '178417002', '9002',
+  '00000000-0000-4000-8000-0000000000aa', now() + interval '5 minutes');
+select is(
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000c002')->>'leased', 'true',
+  'a run held the link: leased'
+);
+select isnt(
+  (select lease_id from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000c002'),
+  '00000000-0000-4000-8000-0000000000aa'::uuid,
+  'the disconnect holds the lease now: the run''s outcome is stale'
+);
+select is(
+  public.lease_instagram_links(gen_random_uuid(), 50, 60), '[]'::jsonb,
+  'no run leases a link being disconnected'
+);
+select is(
+  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000c002', '{"unsubscribed": true, "revoked": "deferred"}')->>'page_id',
+  '7002', 'disconnected, its Meta outcome saying the revoke was deferred'
+);
+select is(public.take_pending_revokes(), array['9002'], 'the deferred revoke is taken');
+select is(public.take_pending_revokes(), '{}'::text[], '... once');
+
+-- Closed to the API roles.
+set local role authenticated;
+select throws_ok(
+  $$select public.subscription_target('page', '7001')$$,
+  '42501', null, 'a doctor cannot read a subscription''s holder'
+);
+reset role;
+
+select * from finish();
+rollback;
