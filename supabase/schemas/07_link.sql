@@ -11,9 +11,8 @@
 --    webhooks (a failure links nothing) and unsubscribes what the doctor leaves, while they still hold
 --    it, so no other doctor can link it in between and no event is delivered twice;
 -- 3. link_pending_connection(), one transaction: consume the pending connection, refuse an account or a
---    Page another doctor holds, upsert the doctor's row. If it fails, the function puts Meta back as it
---    was (page_is_linked() and instagram_account_is_linked() tell it whether what it subscribed is held
---    by anyone).
+--    Page another doctor holds, upsert the doctor's row. Linked or not, the function then converges both
+--    subscriptions to what the database says (subscription_target(), 12_subscriptions.sql).
 --
 -- The link's identity is the Instagram professional account (01): whatever the path, one account
 -- belongs to one doctor. The Facebook path answers page_already_linked, the Instagram path
@@ -316,35 +315,3 @@ end;
 $$;
 revoke all on function public.link_pending_connection(uuid, text, text, text) from public, anon, authenticated;
 grant execute on function public.link_pending_connection(uuid, text, text, text) to service_role;
-
--- Whether anyone holds the Page: after a failed link, finish unsubscribes the Page it subscribed only
--- when nobody does (another doctor's link still needs the subscription).
-create function public.page_is_linked(p_page_id text)
-returns boolean
-language sql
-stable
-security definer
-set search_path = ''
-as $$
-  select exists (select 1 from public.doctor_instagram where instagram_page_id = p_page_id);
-$$;
-revoke all on function public.page_is_linked(text) from public, anon, authenticated;
-grant execute on function public.page_is_linked(text) to service_role;
-
--- Whether a link of this kind holds the Instagram account (p_token_kind null: of either kind): after a
--- failed Instagram Login link, finish removes the account's Instagram subscription only when no
--- instagram_user link holds the account (a Page link's subscription is the Page's, a separate one).
-create function public.instagram_account_is_linked(p_account_id text, p_token_kind text)
-returns boolean
-language sql
-stable
-security definer
-set search_path = ''
-as $$
-  select exists (
-    select 1 from public.doctor_instagram
-    where instagram_business_account_id = p_account_id and (p_token_kind is null or token_kind = p_token_kind)
-  );
-$$;
-revoke all on function public.instagram_account_is_linked(text, text) from public, anon, authenticated;
-grant execute on function public.instagram_account_is_linked(text, text) to service_role;

@@ -183,26 +183,6 @@ $$;
 revoke all on function public.flag_instagram_link(uuid, text, text, text) from public, anon, authenticated;
 grant execute on function public.flag_instagram_link(uuid, text, text, text) to service_role;
 
--- The link that holds this Page, if any, for a disconnect whose unsubscribe may have reached Meta after
--- another doctor linked the Page (Meta answered late): the function resubscribes the Page with that
--- link's token at once, and the link is marked for the next maintenance run first (checked_at null),
--- which restores the subscription if that failed. Answers {doctor_id, page_id, access_token} or null.
-create function public.page_holder_to_resubscribe(p_page_id text)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  with holder as (
-    update public.doctor_instagram set checked_at = null where instagram_page_id = p_page_id
-    returning doctor_id, instagram_page_id, instagram_access_token
-  )
-  select jsonb_build_object('doctor_id', doctor_id, 'page_id', instagram_page_id, 'access_token', instagram_access_token)
-  from holder;
-$$;
-revoke all on function public.page_holder_to_resubscribe(text) from public, anon, authenticated;
-grant execute on function public.page_holder_to_resubscribe(text) to service_role;
-
 -- Ends this run's leases on the links it did not record (deferred at Meta's rate limit, or failed), so
 -- the next run may take them at once. Answers how many.
 create function public.release_instagram_links(p_lease_id uuid)

@@ -68,7 +68,9 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
       // Whoever holds it by now keeps it subscribed; nobody: unsubscribed, unless the revoke killed our
       // token (then no token of that grant can write to it, and the lease kept maintenance out). The
       // link another tab made may be another Facebook user's: its token is tried.
-      await webhooks.converge(link, deadline, { mayUnsubscribe: revoked !== true || link !== current });
+      // The link is gone whatever happens here: a failure is logged, not answered as the doctor's.
+      await webhooks.converge(link, deadline, { mayUnsubscribe: revoked !== true || link !== current })
+        .catch((error) => c.var.log.warn("subscription_converge_failed", { ...linkIds(link), error }));
     }
     c.var.log.info("instagram_disconnected", {
       doctor_id: doctorId,

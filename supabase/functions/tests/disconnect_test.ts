@@ -185,10 +185,13 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         const second = meta.newUser(1);
         assert.equal((await link(stack, doctor.token, first.userId)).finished.status, 200);
         const waiting = await fullFlow(stack, doctor.token, second.userId);
-        meta.inject("unsubscribe", { delayMs: 700 }); // the disconnect's unsubscribe of Page 1 is slow
+        // The disconnect's unsubscribe of Page 1 is held until the other tab's finish is done.
+        stack.gate.reset();
+        const held = stack.gate.holdAt(1);
         const disconnecting = disconnect(stack, doctor.token);
-        await new Promise((resolve) => setTimeout(resolve, 150));
+        assert.equal(await held.reached, "meta unsubscribe", "held after prepare_disconnect");
         const moved = await finish(stack, doctor.token, { pending: waiting.result.body.pending });
+        held.release();
         assert.equal(moved.status, 200, "the other tab finished meanwhile");
         const out = await disconnecting;
         assert.equal(out.status, 200);

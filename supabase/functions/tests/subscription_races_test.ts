@@ -23,18 +23,31 @@ import {
 } from "./_support.ts";
 
 type Doctor = Awaited<ReturnType<typeof newDoctor>>;
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** A run's restore: the holder and version read, the write, the read again (link_webhooks.ts). */
+const RESTORE_PAGE = ["rpc subscription_target", "meta subscribe", "rpc record_instagram_link_check"];
+const RESTORE_IG = ["rpc subscription_target", "meta ig_subscribe", "rpc record_instagram_link_check"];
 /** A subscription in play: a Page's (the Facebook app's) or an Instagram account's (the Instagram app's). */
 type Key = { kind: "page"; id: string } | { kind: "instagram_user"; id: string; name: string };
 
+/** One of the two racing requests: its name and the HTTP statuses it may answer. */
+interface Actor {
+  name: string;
+  go: () => Promise<number>;
+  statuses?: number[];
+}
+
 interface Scene {
-  doctor: Doctor;
+  /** The two requests of the pair. */
+  a: Actor;
+  b: Actor;
   keys: Key[];
-  /** The request that races the maintenance run; answers its HTTP status. */
-  request: () => Promise<number>;
   /** Meta's deauthorize: the grant died at Meta first, so only "no write of ours landed after" is checked. */
   deauthorized?: boolean;
-  /** The Facebook user whose grant the disconnect revokes (not shared with another doctor). */
-  revokes?: string;
+  /** Steps the first request must take alone (what the scene is about: a restore, a refresh). */
+  covers?: string[];
+  /** The Facebook user whose grant the disconnect revokes (not shared with another doctor), and whose link. */
+  revokes?: { user: string; doctor: Doctor };
 }
 
 Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) => {
@@ -52,24 +65,35 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
     const ig = meta.instagram;
     const fields: Record<Key["kind"], string[]> = { page: [], instagram_user: [] };
 
-    const run = async () => {
-      const response = await fetch(stack.functionUrl("instagram-maintenance"), {
-        method: "POST",
-        headers: { apikey: LOCAL_SECRET_KEY },
-      });
+    const status = async (response: Response) => {
       await response.body?.cancel();
       return response.status;
     };
-    const disconnect = (doctor: Doctor) => async () => {
-      const response = await fetch(stack.functionUrl("instagram-connect"), {
-        method: "DELETE",
-        headers: { authorization: `Bearer ${doctor.token}` },
-      });
-      await response.body?.cancel();
-      return response.status;
+    const run: Actor = {
+      name: "the run",
+      go: async () =>
+        await status(
+          await fetch(stack.functionUrl("instagram-maintenance"), {
+            method: "POST",
+            headers: { apikey: LOCAL_SECRET_KEY },
+          }),
+        ),
     };
-    const finishing = (doctor: Doctor, body: Record<string, unknown>) => async () =>
-      (await finish(stack, doctor.token, body)).status;
+    const disconnect = (doctor: Doctor, name = "the disconnect"): Actor => ({
+      name,
+      go: async () =>
+        await status(
+          await fetch(stack.functionUrl("instagram-connect"), {
+            method: "DELETE",
+            headers: { authorization: `Bearer ${doctor.token}` },
+          }),
+        ),
+    });
+    const finishing = (name: string, doctor: Doctor, body: Record<string, unknown>, statuses?: number[]) => ({
+      name,
+      go: async () => (await finish(stack, doctor.token, body)).status,
+      statuses,
+    });
 
     // ---- the links ----
     const viaFacebook = async (doctor: Doctor, { shared = false } = {}) => {
@@ -112,45 +136,75 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
       await sql`update public.doctor_instagram set checked_at = null where doctor_id = ${doctor.id}`;
     };
 
-    // ---- the scenes: a link whose subscription is gone, and the request racing the run ----
+    // ---- the scenes: two requests over one or two subscriptions ----
+    // Most pair a run that finds the link's subscription gone (and restores it) with another request.
     const scenes: Record<string, () => Promise<Scene>> = {
-      "disconnect, Facebook path (grant shared)": async () => {
+      "a run and a disconnect, Facebook path (grant shared)": async () => {
         const doctor = await newDoctor(stack, sql);
         const { page } = await viaFacebook(doctor, { shared: true });
         await lost(doctor, pageKey(page.id));
-        return { doctor, keys: [pageKey(page.id)], request: disconnect(doctor) };
+        return { a: run, b: disconnect(doctor), keys: [pageKey(page.id)], covers: RESTORE_PAGE };
       },
-      "disconnect, Facebook path (grant revoked)": async () => {
+      "a run and a disconnect, Facebook path (grant revoked)": async () => {
         const doctor = await newDoctor(stack, sql);
         const { page, user } = await viaFacebook(doctor);
         await lost(doctor, pageKey(page.id));
-        return { doctor, keys: [pageKey(page.id)], request: disconnect(doctor), revokes: user.appScopedId };
+        return {
+          a: run,
+          b: disconnect(doctor),
+          keys: [pageKey(page.id)],
+          covers: RESTORE_PAGE,
+          revokes: { user: user.appScopedId, doctor },
+        };
       },
-      "disconnect, Instagram path": async () => {
+      "a run and a disconnect, Instagram path": async () => {
         const doctor = await newDoctor(stack, sql);
         const { name, account } = await viaInstagram(doctor);
         await lost(doctor, igKey(account.userId, name));
-        return { doctor, keys: [igKey(account.userId, name)], request: disconnect(doctor) };
+        return { a: run, b: disconnect(doctor), keys: [igKey(account.userId, name)], covers: RESTORE_IG };
       },
-      "reconnect, Facebook path": async () => {
+      "a run refreshing the token and a disconnect, Instagram path": async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { name, account } = await viaInstagram(doctor);
+        // 40 days old with 20 left: the run refreshes it (at least 24 hours old, under 30 days left).
+        const token = ig.newestToken(name)!;
+        ig.ageToken(token, 40 * DAY_MS);
+        await sql`update public.doctor_instagram set token_refreshed_at = now() - interval '40 days',
+          token_expires_at = ${new Date(ig.expiresAt(token)!)} where doctor_id = ${doctor.id}`;
+        await lost(doctor, igKey(account.userId, name));
+        return {
+          a: run,
+          b: disconnect(doctor),
+          keys: [igKey(account.userId, name)],
+          covers: ["meta ig_refresh", "rpc record_instagram_token_refresh", ...RESTORE_IG],
+        };
+      },
+      "a run and a reconnect, Facebook path": async () => {
         const doctor = await newDoctor(stack, sql);
         const { page, user } = await viaFacebook(doctor);
         const flow = await fullFlow(stack, doctor.token, user.userId);
         await lost(doctor, pageKey(page.id));
+        const pending = { pending: flow.result.body.pending, page_id: page.id };
         return {
-          doctor,
+          a: run,
+          b: finishing("the reconnect", doctor, pending),
           keys: [pageKey(page.id)],
-          request: finishing(doctor, { pending: flow.result.body.pending, page_id: page.id }),
+          covers: RESTORE_PAGE,
         };
       },
-      "reconnect, Instagram path": async () => {
+      "a run and a reconnect, Instagram path": async () => {
         const doctor = await newDoctor(stack, sql);
         const { name, account } = await viaInstagram(doctor);
         const pending = await pendingInstagram(doctor, name);
         await lost(doctor, igKey(account.userId, name));
-        return { doctor, keys: [igKey(account.userId, name)], request: finishing(doctor, { pending }) };
+        return {
+          a: run,
+          b: finishing("the reconnect", doctor, { pending }),
+          keys: [igKey(account.userId, name)],
+          covers: RESTORE_IG,
+        };
       },
-      "move from the Facebook path to the Instagram path": async () => {
+      "a run and a move from the Facebook path to the Instagram path": async () => {
         const doctor = await newDoctor(stack, sql);
         const { page } = await viaFacebook(doctor);
         const name = `move_${crypto.randomUUID().slice(0, 8)}`;
@@ -158,12 +212,13 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
         const pending = await pendingInstagram(doctor, name);
         await lost(doctor, pageKey(page.id));
         return {
-          doctor,
+          a: run,
+          b: finishing("the move", doctor, { pending }),
           keys: [pageKey(page.id), igKey(account.userId, name)],
-          request: finishing(doctor, { pending }),
+          covers: RESTORE_PAGE,
         };
       },
-      "move from the Instagram path to the Facebook path": async () => {
+      "a run and a move from the Instagram path to the Facebook path": async () => {
         const doctor = await newDoctor(stack, sql);
         const user = meta.newUser(1);
         const page = user.pages[0];
@@ -172,49 +227,94 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
         assert.equal(flow.result.status, 200, JSON.stringify(flow.result.body));
         await lost(doctor, igKey(account.userId, name));
         return {
-          doctor,
+          a: run,
+          b: finishing("the move", doctor, { pending: flow.result.body.pending, page_id: page.id }),
           keys: [igKey(account.userId, name), pageKey(page.id)],
-          request: finishing(doctor, { pending: flow.result.body.pending, page_id: page.id }),
+          covers: RESTORE_IG,
         };
       },
-      "Meta's deauthorize, Facebook path": async () => {
+      "a run and Meta's deauthorize, Facebook path": async () => {
         const doctor = await newDoctor(stack, sql);
         const { page, user } = await viaFacebook(doctor);
         await lost(doctor, pageKey(page.id));
-        const request = async () => {
-          meta.killPageTokens(page.id, 458); // the user removed the app ("Access Token Errors": 458)
-          const issued = Math.floor(Date.now() / 1000);
+        const deauthorize = async () => {
+          meta.killPageTokens(page.id, 458); // the user removed the app ("Handling Errors": 458)
           const signed = await signedRequest(stack.env.INSTAGRAM_APP_SECRET, {
             algorithm: "HMAC-SHA256",
-            issued_at: issued,
+            issued_at: Math.floor(Date.now() / 1000),
             user_id: user.appScopedId,
           });
-          const response = await post(stack, "deauthorize", new URLSearchParams({ signed_request: signed }));
-          await response.body?.cancel();
-          return response.status;
+          return await status(
+            await post(stack, "deauthorize", new URLSearchParams({ signed_request: signed })),
+          );
         };
-        return { doctor, keys: [pageKey(page.id)], request, deauthorized: true };
+        return {
+          a: run,
+          b: { name: "the deauthorize", go: deauthorize },
+          keys: [pageKey(page.id)],
+          deauthorized: true,
+        };
       },
-      "Meta's deauthorize, Instagram path": async () => {
+      "a run and Meta's deauthorize, Instagram path": async () => {
         const doctor = await newDoctor(stack, sql);
         const { name, account } = await viaInstagram(doctor);
         await lost(doctor, igKey(account.userId, name));
-        const request = async () => {
+        const deauthorize = async () => {
           ig.killToken(ig.newestToken(name)!);
           const signed = await signedRequest(stack.env.INSTAGRAM_LOGIN_APP_SECRET, {
             algorithm: "HMAC-SHA256",
             issued_at: Math.floor(Date.now() / 1000),
             user_id: account.id,
           });
-          const response = await post(
-            stack,
-            "instagram/deauthorize",
-            new URLSearchParams({ signed_request: signed }),
+          return await status(
+            await post(stack, "instagram/deauthorize", new URLSearchParams({ signed_request: signed })),
           );
-          await response.body?.cancel();
-          return response.status;
         };
-        return { doctor, keys: [igKey(account.userId, name)], request, deauthorized: true };
+        return {
+          a: run,
+          b: { name: "the deauthorize", go: deauthorize },
+          keys: [igKey(account.userId, name)],
+          deauthorized: true,
+        };
+      },
+      // A practice gives a Page to another doctor: one disconnects it while the other links it (409
+      // while the first still holds it).
+      "a disconnect and another doctor linking the same Page": async () => {
+        const [first, second] = [await newDoctor(stack, sql), await newDoctor(stack, sql)];
+        const { page, user } = await viaFacebook(first, { shared: true });
+        const flow = await fullFlow(stack, second.token, user.userId);
+        const pending = { pending: flow.result.body.pending, page_id: page.id };
+        return {
+          a: disconnect(first),
+          b: finishing("the other doctor's finish", second, pending, [200, 409]),
+          keys: [pageKey(page.id)],
+        };
+      },
+      "a disconnect and another doctor linking the same account, Instagram path": async () => {
+        const [first, second] = [await newDoctor(stack, sql), await newDoctor(stack, sql)];
+        const { name, account } = await viaInstagram(first);
+        const pending = await pendingInstagram(second, name);
+        return {
+          a: disconnect(first),
+          b: finishing("the other doctor's finish", second, { pending }, [200, 409]),
+          keys: [igKey(account.userId, name)],
+        };
+      },
+      // The doctor's other tab finishes a move to another Page while the first tab disconnects.
+      "a disconnect and the same doctor's move to another Page": async () => {
+        const doctor = await newDoctor(stack, sql);
+        const { page } = await viaFacebook(doctor, { shared: true });
+        const other = meta.newUser(1);
+        const flow = await fullFlow(stack, doctor.token, other.userId);
+        return {
+          a: disconnect(doctor),
+          b: finishing("the other tab's finish", doctor, { pending: flow.result.body.pending }, [
+            200,
+            400,
+            404,
+          ]),
+          keys: [pageKey(page.id), pageKey(other.pages[0].id)],
+        };
       },
     };
 
@@ -246,49 +346,62 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
         const expected = (await held(key)) ? fields[key.kind] : undefined;
         assert.deepEqual(atMeta(key), expected, `${how}: ${key.kind} ${key.id} at Meta`);
       }
-      if (scene.revokes && !(await linkOf(sql, scene.doctor.id))) {
+      if (scene.revokes && !(await linkOf(sql, scene.revokes.doctor.id))) {
         // A revoke left to maintenance (a run held the link) is done by the next run at the latest.
-        if (!meta.revocations.includes(scene.revokes)) assert.equal(await run(), 200);
-        assert.ok(meta.revocations.includes(scene.revokes), `${how}: the grant is revoked`);
+        if (!meta.revocations.includes(scene.revokes.user)) await act(run, `${how}, the next run`);
+        assert.ok(meta.revocations.includes(scene.revokes.user), `${how}: the grant is revoked`);
       }
     };
 
     // ---- each step of one request held while the other runs ----
+    const act = async (actor: Actor, how: string) => {
+      const answer = await actor.go();
+      assert.ok((actor.statuses ?? [200]).includes(answer), `${how}: ${actor.name} answered ${answer}`);
+    };
     for (const [name, make] of Object.entries(scenes)) {
       await t.step(name, async () => {
-        for (const order of [["run", "request"], ["request", "run"]] as const) {
-          // How many steps the first takes alone (then the second, as an interleaving of its own).
+        let interleavings = 0;
+        for (const swap of [false, true]) {
+          // How many steps the first takes alone (then the second, an interleaving of its own).
           let scene = await make();
-          const act = (who: "run" | "request", s: Scene) => who === "run" ? run() : s.request();
-          let snapshot: Map<Key, string[] | undefined> | undefined;
+          let [first, second] = swap ? [scene.b, scene.a] : [scene.a, scene.b];
           const remember = (s: Scene) =>
             s.deauthorized ? new Map(s.keys.map((key) => [key, atMeta(key)])) : undefined;
+          // Meta's deauthorize kills the grant as it starts: the state to keep is the one just before.
+          let snapshot = first === scene.b ? remember(scene) : undefined;
           stack.gate.reset();
-          if (order[0] === "request") snapshot = remember(scene);
-          assert.equal(await act(order[0], scene), 200);
+          await act(first, "alone");
           const steps = stack.gate.trace.length;
-          assert.ok(steps > 0, "the steps are traced");
+          if (!swap) {
+            for (const step of scene.covers ?? []) {
+              assert.ok(stack.gate.trace.includes(step), `${first.name} takes ${step}: ${stack.gate.trace}`);
+            }
+          }
           snapshot ??= remember(scene);
-          assert.equal(await act(order[1], scene), 200);
-          await check(scene, `${order[0]} then ${order[1]}`, snapshot);
+          await act(second, "after");
+          await check(scene, `${first.name} then ${second.name}`, snapshot);
+          interleavings++;
 
           for (let at = 0; at < steps; at++) {
             scene = await make();
+            [first, second] = swap ? [scene.b, scene.a] : [scene.a, scene.b];
             stack.gate.reset();
             const hold = stack.gate.holdAt(at);
-            snapshot = order[0] === "request" ? remember(scene) : undefined;
-            const first = act(order[0], scene);
-            const label = await Promise.race([hold.reached, first.then(() => "(finished first)")]);
+            snapshot = first === scene.b ? remember(scene) : undefined;
+            const how = (label: string) =>
+              `${first.name} held at step ${at} (${label}) while ${second.name} ran`;
+            const running = act(first, how("held"));
+            const label = await Promise.race([hold.reached, running.then(() => "none: it finished")]);
             snapshot ??= remember(scene);
-            const second = await act(order[1], scene);
+            await act(second, how(label));
             hold.release();
-            const how = `${order[0]} held at step ${at} (${label}) while ${order[1]} ran`;
-            assert.equal(await first, 200, how);
-            assert.equal(second, 200, how);
-            await check(scene, how, snapshot);
+            await running;
+            await check(scene, how(label), snapshot);
+            interleavings++;
           }
         }
         stack.gate.reset();
+        assert.ok(interleavings >= 8, `${interleavings} interleavings`);
       });
     }
   });

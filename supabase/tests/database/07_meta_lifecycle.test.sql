@@ -39,7 +39,7 @@ select ok(
    from pg_proc
    where oid in ('public.prepare_disconnect(uuid)'::regprocedure,
                  'public.disconnect_doctor_instagram(uuid, jsonb, text)'::regprocedure,
-                 'public.page_is_linked(text)'::regprocedure,
+                 'public.subscription_target(text, text)'::regprocedure,
                  'public.forget_facebook_user(text, text, timestamptz, text)'::regprocedure,
                  'public.request_data_deletion(text, text, text, timestamptz, text)'::regprocedure,
                  'public.data_deletion_status(text)'::regprocedure)),
@@ -93,8 +93,8 @@ select is(
   public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000a101', '{}', 'corr-disc-2'),
   null, 'nothing left: null'
 );
-select is(public.page_is_linked('8101'), false, 'the Page is free again');
-select is(public.page_is_linked('8102'), true, 'another doctor''s Page is held');
+select is(public.subscription_target('page', '8101')->'holder', 'null'::jsonb, 'the Page is free again');
+select isnt(public.subscription_target('page', '8102')->'holder', 'null'::jsonb, 'another doctor''s Page is held');
 reset role;
 select results_eq(
   $$select actor_id::text, action, metadata from private.audit_log where correlation_id = 'corr-disc-1'$$,

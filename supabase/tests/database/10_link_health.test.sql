@@ -74,7 +74,7 @@ select is_empty(
   $$select p.proname from pg_proc p
     where p.pronamespace = 'public'::regnamespace
       and p.proname in ('lease_instagram_links', 'record_instagram_link_check', 'release_instagram_links',
-                        'flag_instagram_link', 'page_holder_to_resubscribe', 'links_to_reencrypt',
+                        'flag_instagram_link', 'subscription_target', 'links_to_reencrypt',
                         'reencrypt_instagram_tokens', 'run_instagram_sweeps')
       and (has_function_privilege('anon', p.oid, 'execute') or has_function_privilege('authenticated', p.oid, 'execute')
            or not has_function_privilege('service_role', p.oid, 'execute'))$$,
@@ -221,14 +221,14 @@ select is(
   'a reconnect is audited as a reconnect'
 );
 
--- The holder of a Page a late unsubscribe may have hit: answered, and checked first next run.
+-- The holder of a Page a converge subscribes with (12_subscriptions.sql).
 set local role service_role;
 select is(
-  public.page_holder_to_resubscribe('6003') - 'doctor_id',
-  '{"page_id": "6003", "access_token": "v2.k2.iv.cipher-three"}'::jsonb,
+  public.subscription_target('page', '6003')->'holder' - 'doctor_id',
+  '{"access_token": "v2.k2.iv.cipher-three"}'::jsonb,
   'the Page''s holder and its token are answered'
 );
-select is(public.page_holder_to_resubscribe('6999'), null, 'nobody holds an unknown Page');
+select is(public.subscription_target('page', '6999')->'holder', 'null'::jsonb, 'nobody holds an unknown Page');
 reset role;
 select is(
   (select checked_at from public.doctor_instagram where instagram_page_id = '6003'), null,

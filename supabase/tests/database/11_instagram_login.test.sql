@@ -62,7 +62,7 @@ select ok(
                    and p.prosecdef and p.proconfig @> array['search_path=""'])
    from pg_proc as p
    where p.oid in ('public.create_instagram_pending_connection(text, uuid, jsonb, text[])'::regprocedure,
-                   'public.instagram_account_is_linked(text, text)'::regprocedure,
+                   'public.subscription_target(text, text)'::regprocedure,
                    'public.forget_instagram_user(text, text, timestamptz, text)'::regprocedure,
                    'public.request_instagram_data_deletion(text, text, text, timestamptz, text)'::regprocedure,
                    'public.record_instagram_token_refresh(uuid, uuid, text, text, timestamptz)'::regprocedure,
@@ -194,9 +194,9 @@ select results_eq(
             array['instagram_business_basic', 'instagram_business_manage_messages'])$$,
   'the row: its kind, the Instagram user, the token''s expiry, obtained now'
 );
-select ok(public.instagram_account_is_linked('17841001', 'instagram_user'), 'the account is linked through Instagram Login');
-select ok(not public.instagram_account_is_linked('17841001', 'page'), 'not through a Page');
-select ok(public.instagram_account_is_linked('17841002', null), 'either kind: B''s Page link holds 17841002');
+select isnt(public.subscription_target('instagram_user', '17841001')->'holder', 'null'::jsonb, 'the account''s Instagram subscription is held');
+select is(public.subscription_target('page', '17841001')->'holder', 'null'::jsonb, 'no Page subscription by that id');
+select is(public.subscription_target('instagram_user', '17841002')->'holder', 'null'::jsonb, 'B''s Page link holds the Page''s subscription, not the account''s');
 reset role;
 select results_eq(
   $$select action, metadata from private.audit_log where resource_id = '00000000-0000-4000-8000-0000000000a1'$$,
@@ -271,7 +271,7 @@ select is(
   (select action from private.audit_log where resource_id = '00000000-0000-4000-8000-0000000000b2' order by id desc limit 1),
   'instagram.updated', 'a switch of path is an update, not a reconnect'
 );
-select ok(not public.page_is_linked('7002'), 'the old Page is free');
+select is(public.subscription_target('page', '7002')->'holder', 'null'::jsonb, 'the old Page is free');
 
 -- Reconnect: A signs in again with the same account. ------------------------------------------------
 update public.doctor_instagram set connected_at = now() - interval '10 days', status = 'needs_reconnect',

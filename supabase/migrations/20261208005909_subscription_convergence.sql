@@ -3,6 +3,12 @@
 -- The schema files are the source: change them, not this file, once it has landed.
 SET local check_function_bodies = off;
 
+DROP FUNCTION "public"."instagram_account_is_linked"(text, text);
+
+DROP FUNCTION "public"."page_holder_to_resubscribe"(text);
+
+DROP FUNCTION "public"."page_is_linked"(text);
+
 CREATE TABLE "private"."pending_revokes" (
   "facebook_user_id" text                     NOT NULL,
   "requested_at"     timestamp with time zone NOT NULL DEFAULT now(),
