@@ -115,6 +115,11 @@ create table public.doctor_instagram (
   -- least 24 hours old ("Refresh Access Token"). Bookkeeping like token_expires_at (no updated_at change),
   -- except that it changes with the token on a refresh, which is audited (instagram.token_refreshed).
   token_refreshed_at timestamptz,
+  -- A disconnect in progress (prepare_disconnect(), 08) until it deletes the row: the link no longer
+  -- holds its webhook subscription (12_subscriptions.sql), so the disconnect can take it back before it
+  -- revokes. A disconnect that died leaves it to run out (two minutes); a new link clears it. Not
+  -- granted to doctors.
+  disconnecting_until timestamptz,
   -- A Page link has a Page and an Instagram Login link has none; the Facebook user and the Instagram user
   -- belong to their own path; a reason belongs to its kind of link (see status_reason).
   constraint doctor_instagram_page_matches_kind check ((token_kind = 'page') = (instagram_page_id is not null)),
@@ -167,7 +172,7 @@ as $$
 declare
   bookkeeping text[] := array[
     'updated_at', 'status', 'status_reason', 'checked_at', 'reconnect_by', 'token_expires_at', 'lease_id', 'lease_until',
-    'token_refreshed_at'
+    'token_refreshed_at', 'disconnecting_until'
   ];
 begin
   if current_setting('app.token_reencryption', true) = 'on' or current_setting('app.token_refresh', true) = 'on' then

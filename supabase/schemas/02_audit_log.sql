@@ -112,7 +112,8 @@ set search_path = ''
 as $$
 declare
   hidden text[] := array['instagram_access_token', 'updated_at', 'facebook_user_id', 'instagram_user_id', 'granted_scopes'];
-  bookkeeping text[] := array['checked_at', 'reconnect_by', 'token_expires_at', 'token_refreshed_at', 'lease_id', 'lease_until'];
+  bookkeeping text[] := array['checked_at', 'reconnect_by', 'token_expires_at', 'token_refreshed_at', 'lease_id', 'lease_until',
+    'disconnecting_until'];
   entry_metadata jsonb;
   token_rotated boolean;
 begin

@@ -277,6 +277,9 @@ begin
       status_reason = null,
       checked_at = null,
       reconnect_by = null,
+      -- A new link holds its subscription again, even over a disconnect in progress (another tab): that
+      -- disconnect deletes it, and converges what it deleted.
+      disconnecting_until = null,
       connected_at = case
         when current_link.token_kind = excluded.token_kind and (
           current_link.instagram_page_id = excluded.instagram_page_id

@@ -30,11 +30,10 @@
 -- Instagram Login link), the Instagram account and the (encrypted) token, the Facebook user (null for
 -- Instagram Login, so never shared), and whether another doctor still needs that user's grant, through
 -- a link or a connection waiting to be finished (then it must not be revoked: one practice manager may link
--- Pages for several doctors). PT404 not_connected when there is no link. It reads, but locks the link
--- (FOR UPDATE, hence not STABLE): a row lock is a write, so a database that cannot write now (read-only
--- mode, a standby: SQLSTATE 25006; a full disk) refuses here, before the function changes anything at
--- Meta, rather than at disconnect_doctor_instagram() after Meta has unsubscribed the Page. The lock
--- ends with this call.
+-- Pages for several doctors). PT404 not_connected when there is no link. It writes (below), so a
+-- database that cannot write now (read-only mode, a standby: SQLSTATE 25006; a full disk) refuses here,
+-- before the function changes anything at Meta, rather than at disconnect_doctor_instagram() after Meta
+-- has unsubscribed the Page.
 create function public.prepare_disconnect(p_doctor_id uuid)
 returns jsonb
 language plpgsql
@@ -43,20 +42,30 @@ set search_path = ''
 as $$
 declare
   link public.doctor_instagram;
+  run_lease timestamptz;
 begin
   select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
   if not found then
     raise exception using errcode = 'PT404', message = 'No Instagram account is connected', detail = 'not_connected';
   end if;
-  -- The disconnect takes the link's lease (two minutes: longer than its Meta calls), so no maintenance
-  -- run starts on it meanwhile. A run that held it (`leased`) has its outcome dropped, and may still
-  -- write to Meta's subscription: the function then leaves the revoke to maintenance (pending_revokes,
-  -- 12), since a revoke would kill the token that run needs to converge (12_subscriptions.sql).
+  -- The end of a maintenance run's lease, if one holds the link (a disconnect already in progress, a
+  -- second click, holds a lease too: no run's).
+  if link.lease_until > now() and not coalesce(link.disconnecting_until > now(), false) then
+    run_lease := link.lease_until;
+  end if;
+  -- The link stops holding its subscription (disconnecting_until: a holder change, so its version moves,
+  -- 12), and the disconnect takes its lease (two minutes: longer than its Meta calls), so no maintenance
+  -- run starts on it meanwhile. A run that held it (`leased_until`) has its outcome dropped, and may
+  -- still write to Meta's subscription until its lease ends: the function then leaves the revoke to
+  -- maintenance after that time (defer_revoke(), 12), since a revoke would kill the token that run
+  -- needs to converge.
   update public.doctor_instagram
-  set lease_id = gen_random_uuid(), lease_until = now() + interval '2 minutes'
+  set lease_id = gen_random_uuid(), lease_until = now() + interval '2 minutes',
+      disconnecting_until = now() + interval '2 minutes'
   where doctor_id = p_doctor_id;
   return jsonb_build_object(
-    'leased', coalesce(link.lease_until > now(), false),
+    'leased', run_lease is not null,
+    'leased_until', run_lease,
     'token_kind', link.token_kind,
     'page_id', link.instagram_page_id,
     'instagram_account_id', link.instagram_business_account_id,
@@ -80,7 +89,8 @@ grant execute on function public.prepare_disconnect(uuid) to service_role;
 
 -- Deletes the doctor's link, whatever account it holds by now, audited (through app.audit_metadata)
 -- with what Meta said, and returns what was deleted ({page_id, access_token, token_kind,
--- instagram_account_id}, so the function can unsubscribe what was linked meanwhile from another tab),
+-- instagram_account_id, facebook_user_id}, so the function can unsubscribe, and revoke, what was linked
+-- meanwhile from another tab),
 -- or null when there was nothing left.
 create function public.disconnect_doctor_instagram(p_doctor_id uuid, p_meta jsonb, p_correlation_id text default null)
 returns jsonb
@@ -96,12 +106,10 @@ begin
   perform set_config('app.audit_metadata', jsonb_build_object('meta', coalesce(p_meta, '{}'::jsonb))::text, true);
   delete from public.doctor_instagram where doctor_id = p_doctor_id returning * into deleted;
   perform set_config('app.audit_metadata', '', true);
-  if deleted.facebook_user_id is not null and p_meta->>'revoked' = 'deferred' then
-    insert into private.pending_revokes (facebook_user_id) values (deleted.facebook_user_id) on conflict do nothing;
-  end if;
   return case when deleted.doctor_id is not null then
     jsonb_build_object('page_id', deleted.instagram_page_id, 'access_token', deleted.instagram_access_token,
-      'token_kind', deleted.token_kind, 'instagram_account_id', deleted.instagram_business_account_id)
+      'token_kind', deleted.token_kind, 'instagram_account_id', deleted.instagram_business_account_id,
+      'facebook_user_id', deleted.facebook_user_id)
   end;
 end;
 $$;

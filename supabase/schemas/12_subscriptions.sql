@@ -1,6 +1,6 @@
 -- Meta's webhook subscriptions, as the database decides them: a Page (token_kind 'page', the Facebook
 -- app) or an Instagram account (token_kind 'instagram_user', the Instagram app) is subscribed if and only
--- if a link holds it. Functions change Meta between RPCs, so several may act on one subscription at once
+-- if a link holds it; a link being disconnected (disconnecting_until, 01) holds nothing. Functions change Meta between RPCs, so several may act on one subscription at once
 -- (a maintenance run, a disconnect, a finish). The protocol (docs in
 -- supabase/functions/_shared/meta/subscription.ts, which runs it):
 -- * every change of who holds a subscription bumps its version here, in the transaction that makes it;
@@ -17,16 +17,22 @@ create table private.subscription_versions (
 comment on table private.subscription_versions is
   'Bumped whenever a link starts or stops holding a Page''s or an Instagram account''s webhook subscription (12_subscriptions.sql).';
 
--- What a link holds: its Page on the Facebook path, its account on the Instagram path.
-create function private.subscription_object(p_link public.doctor_instagram)
+-- What a link holds: its Page on the Facebook path, its account on the Instagram path; nothing while a
+-- disconnect is in progress. (A disconnect that died holds again once disconnecting_until has passed,
+-- with no bump: the next maintenance run checks the link and converges it.)
+create function private.held_subscription(p_link public.doctor_instagram)
 returns text
 language sql
 immutable
 set search_path = ''
 as $$
-  select case when p_link.token_kind = 'page' then p_link.instagram_page_id else p_link.instagram_business_account_id end;
+  select case
+    when p_link.disconnecting_until is not null then null
+    when p_link.token_kind = 'page' then p_link.instagram_page_id
+    else p_link.instagram_business_account_id
+  end;
 $$;
-revoke all on function private.subscription_object(public.doctor_instagram) from public, anon, authenticated, service_role;
+revoke all on function private.held_subscription(public.doctor_instagram) from public, anon, authenticated, service_role;
 
 create function private.bump_subscription(p_token_kind text, p_object_id text)
 returns void
@@ -39,25 +45,28 @@ $$;
 revoke all on function private.bump_subscription(text, text) from public, anon, authenticated, service_role;
 
 -- Inserts, deletes (whoever makes them, a cascade from auth.users included) and updates that move a
--- link to another Page, account or path. A new token for the same subscription changes nothing at Meta.
+-- link to another Page, account or path, or start its disconnect. A new token for the same subscription
+-- changes nothing at Meta.
 create function private.bump_subscription_versions()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  before_kind text := case when tg_op <> 'INSERT' then old.token_kind end;
+  before_held text := case when tg_op <> 'INSERT' then private.held_subscription(old) end;
+  after_kind text := case when tg_op <> 'DELETE' then new.token_kind end;
+  after_held text := case when tg_op <> 'DELETE' then private.held_subscription(new) end;
 begin
-  if tg_op <> 'INSERT' and private.subscription_object(old) is not null and (
-    tg_op = 'DELETE' or old.token_kind is distinct from new.token_kind
-    or private.subscription_object(old) is distinct from private.subscription_object(new)
-  ) then
-    perform private.bump_subscription(old.token_kind, private.subscription_object(old));
+  if before_kind is not distinct from after_kind and before_held is not distinct from after_held then
+    return null;
   end if;
-  if tg_op <> 'DELETE' and private.subscription_object(new) is not null and (
-    tg_op = 'INSERT' or old.token_kind is distinct from new.token_kind
-    or private.subscription_object(old) is distinct from private.subscription_object(new)
-  ) then
-    perform private.bump_subscription(new.token_kind, private.subscription_object(new));
+  if before_held is not null then
+    perform private.bump_subscription(before_kind, before_held);
+  end if;
+  if after_held is not null then
+    perform private.bump_subscription(after_kind, after_held);
   end if;
   return null;
 end;
@@ -69,7 +78,8 @@ after insert or update or delete on public.doctor_instagram
 for each row execute function private.bump_subscription_versions();
 
 -- The subscription's version and the link that holds it, if any ({doctor_id, access_token}: the
--- encrypted token, bound to that doctor and p_object_id), in one snapshot. A read: STABLE.
+-- encrypted token, bound to that doctor and p_object_id), in one snapshot. A read: STABLE. A fence
+-- that ran out (a disconnect that died) counts as holding again, as held_subscription() says.
 create function public.subscription_target(p_token_kind text, p_object_id text)
 returns jsonb
 language sql
@@ -83,27 +93,45 @@ as $$
     'holder', (select jsonb_build_object('doctor_id', link.doctor_id, 'access_token', link.instagram_access_token)
       from public.doctor_instagram as link
       -- Each side of the or is one of the table's unique indexes.
-      where (p_token_kind = 'page' and link.instagram_page_id = p_object_id)
-        or (p_token_kind = 'instagram_user' and link.instagram_business_account_id = p_object_id
-          and link.token_kind = 'instagram_user'))
+      where ((p_token_kind = 'page' and link.instagram_page_id = p_object_id)
+          or (p_token_kind = 'instagram_user' and link.instagram_business_account_id = p_object_id
+            and link.token_kind = 'instagram_user'))
+        and (link.disconnecting_until is null or link.disconnecting_until <= now()))
   );
 $$;
 revoke all on function public.subscription_target(text, text) from public, anon, authenticated;
 grant execute on function public.subscription_target(text, text) to service_role;
 
 -- Facebook users whose grant a disconnect left to instagram-maintenance: a run was checking the link,
--- and revoking then would kill the token that run needs to take back a subscription it may have
--- restored meanwhile (disconnect.ts). Recorded by disconnect_doctor_instagram() (08).
+-- and revoking before its lease ends (not_before) would kill the token that run needs to take back a
+-- subscription it may have restored meanwhile (disconnect.ts); or the link another tab made during the
+-- disconnect, of another Facebook user.
 create table private.pending_revokes (
   facebook_user_id text primary key
     constraint pending_revokes_user_format check (facebook_user_id ~ '^[0-9]{1,32}$'),
-  requested_at timestamptz not null default now()
+  requested_at timestamptz not null default now(),
+  not_before timestamptz not null default now()
 );
 comment on table private.pending_revokes is
   'Facebook users whose app permissions a disconnect left to instagram-maintenance to revoke (12_subscriptions.sql).';
 
--- Takes the pending revokes whose Facebook user no link or waiting connection uses any more (those
--- still used are dropped: revoking would cut another doctor off). Answers the user ids to revoke.
+-- Leaves a revoke to maintenance, not before p_not_before (the later date wins for a user already queued).
+create function public.defer_revoke(p_facebook_user_id text, p_not_before timestamptz)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  insert into private.pending_revokes as pending (facebook_user_id, not_before)
+  values (p_facebook_user_id, coalesce(p_not_before, now()))
+  on conflict (facebook_user_id) do update set not_before = greatest(pending.not_before, excluded.not_before);
+$$;
+revoke all on function public.defer_revoke(text, timestamptz) from public, anon, authenticated;
+grant execute on function public.defer_revoke(text, timestamptz) to service_role;
+
+-- The pending revokes that are due and whose Facebook user no link or waiting connection uses any more
+-- (those still used are dropped: revoking would cut another doctor off). Each is claimed for an hour:
+-- complete_pending_revoke() removes it once Meta confirmed, else the run after next tries again.
 create function public.take_pending_revokes()
 returns text[]
 language plpgsql
@@ -113,18 +141,37 @@ as $$
 declare
   taken text[];
 begin
-  with gone as (
-    delete from private.pending_revokes returning facebook_user_id
-  )
-  select coalesce(array_agg(gone.facebook_user_id order by gone.facebook_user_id), '{}') into taken
-  from gone
-  where not exists (select 1 from public.doctor_instagram as link where link.facebook_user_id = gone.facebook_user_id)
-    and not exists (
+  -- A link being disconnected (the one that asked) uses nobody.
+  delete from private.pending_revokes as pending
+  where pending.not_before <= now() and (
+    exists (
+      select 1 from public.doctor_instagram as link
+      where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
+    ) or exists (
       select 1 from private.pending_connections as waiting
-      where waiting.facebook_user_id = gone.facebook_user_id and waiting.used_at is null and waiting.expires_at > now()
-    );
+      where waiting.facebook_user_id = pending.facebook_user_id and waiting.used_at is null and waiting.expires_at > now()
+    )
+  );
+  with due as (
+    update private.pending_revokes set not_before = now() + interval '1 hour'
+    where not_before <= now()
+    returning facebook_user_id
+  )
+  select coalesce(array_agg(due.facebook_user_id order by due.facebook_user_id), '{}') into taken from due;
   return taken;
 end;
 $$;
 revoke all on function public.take_pending_revokes() from public, anon, authenticated;
 grant execute on function public.take_pending_revokes() to service_role;
+
+-- Meta confirmed the revoke (or says the user is unknown to the app: nothing left to revoke).
+create function public.complete_pending_revoke(p_facebook_user_id text)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  delete from private.pending_revokes where facebook_user_id = p_facebook_user_id;
+$$;
+revoke all on function public.complete_pending_revoke(text) from public, anon, authenticated;
+grant execute on function public.complete_pending_revoke(text) to service_role;

@@ -101,6 +101,8 @@ export interface LinkedAccount {
 export interface LinkToDisconnect {
   /** A maintenance run held the link (the disconnect has its lease now): it may still write to Meta. */
   leased: boolean;
+  /** Until when that run's lease ran (ISO 8601): it may write to Meta until then. */
+  leased_until: string | null;
   /** Absent (null) for an Instagram Login link: read `token_kind` first. */
   page_id: string;
   access_token: string;
@@ -115,6 +117,7 @@ export interface LinkToDisconnect {
 export type DisconnectedLink = StoredPageToken & {
   token_kind?: TokenKind;
   instagram_account_id?: string | null;
+  facebook_user_id?: string | null;
 };
 
 export interface MetaOutcome {
@@ -296,8 +299,12 @@ export interface Database {
   flagLink(doctorId: string, storedToken: string, reason: string, correlationId: string): Promise<boolean>;
   /** The version of a Page's (`page`) or an Instagram account's subscription, and who holds it. */
   subscriptionTarget(tokenKind: TokenKind, objectId: string): Promise<SubscriptionTarget>;
-  /** Facebook users whose revoke a disconnect left to maintenance, and whom nobody uses any more. */
+  /** Leaves the Facebook user's revoke to maintenance, not before `notBefore`. */
+  deferRevoke(facebookUserId: string, notBefore: Date | string): Promise<void>;
+  /** Due revokes of Facebook users nobody uses any more, each claimed for an hour. */
   takePendingRevokes(): Promise<string[]>;
+  /** Meta confirmed (or knows no such user): the revoke is done. */
+  completePendingRevoke(facebookUserId: string): Promise<void>;
   linksToReencrypt(primaryKeyId: string, limit: number): Promise<StoredLinkToken[]>;
   /** Stores each `to` while the link still holds `from`; how many were stored. */
   reencryptTokens(
@@ -436,7 +443,11 @@ export function createDatabase(config: Config<"database">): Database {
       }),
     subscriptionTarget: (tokenKind, objectId) =>
       rpc("subscription_target", { p_token_kind: tokenKind, p_object_id: objectId }),
+    deferRevoke: (facebookUserId, notBefore) =>
+      rpc("defer_revoke", { p_facebook_user_id: facebookUserId, p_not_before: notBefore }),
     takePendingRevokes: () => rpc("take_pending_revokes", {}),
+    completePendingRevoke: (facebookUserId) =>
+      rpc("complete_pending_revoke", { p_facebook_user_id: facebookUserId }),
     linksToReencrypt: (primaryKeyId, limit) =>
       rpc("links_to_reencrypt", { p_primary_key_id: primaryKeyId, p_limit: limit }),
     reencryptTokens: (tokens, correlationId) =>

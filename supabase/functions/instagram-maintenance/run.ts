@@ -13,7 +13,8 @@
 //    A missing subscription is restored by converging (_shared/meta/link_webhooks.ts), so a disconnect
 //    or a move during the check leaves Meta as the database says.
 // 3. Revoke the Facebook users whose revoke a disconnect left to maintenance because a run held the
-//    link (take_pending_revokes(); those another doctor still uses are dropped).
+//    link, once that run's lease has ended (take_pending_revokes(): each is claimed for an hour and done
+//    once Meta confirms; those another doctor uses again are dropped).
 // 4. Re-encrypt up to `batch` tokens under the primary key (compare-and-swap: a token the doctor
 //    replaced meanwhile is left alone).
 // 5. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
@@ -156,10 +157,19 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
     }
 
     for (const facebookUserId of await db.takePendingRevokes()) {
-      await meta.revokePermissions(facebookUserId, AbortSignal.timeout(config.meta.requestDeadlineMs)).then(
-        () => summary.revoked++,
-        (error) => log.warn("permissions_revoke_failed", { error }),
-      );
+      const done = await meta.revokePermissions(
+        facebookUserId,
+        AbortSignal.timeout(config.meta.requestDeadlineMs),
+      )
+        .then(() => true, (error) => {
+          log.warn("permissions_revoke_failed", { error });
+          // "(#100) Invalid user id": nothing of that user's left to revoke.
+          return (error?.cause as { meta_code?: number } | undefined)?.meta_code === 100;
+        });
+      if (done) {
+        await db.completePendingRevoke(facebookUserId);
+        summary.revoked++;
+      }
     }
 
     const reencryption = await reencrypt({ config, db, keyring }, c.var.correlationId, log);

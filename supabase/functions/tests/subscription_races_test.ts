@@ -347,8 +347,12 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
         assert.deepEqual(atMeta(key), expected, `${how}: ${key.kind} ${key.id} at Meta`);
       }
       if (scene.revokes && !(await linkOf(sql, scene.revokes.doctor.id))) {
-        // A revoke left to maintenance (a run held the link) is done by the next run at the latest.
-        if (!meta.revocations.includes(scene.revokes.user)) await act(run, `${how}, the next run`);
+        // A revoke left to maintenance (a run held the link) is done by a run once that run's lease has
+        // ended (here: made to have ended).
+        if (!meta.revocations.includes(scene.revokes.user)) {
+          await sql`update private.pending_revokes set not_before = now() where facebook_user_id = ${scene.revokes.user}`;
+          await act(run, `${how}, a run after the lease`);
+        }
         assert.ok(meta.revocations.includes(scene.revokes.user), `${how}: the grant is revoked`);
       }
     };
@@ -406,3 +410,164 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
     }
   });
 });
+
+// Three requests, put in order by holding steps by their label (an attacker's review found each).
+Deno.test(
+  "subscriptions converge: three requests, and the revokes a disconnect leaves",
+  stackTest,
+  async (t) => {
+    racesRequests(t);
+    const env = {
+      INSTAGRAM_MAINTENANCE_BATCH: "1",
+      INSTAGRAM_META_MAX_RETRIES: "0",
+      INSTAGRAM_CALLBACK_DEADLINE_MS: "120000",
+      INSTAGRAM_META_TIMEOUT_MS: "60000",
+      INSTAGRAM_DB_TIMEOUT_MS: "60000",
+    };
+    await withStack({ env }, async (stack, sql) => {
+      const meta = stack.meta;
+      const gate = stack.gate;
+      const json = async (response: Response) => ({ status: response.status, body: await response.json() });
+      const run = async () =>
+        await json(
+          await fetch(stack.functionUrl("instagram-maintenance"), {
+            method: "POST",
+            headers: { apikey: LOCAL_SECRET_KEY },
+          }),
+        );
+      const disconnect = async (doctor: Doctor) =>
+        await json(
+          await fetch(stack.functionUrl("instagram-connect"), {
+            method: "DELETE",
+            headers: { authorization: `Bearer ${doctor.token}` },
+          }),
+        );
+      const linked = async () => {
+        const doctor = await newDoctor(stack, sql);
+        const user = meta.newUser(1);
+        const page = user.pages[0];
+        assert.equal((await link(stack, doctor.token, user.userId, page.id)).finished.status, 200);
+        return { doctor, user, page };
+      };
+      /** Meta lost the Page's subscription, and this doctor's link is the next run's. */
+      const lost = async (doctor: Doctor, pageId: string) => {
+        meta.dropSubscription(pageId);
+        await sql`update public.doctor_instagram set checked_at = now()`;
+        await sql`update public.doctor_instagram set checked_at = null where doctor_id = ${doctor.id}`;
+      };
+      /** The time a deferred revoke waits for (the run's lease, or the claim's hour) has passed. */
+      const later = () => sql`update private.pending_revokes set not_before = now()`;
+      /** How many revokes a run did (others' left from earlier tests may be among them). */
+      const revokes = async () => (await run()).body.revoked as number;
+
+      await t.step(
+        "a second run revokes nothing while the run that held the link still converges",
+        async () => {
+          gate.reset();
+          const { doctor, user, page } = await linked();
+          await lost(doctor, page.id);
+          const restore = gate.holdNext("meta subscribe");
+          const first = run();
+          await restore.reached;
+          const gone = await disconnect(doctor);
+          assert.equal(gone.body.meta.revoked, "deferred", "a run held the link");
+          const reread = gate.holdNext("rpc subscription_target");
+          restore.release();
+          await reread.reached;
+          assert.ok(meta.subscriptions.has(page.id), "the run's restore landed after the disconnect");
+          assert.equal((await run()).status, 200, "another run meanwhile");
+          assert.ok(!meta.revocations.includes(user.appScopedId), "not before the first run's lease ends");
+          reread.release();
+          assert.equal((await first).status, 200);
+          assert.equal(meta.subscriptions.has(page.id), false, "the first run took its restore back");
+          await later();
+          assert.equal((await run()).body.revoked, 1);
+          assert.ok(meta.revocations.includes(user.appScopedId), "then revoked");
+        },
+      );
+
+      await t.step("a deferred revoke Meta fails is tried again, once its claim has run out", async () => {
+        gate.reset();
+        const { doctor, user, page } = await linked();
+        await lost(doctor, page.id);
+        const restore = gate.holdNext("meta subscribe");
+        const first = run();
+        await restore.reached;
+        assert.equal((await disconnect(doctor)).body.meta.revoked, "deferred");
+        restore.release();
+        assert.equal((await first).status, 200);
+        await later();
+        meta.inject("revoke", { status: 500, error: { code: 2, message: "temporary", is_transient: true } });
+        assert.equal((await run()).body.revoked, 0, "Meta failed it");
+        assert.equal((await run()).body.revoked, 0, "claimed for an hour");
+        await later();
+        assert.equal((await run()).body.revoked, 1);
+        assert.ok(meta.revocations.includes(user.appScopedId));
+      });
+
+      await t.step(
+        "a disconnect and the other tab's move during a run: both grants revoked, both Pages clean",
+        async () => {
+          gate.reset();
+          const { doctor, user, page } = await linked();
+          const other = meta.newUser(1);
+          const flow = await fullFlow(stack, doctor.token, other.userId);
+          await lost(doctor, page.id);
+          const restore = gate.holdNext("meta subscribe");
+          const first = run();
+          await restore.reached;
+          const deleting = gate.holdNext("rpc disconnect_doctor_instagram");
+          const disconnecting = disconnect(doctor);
+          await deleting.reached;
+          const moved = await finish(stack, doctor.token, { pending: flow.result.body.pending });
+          assert.equal(moved.status, 200, "the other tab moved the link to another Facebook user's Page");
+          deleting.release();
+          const gone = await disconnecting;
+          assert.equal(gone.body.meta.revoked, "deferred");
+          restore.release();
+          assert.equal((await first).status, 200);
+          assert.equal(await linkOf(sql, doctor.id), undefined);
+          await later();
+          assert.equal((await run()).status, 200);
+          for (const grant of [user, other]) {
+            assert.ok(meta.revocations.includes(grant.appScopedId), grant.userId);
+          }
+          for (const left of [page, other.pages[0]]) {
+            assert.equal(meta.subscriptions.has(left.id), false, left.id);
+          }
+        },
+      );
+
+      await t.step(
+        "another doctor's refused finish lands between a disconnect's unsubscribe and its revoke",
+        async () => {
+          gate.reset();
+          const [first, second] = [await newDoctor(stack, sql), await newDoctor(stack, sql)];
+          const user = meta.newUser(1);
+          const page = user.pages[0];
+          // A colleague who manages the same Page starts a link for the second doctor.
+          const colleague = meta.addUser(`colleague${crypto.randomUUID().slice(0, 8)}`, [page]);
+          const flow = await fullFlow(stack, second.token, colleague);
+          assert.equal(flow.result.status, 200, JSON.stringify(flow.result.body));
+          const secondSubscribe = gate.holdNext("meta subscribe");
+          const finishing = finish(stack, second.token, {
+            pending: flow.result.body.pending,
+            page_id: page.id,
+          });
+          await secondSubscribe.reached;
+          assert.equal((await link(stack, first.token, user.userId, page.id)).finished.status, 200);
+          const revoke = gate.holdNext("meta revoke");
+          const disconnecting = disconnect(first);
+          await revoke.reached;
+          secondSubscribe.release();
+          assert.equal((await finishing).status, 409, "the first doctor still held the Page");
+          revoke.release();
+          const gone = await disconnecting;
+          assert.deepEqual(gone.body.meta, { unsubscribed: true, revoked: true });
+          assert.equal(meta.subscriptions.has(page.id), false, "nobody holds the Page, and Meta says so");
+        },
+      );
+      gate.reset();
+    });
+  },
+);

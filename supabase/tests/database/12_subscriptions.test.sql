@@ -6,7 +6,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(18);
+select plan(28);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'), ('00000000-0000-4000-8000-00000000c002');
@@ -50,7 +50,7 @@ delete from auth.users where id = '00000000-0000-4000-8000-00000000c001';
 select is(pg_temp.version('instagram_user', '178417001'), 2::bigint, 'a cascade from auth.users bumps');
 select is(public.subscription_target('instagram_user', '178417001')->'holder', 'null'::jsonb, '... and nobody holds it');
 
--- prepare_disconnect takes the lease; a deferred revoke is recorded, and taken once nobody uses the user.
+-- prepare_disconnect: the link holds nothing any more (a bump), the disconnect takes the lease.
 insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id, facebook_user_id, lease_id, lease_until)
 values ('00000000-0000-4000-8000-00000000c002', '7002', 'v1.cipher-three', '178417002', '9002',
   '00000000-0000-4000-8000-0000000000aa', now() + interval '5 minutes');
@@ -58,6 +58,8 @@ select is(
   public.prepare_disconnect('00000000-0000-4000-8000-00000000c002')->>'leased', 'true',
   'a run held the link: leased'
 );
+select is(public.subscription_target('page', '7002')->'holder', 'null'::jsonb, 'a link being disconnected holds nothing');
+select is(pg_temp.version('page', '7002'), 2::bigint, '... a holder change: the version moved');
 select isnt(
   (select lease_id from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000c002'),
   '00000000-0000-4000-8000-0000000000aa'::uuid,
@@ -68,11 +70,27 @@ select is(
   'no run leases a link being disconnected'
 );
 select is(
-  public.disconnect_doctor_instagram('00000000-0000-4000-8000-00000000c002', '{"unsubscribed": true, "revoked": "deferred"}')->>'page_id',
-  '7002', 'disconnected, its Meta outcome saying the revoke was deferred'
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000c002')->>'leased', 'false',
+  'a second click: that lease is the disconnect''s, no run''s'
 );
-select is(public.take_pending_revokes(), array['9002'], 'the deferred revoke is taken');
-select is(public.take_pending_revokes(), '{}'::text[], '... once');
+
+-- A revoke left to maintenance: not before the run's lease ends, claimed for an hour, done when Meta is.
+select lives_ok(
+  $$select public.defer_revoke('9002', now() + interval '5 minutes')$$, 'the revoke is left to maintenance'
+);
+select is(public.take_pending_revokes(), '{}'::text[], 'not before the run''s lease ends');
+update private.pending_revokes set not_before = now() - interval '1 second';
+select is(public.take_pending_revokes(), array['9002'], 'then taken: the link being disconnected uses nobody');
+select is(public.take_pending_revokes(), '{}'::text[], '... and claimed for an hour');
+update private.pending_revokes set not_before = now() - interval '1 second';
+select is(public.take_pending_revokes(), array['9002'], 'taken again when Meta did not confirm');
+select lives_ok($$select public.complete_pending_revoke('9002')$$, 'Meta confirmed');
+update private.pending_revokes set not_before = now() - interval '1 second';
+select is(public.take_pending_revokes(), '{}'::text[], 'nothing left');
+update public.doctor_instagram set disconnecting_until = null where doctor_id = '00000000-0000-4000-8000-00000000c002';
+select lives_ok($$select public.defer_revoke('9002', now() - interval '1 second')$$, 'a revoke for a user in use');
+select is(public.take_pending_revokes(), '{}'::text[], 'is dropped: another link uses that user');
+select is((select count(*)::int from private.pending_revokes), 0, '... for good');
 
 -- Closed to the API roles.
 set local role authenticated;

@@ -15,9 +15,12 @@
 //    holder, subscribe with the holder's token or unsubscribe with our own, read again, and repeat while
 //    the version moved;
 // 3. so the last write to land at Meta is followed by a read that saw no later change: Meta holds what
-//    the database says. A revoke kills the tokens a converge needs: a disconnect leaves it to maintenance
-//    while a run holds the link (prepare_disconnect(), take_pending_revokes()). docs: README, "Keeping
-//    Meta as the database says".
+//    the database says.
+// A revoke kills the tokens a converge needs: a disconnect revokes only after its own converge, and
+// while a run held the link, only once that run's lease has ended (prepare_disconnect(),
+// defer_revoke()). Not covered: a write whose answer never came (a timeout) that lands after the last
+// read. A held subscription is repaired by the next run; one nobody holds is not (Meta lists no app's
+// subscriptions to find it). README, "Keeping Meta as the database says".
 import type { Config } from "../config.ts";
 import type { TokenBinding, TokenKeyring } from "../crypto/page_token.ts";
 import type { Database, TokenKind } from "../database.ts";
@@ -60,7 +63,7 @@ export interface Converged {
   subscribed: boolean;
   holder?: StoredLink;
   error?: unknown;
-  /** False when the holder kept changing for every round: the next maintenance run repairs it. */
+  /** False when the holder kept changing for every round (logged): the next run repairs a held one. */
   settled: boolean;
 }
 
