@@ -457,8 +457,6 @@ Deno.test(
       };
       /** The time a deferred revoke waits for (the run's lease, or the claim's hour) has passed. */
       const later = () => sql`update private.pending_revokes set not_before = now()`;
-      /** How many revokes a run did (others' left from earlier tests may be among them). */
-      const revokes = async () => (await run()).body.revoked as number;
 
       await t.step(
         "a second run revokes nothing while the run that held the link still converges",
