@@ -1,6 +1,7 @@
 // POST /instagram-webhook: one delivery from Meta, up to 1000 updates ("Webhooks - Getting Started").
-//   1. The signature (X-Hub-Signature-256) over the raw body bytes, before anything is parsed: missing,
-//      malformed or wrong is 401 and nothing is stored. Two apps deliver to this one URL: the Facebook
+//   1. The signature (X-Hub-Signature-256) over the raw body bytes, before anything is parsed: a missing
+//      or malformed header is 401 before the body is read; a well-formed one is checked as the bytes
+//      arrive, and wrong is 401; nothing is stored. Two apps deliver to this one URL: the Facebook
 //      app (Page links) and the Instagram app (Instagram Login links, signed with its own secret:
 //      ig_facts.md, chatwoot PR #14280). The secret that matched names the app the delivery came from.
 //   2. The JSON and its shape: `object`, and `entry` items with an account id and `messaging` or
@@ -11,26 +12,15 @@
 //      Meta delivers again (for up to 36 hours).
 // Patients' messages are health data: the log line holds counts, never a payload.
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import * as z from "zod/mini";
 import { AppError } from "../_shared/errors.ts";
 import type { AppEnv } from "../_shared/http/request_context.ts";
 import { META_ID } from "../_shared/ids.ts";
-import type { WebhookApp } from "../_shared/database.ts";
-import type { WebhookVerifier } from "../_shared/meta/webhook_signature.ts";
+import type { SignatureCheck } from "../_shared/meta/webhook_signature.ts";
 import type { WebhookDeps } from "./deps.ts";
 
 /** Meta's batches of 1000 updates stay far below this; a larger body is not Meta's. */
 export const MAX_DELIVERY_BYTES = 4 * 1024 * 1024;
-
-export const limitDelivery = bodyLimit({
-  maxSize: MAX_DELIVERY_BYTES,
-  onError: () => {
-    throw new AppError("payload_too_large", {
-      message: "A webhook delivery is at most 4 MiB.",
-    });
-  },
-});
 
 const Item = z.record(z.string(), z.unknown());
 const Delivery = z.object({
@@ -42,6 +32,48 @@ const Delivery = z.object({
   })),
 });
 const STORED_OBJECTS = new Set(["instagram", "page"]);
+
+const tooLarge = () =>
+  new AppError("payload_too_large", {
+    message: "A webhook delivery is at most 4 MiB.",
+  });
+
+/**
+ * The body, each chunk fed to `check` as it arrives. 413 past MAX_DELIVERY_BYTES (announced or sent);
+ * 400 when the client stops sending mid-body: its side or the network's, not ours, so no 500.
+ */
+async function readBody(c: Context<AppEnv>, check: SignatureCheck): Promise<Uint8Array<ArrayBuffer>> {
+  if (Number(c.req.header("content-length")) > MAX_DELIVERY_BYTES) throw tooLarge();
+  const reader = c.req.raw.body?.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  while (reader) {
+    let read: ReadableStreamReadResult<Uint8Array>;
+    try {
+      read = await reader.read();
+    } catch {
+      throw new AppError("invalid_request", {
+        message: "The delivery ended before its last byte.",
+        cause: { reason: "body_incomplete" },
+      });
+    }
+    if (read.done) break;
+    size += read.value.length;
+    if (size > MAX_DELIVERY_BYTES) {
+      reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    check.update(read.value);
+    chunks.push(read.value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
+}
 
 /**
  * The delivery as PostgreSQL's jsonb can hold it: no U+0000 and no lone surrogate (half of an emoji cut
@@ -63,36 +95,19 @@ function storable(value: unknown): unknown {
   return value;
 }
 
-/**
- * The app whose secret signed `body`, or undefined. Both keys are always tried (each check in constant
- * time), so the time taken does not tell which app's secret a forgery came near.
- */
-async function signingApp(
-  verifier: WebhookVerifier,
-  header: string | undefined,
-  body: Uint8Array<ArrayBuffer>,
-): Promise<WebhookApp | undefined> {
-  const [byFacebook, byInstagram] = await Promise.all([
-    verifier.isSignedByApp(header, body),
-    verifier.isSignedByInstagramApp(header, body),
-  ]);
-  return byFacebook ? "facebook" : byInstagram ? "instagram" : undefined;
-}
-
 export function delivery({ db, verifier }: WebhookDeps) {
   return async (c: Context<AppEnv>) => {
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    const app = await signingApp(
-      verifier,
-      c.req.header("x-hub-signature-256"),
-      body,
-    );
-    if (!app) {
+    const header = c.req.header("x-hub-signature-256");
+    const check = verifier.signatureCheck(header);
+    if (!check) {
       throw new AppError("webhook_signature_invalid", {
-        cause: {
-          signature_header: c.req.header("x-hub-signature-256") ? "present" : "missing",
-        },
+        cause: { signature_header: header === undefined ? "missing" : "malformed" },
       });
+    }
+    const body = await readBody(c, check);
+    const app = check.signer();
+    if (!app) {
+      throw new AppError("webhook_signature_invalid", { cause: { signature_header: "present" } });
     }
     let json: unknown;
     try {
