@@ -1,10 +1,11 @@
-// instagram-webhook's edge cases (issue 23): the signature header checked before the body is read, and
-// a client that drops mid-body. Real HTTP (raw TCP where a test needs to hold a body open or cut it), the real
+// instagram-webhook's edge cases (issue 23): stale replays, deep nesting, ids above 2^53, the signature
+// header checked before the body is read, and a client that drops mid-body. Real HTTP (raw TCP where a test needs to hold a body open or cut it), the real
 // database, the fake Meta on loopback. No message text in any log line.
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import {
   deliverInstagramLoginWebhook,
+  deliverWebhook,
   directMessage,
   newMid,
   webhookSignature,
@@ -12,6 +13,8 @@ import {
 import type { LocalStack } from "../../../scripts/lib/local_stack.ts";
 import { databaseUrl, link, newDoctor, stackTest, withStack } from "./_support.ts";
 
+const HOUR = 3600_000;
+const DAY = 24 * HOUR;
 const encoder = new TextEncoder();
 const patient = "5550000000777";
 
@@ -31,6 +34,21 @@ const entry = (accountId: string, time: number, items: Record<string, unknown>[]
   time,
   messaging: items,
 });
+
+/** The counts a delivery answers when nothing was dropped, with `changes` over them. */
+const counts = (changes: Record<string, number>) => ({
+  stored: 0,
+  duplicates: 0,
+  unknown_account_events: 0,
+  wrong_app_events: 0,
+  unsends: 0,
+  stale_entries: 0,
+  too_deep_entries: 0,
+  ...changes,
+});
+
+/** `depth` arrays, one inside the other: `[[[]]]` is 3. */
+const nested = (depth: number): unknown => JSON.parse("[".repeat(depth) + "]".repeat(depth));
 
 /** A raw HTTP/1.1 POST to the function itself (no router between), its body's first bytes sent, held open. */
 async function openPost(stack: LocalStack, headers: Record<string, string>, first: Uint8Array) {
@@ -93,14 +111,122 @@ async function linesOf(stack: LocalStack, clientId: string): Promise<Record<stri
 }
 
 Deno.test("instagram-webhook: the receiver's edge cases", stackTest, async (t) => {
-  await withStack({}, async (stack, sql) => {
+  // A retention of one day: the floor of two days (Meta retries for 36 hours) is then what decides.
+  await withStack({ env: { INSTAGRAM_EVENT_RETENTION_DAYS: "1" } }, async (stack, sql) => {
     const url = stack.functionUrl("instagram-webhook");
     const secret = stack.env.INSTAGRAM_APP_SECRET;
+    const deliver = (body: unknown) => deliverWebhook(url, secret, body);
     const doctor = await linkedDoctor(stack, sql);
     const account = doctor.accountId;
     const textOf = async (mid: string) =>
       (await sql`select payload from public.instagram_events
         where account_id = ${account} and event_key = ${`message:${mid}`}`)[0]?.payload?.message?.text;
+
+    await t.step(
+      "entries older than max(retention, 2 days) by entry.time, in ms or in s, are dropped and counted",
+      async () => {
+        const now = Date.now();
+        const sent = [
+          directMessage(account, patient, "stale words ms"),
+          directMessage(account, patient, "stale words s"),
+          directMessage(account, patient, "retry words"),
+          directMessage(account, patient, "fresh words ms"),
+          directMessage(account, patient, "fresh words s"),
+        ];
+        const answer = await deliver({
+          object: "instagram",
+          entry: [
+            entry(account, now - 3 * DAY, [sent[0]]),
+            entry(account, Math.floor((now - 3 * DAY) / 1000), [sent[1]]),
+            // Meta's retry of a delivery it could not hand over, 30 hours on: within its 36 hours.
+            entry(account, now - 30 * HOUR, [sent[2]]),
+            entry(account, now, [sent[3]]),
+            entry(account, Math.floor(now / 1000), [sent[4]]),
+          ],
+        });
+        assert.equal(answer.status, 200);
+        assert.deepEqual(await answer.json(), counts({ stored: 3, stale_entries: 2 }));
+        const stored =
+          await sql`select message_id from public.instagram_events where account_id = ${account}`;
+        assert.deepEqual(
+          new Set(stored.map((row) => row.message_id)),
+          new Set(sent.slice(2).map((item) => (item.message as { mid: string }).mid)),
+        );
+      },
+    );
+
+    await t.step("a signed delivery replayed after its events were purged is not stored again", async () => {
+      const mid = newMid();
+      // Received three days ago (stored then, as it was fresh), purged at one day's retention, replayed now.
+      const body = JSON.stringify({
+        object: "instagram",
+        entry: [
+          entry(account, Date.now() - 3 * DAY, [directMessage(account, patient, "replayed words", { mid })]),
+        ],
+      });
+      await sql`select public.store_instagram_events('instagram', ${
+        sql.json(JSON.parse(body).entry as never)
+      }, 'facebook')`;
+      await sql`update public.instagram_events set received_at = now() - interval '3 days'
+        where account_id = ${account} and message_id = ${mid}`;
+      assert.ok((await sql`select public.purge_instagram_events(1) as n`)[0].n >= 1);
+      const answer = await deliverWebhook(url, secret, body);
+      assert.deepEqual(await answer.json(), counts({ stale_entries: 1 }));
+      assert.equal(
+        (await sql`select count(*)::int as n from public.instagram_events where message_id = ${mid}`)[0].n,
+        0,
+      );
+    });
+
+    await t.step(
+      "an entry nested deeper than 64 is dropped and counted, the rest of the batch stored (not a 5xx)",
+      async () => {
+        // entry (1) > messaging (2) > item (3) > message (4) > `depth - 4` arrays.
+        const deep = (depth: number) =>
+          entry(account, Date.now(), [{
+            sender: { id: patient },
+            recipient: { id: account },
+            timestamp: Date.now(),
+            message: { mid: newMid(), text: "deep words", attachments: nested(depth - 4) },
+          }]);
+        const fine = directMessage(account, patient, "shallow words");
+        const batch = JSON.stringify({
+          object: "instagram",
+          entry: [deep(5000), entry(account, Date.now(), [fine]), deep(64), deep(65)],
+        });
+        // Beyond the entries, which are all that is stored: never walked, at any depth (spliced in as
+        // text: JSON.stringify itself would overflow the stack here).
+        const answer = await deliver(
+          `${batch.slice(0, -1)},"extra":${"[".repeat(100_000)}${"]".repeat(100_000)}}`,
+        );
+        assert.equal(answer.status, 200);
+        assert.deepEqual(await answer.json(), counts({ stored: 2, too_deep_entries: 2 }));
+        assert.equal(await textOf((fine.message as { mid: string }).mid), "shallow words");
+      },
+    );
+
+    await t.step("ids sent as JSON numbers above 2^53 are stored as their digits", async () => {
+      assert.ok(BigInt(account) > 2n ** 53n);
+      const [incoming, echo] = [newMid(), newMid()];
+      const sender = "17841400000000001";
+      // Written by hand: JSON.stringify cannot write these numbers exactly.
+      const body = `{"object":"instagram","entry":[{"id":${account},"time":${Date.now()},"messaging":[` +
+        `{"sender":{"id":${sender}},"recipient":{"id":${account}},"timestamp":${Date.now()},` +
+        `"message":{"mid":"${incoming}","text":"number words"}},` +
+        `{"sender":{"id":${account}},"recipient":{"id":${sender}},"timestamp":${Date.now()},` +
+        `"message":{"mid":"${echo}","text":"our words"}}]}]}`;
+      const answer = await deliverWebhook(url, secret, body);
+      assert.equal(answer.status, 200);
+      assert.equal((await answer.json()).stored, 2);
+      const rows = await sql`select message_id, sender_id, recipient_id, direction, payload
+        from public.instagram_events where message_id in (${incoming}, ${echo}) order by id`;
+      assert.deepEqual(
+        rows.map((row) => [row.message_id, row.sender_id, row.recipient_id, row.direction]),
+        [[incoming, sender, account, "incoming"], [echo, account, sender, "echo"]],
+        "the practice's own message is recognised by its account id",
+      );
+      assert.equal(rows[0].payload.sender.id, sender, "the payload holds the id's digits");
+    });
 
     await t.step("a missing or malformed signature header is refused before the body is read", async () => {
       for (const signature of [undefined, "sha256=nothex", "sha1=0123"]) {
@@ -173,8 +299,10 @@ Deno.test("instagram-webhook: the receiver's edge cases", stackTest, async (t) =
       },
     );
 
-    await t.step("no message text in any log line", () => {
+    await t.step("no message text in any log line; the drops are counted in the request's line", () => {
       const output = stack.functions["instagram-webhook"].output();
+      assert.match(output, /"event":"request".*"status":200,.*"stale_entries":2,"too_deep_entries":0/);
+      assert.match(output, /"event":"request".*"status":200,.*"stale_entries":0,"too_deep_entries":2/);
       for (const words of ["words", "a field Meta may", "cut wor"]) {
         assert.ok(!output.includes(words), `"${words}" is not logged`);
       }
