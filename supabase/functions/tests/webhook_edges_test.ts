@@ -1,5 +1,6 @@
-// instagram-webhook's edge cases (issue 23): stale replays, deep nesting, ids above 2^53, the signature
-// header checked before the body is read, and a client that drops mid-body. Real HTTP (raw TCP where a test needs to hold a body open or cut it), the real
+// instagram-webhook's edge cases (issue 23): stale replays, deep nesting, ids above 2^53, dedupe keys
+// that cannot collide across kinds, the signature header checked before the body is read, and a client
+// that drops mid-body. Real HTTP (raw TCP where a test needs to hold a body open or cut it), the real
 // database, the fake Meta on loopback. No message text in any log line.
 import assert from "node:assert/strict";
 import type postgres from "postgres";
@@ -8,6 +9,7 @@ import {
   deliverWebhook,
   directMessage,
   newMid,
+  unsend,
   webhookSignature,
 } from "../../../scripts/lib/fake_meta_webhooks.ts";
 import type { LocalStack } from "../../../scripts/lib/local_stack.ts";
@@ -227,6 +229,107 @@ Deno.test("instagram-webhook: the receiver's edge cases", stackTest, async (t) =
       );
       assert.equal(rows[0].payload.sender.id, sender, "the payload holds the id's digits");
     });
+
+    await t.step("dedupe keys: a `changes` item named unsend is no unsend of a message", async () => {
+      const change = { field: "unsend", value: { id: "1", note: "a field Meta may one day send" } };
+      const [{ hash }] = await sql`select encode(sha256(convert_to(${
+        sql.json(change as never)
+      }::jsonb::text, 'UTF8')), 'hex') as hash`;
+      const first = await deliver({
+        object: "instagram",
+        entry: [{ id: account, time: Date.now(), changes: [change] }],
+      });
+      assert.equal((await first.json()).stored, 1);
+      // A message whose mid reads like that item's hash keeps its text, and its real unsend counts.
+      const message = await deliver({
+        object: "instagram",
+        entry: [entry(account, Date.now(), [directMessage(account, patient, "hash words", { mid: hash })])],
+      });
+      assert.equal((await message.json()).stored, 1);
+      assert.equal(await textOf(hash), "hash words");
+      const removal = await deliver({
+        object: "instagram",
+        entry: [entry(account, Date.now(), [unsend(account, patient, hash)])],
+      });
+      assert.deepEqual(await removal.json(), counts({ stored: 1, unsends: 1 }));
+      assert.equal(await textOf(hash), undefined);
+    });
+
+    await t.step(
+      "dedupe keys: a short mid that reads `sha256:<hex>` is not the long mid so hashed",
+      async () => {
+        const long = `m${"y".repeat(300)}${newMid()}`;
+        const [{ hex }] = await sql`select encode(sha256(convert_to(${long}, 'UTF8')), 'hex') as hex`;
+        const answer = await deliver({
+          object: "instagram",
+          entry: [entry(account, Date.now(), [
+            directMessage(account, patient, "long words", { mid: long }),
+            directMessage(account, patient, "lookalike words", { mid: `sha256:${hex}` }),
+          ])],
+        });
+        assert.deepEqual(await answer.json(), counts({ stored: 2 }));
+      },
+    );
+
+    await t.step(
+      "an unsend removes the text of its own mid only, not of one sharing its first 512 characters",
+      async () => {
+        const prefix = `m${"z".repeat(511)}`;
+        const [kept, removed] = [`${prefix}${newMid()}`, `${prefix}${newMid()}`];
+        await deliver({
+          object: "instagram",
+          entry: [entry(account, Date.now(), [
+            directMessage(account, patient, "kept words", { mid: kept }),
+            directMessage(account, patient, "removed words", { mid: removed }),
+          ])],
+        });
+        const answer = await deliver({
+          object: "instagram",
+          entry: [entry(account, Date.now(), [unsend(account, patient, removed)])],
+        });
+        assert.deepEqual(await answer.json(), counts({ stored: 1, unsends: 1 }));
+        const rows = await sql`select payload from public.instagram_events
+        where message_id = ${prefix} and kind = 'messages' and not (payload -> 'message' ? 'is_deleted')`;
+        assert.deepEqual(
+          rows.map((row) => [row.payload.message.mid, row.payload.message.text]).sort(),
+          [[kept, "kept words"], [removed, undefined]].sort(),
+        );
+      },
+    );
+
+    await t.step(
+      "dedupe keys written before this change still match (a redelivery is stored once)",
+      async () => {
+        const mid = newMid();
+        const reaction = {
+          sender: { id: patient },
+          recipient: { id: account },
+          timestamp: Date.now(),
+          reaction: { mid, action: "react", reaction: "love" },
+        };
+        const comment = { field: "comments", value: { id: "17800000000000001", text: "comment words" } };
+        const body = {
+          object: "instagram",
+          entry: [
+            entry(account, Date.now(), [directMessage(account, patient, "once words", { mid }), reaction]),
+            { id: account, time: Date.now(), changes: [comment] },
+          ],
+        };
+        assert.deepEqual(await (await deliver(body)).json(), counts({ stored: 3 }));
+        // The keys as the function before this change wrote them: message:<mid>, <kind>:<sha256 of the item>.
+        const hash = (item: unknown) =>
+          sql`select encode(sha256(convert_to(${sql.json(item as never)}::jsonb::text, 'UTF8')), 'hex') as h`
+            .then(([row]) => row.h as string);
+        const keys = await sql`select event_key from public.instagram_events
+        where account_id = ${account} and (message_id = ${mid} or kind = 'comments') order by id`;
+        assert.deepEqual(keys.map((row) => row.event_key), [
+          `message:${mid}`,
+          `message_reactions:${await hash(reaction)}`,
+          `comments:${await hash(comment)}`,
+        ]);
+        assert.deepEqual(await (await deliver(body)).json(), counts({ duplicates: 3 }));
+      },
+    );
 
     await t.step("a missing or malformed signature header is refused before the body is read", async () => {
       for (const signature of [undefined, "sha256=nothex", "sha1=0123"]) {
