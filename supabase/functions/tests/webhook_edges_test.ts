@@ -192,18 +192,25 @@ Deno.test("instagram-webhook: the receiver's edge cases", stackTest, async (t) =
             message: { mid: newMid(), text: "deep words", attachments: nested(depth - 4) },
           }]);
         const fine = directMessage(account, patient, "shallow words");
-        const batch = JSON.stringify({
+        // 3000 deep overflowed the database client's serialisation: 503, and Meta's retries for 36 hours.
+        const answer = await deliver({
           object: "instagram",
-          entry: [deep(5000), entry(account, Date.now(), [fine]), deep(64), deep(65)],
+          entry: [deep(3000), entry(account, Date.now(), [fine]), deep(64), deep(65)],
         });
-        // Beyond the entries, which are all that is stored: never walked, at any depth (spliced in as
-        // text: JSON.stringify itself would overflow the stack here).
-        const answer = await deliver(
-          `${batch.slice(0, -1)},"extra":${"[".repeat(100_000)}${"]".repeat(100_000)}}`,
-        );
         assert.equal(answer.status, 200);
         assert.deepEqual(await answer.json(), counts({ stored: 2, too_deep_entries: 2 }));
         assert.equal(await textOf((fine.message as { mid: string }).mid), "shallow words");
+        // Beside the entries, which are all that is stored: never walked, at any depth (spliced in as
+        // text: JSON.stringify itself would overflow the stack here).
+        const batch = JSON.stringify({
+          object: "instagram",
+          entry: [entry(account, Date.now(), [directMessage(account, patient, "beside words")])],
+        });
+        const beside = await deliver(
+          `${batch.slice(0, -1)},"extra":${"[".repeat(100_000)}${"]".repeat(100_000)}}`,
+        );
+        assert.equal(beside.status, 200);
+        assert.deepEqual(await beside.json(), counts({ stored: 1 }));
       },
     );
 
