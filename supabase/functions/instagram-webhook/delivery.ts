@@ -95,10 +95,11 @@ async function readBody(c: Context<AppEnv>, check: SignatureCheck): Promise<Uint
 
 /**
  * entry.time in milliseconds, or undefined when absent or not a whole number. Meta's pages disagree on
- * its unit: milliseconds in the messaging examples ("Webhooks for Instagram Messaging", the Messenger
- * Platform's "Webhook Events Reference": "epoch time in milliseconds"), seconds in others ("Webhooks -
- * Getting Started"), none said in "Instagram Platform Webhook Notification Examples". So by its size:
- * below 10^11 it is seconds (10^11 ms was March 1973; 10^11 s is the year 5138), as occurred_at reads it.
+ * its unit: milliseconds in the messaging examples ("Webhooks for Instagram Messaging": 1569262486134;
+ * the Messenger Platform's "Webhook Events Reference": 1458692752478), seconds in "Webhooks - Getting
+ * Started" (1520383571), an int of no unit in "Instagram Platform Webhook Notification Examples". So by
+ * its size: below 10^11 it is seconds (10^11 ms was March 1973; 10^11 s is the year 5138), as occurred_at
+ * reads it.
  */
 function entryTimeMs(time: unknown): number | undefined {
   const text = typeof time === "number" || typeof time === "string" ? String(time) : "";
