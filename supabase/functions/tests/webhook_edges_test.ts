@@ -20,7 +20,7 @@ const DAY = 24 * HOUR;
 const encoder = new TextEncoder();
 const patient = "5550000000777";
 
-/** A doctor linked through the fake Meta; the Instagram account id has 17 digits (above 2^53), as real ones. */
+/** A doctor linked through the fake Meta; the account id has 17 digits (above 2^53), as real ones do. */
 async function linkedDoctor(stack: LocalStack, sql: postgres.Sql) {
   const doctor = await newDoctor(stack, sql);
   const n = String(Math.floor(Math.random() * 1e12)).padStart(12, "0");
