@@ -6,8 +6,9 @@
 const QUIET = new Set(["level", "event", "time", "fn", "correlation_id"]);
 // Control characters (\p{Cc}: C0, DEL and C1; ESC starts a terminal's sequences, and C1's CSI, U+009B,
 // does on some terminals), and the bidi controls that reorder what follows them on the screen
-// (CVE-2021-42574; the set instagram-callback/usable_pages.ts strips from Meta's names, and U+061C).
-const CONTROL = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+// (CVE-2021-42574; the set instagram-callback/usable_pages.ts strips from Meta's names, and U+061C), and
+// U+2028 and U+2029, which JSON.stringify leaves raw and a terminal or log viewer may break a line at.
+const CONTROL = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
 
 /** `\x1b` for ESC, `\u202e` for a bidi override: visible, and inert at a terminal. */
 export function escapeControls(text: string): string {

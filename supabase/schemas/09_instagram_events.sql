@@ -18,7 +18,8 @@
 -- * Identity of an event, for dedupe: a message is its mid; an unsend is the mid it removes; anything
 --   else (reactions, read receipts, postbacks, ... carry the mid of the message they refer to, so
 --   their mid is no identity) is the SHA-256 of the event as Meta sent it (jsonb: key order does not
---   matter).
+--   matter). The keys of these kinds cannot collide (store_instagram_events() says how), and an unsend
+--   removes the text of its own mid only, compared whole.
 -- * Unsends: a message event with is_deleted (Meta sends true or "true") removes the stored text and
 --   attachments of that message and the text of its edits, as Meta's review for Instagram messaging
 --   requires; a message or an edit that arrives after its unsend is stored without them, and an
@@ -49,7 +50,8 @@ create table public.instagram_events (
     constraint instagram_events_kind_format check (kind ~ '^[a-z_]{1,64}$'),
   event_key text not null
     constraint instagram_events_event_key_length check (char_length(event_key) between 1 and 200),
-  -- The mid of the message, or of the message a reaction, read receipt or unsend refers to.
+  -- The mid of the message, or of the message a reaction, read receipt or unsend refers to: its first
+  -- 512 characters (an index holds no more; the payload holds all of it).
   message_id text
     constraint instagram_events_message_id_length check (char_length(message_id) <= 512),
   sender_id text
@@ -183,12 +185,21 @@ begin
       end;
       mid := coalesce(item -> 'message' ->> 'mid', item -> 'reaction' ->> 'mid', item -> 'read' ->> 'mid',
                       item -> 'postback' ->> 'mid', item -> 'message_edit' ->> 'mid', item -> 'value' ->> 'mid');
-      -- Long mids (Meta's are about 100 characters) are keyed by their hash, so every key fits the column.
-      mid_key := case when char_length(mid) <= 180 then mid else 'sha256:' || encode(sha256(convert_to(mid, 'UTF8')), 'hex') end;
+      -- Long mids (Meta's are about 100 characters) are keyed by their hash, so every key fits the column;
+      -- so is a mid that reads like such a key, so that no two mids share one.
+      mid_key := case
+        when char_length(mid) <= 180 and mid not like 'sha256:%' then mid
+        else 'sha256:' || encode(sha256(convert_to(mid, 'UTF8')), 'hex')
+      end;
       -- Meta sends is_deleted as true or as "true".
       unsend := kind = 'messages' and coalesce(item -> 'message' ->> 'is_deleted' = 'true', false);
+      -- Keys: 'message:' or 'unsend:' and the mid's key, or the kind, ':' and the event's hash. A kind is
+      -- [a-z_] and 'messages' is plural, so only a field named 'message' or 'unsend' (a `changes` item's)
+      -- could write a message's or an unsend's key: it is set apart by a '.', which no kind has. The keys
+      -- stored before stay as they were, so Meta's redelivery of one (36 hours) is still a duplicate.
       key := case
         when kind = 'messages' and mid is not null then (case when unsend then 'unsend:' else 'message:' end) || mid_key
+        when kind in ('message', 'unsend') then 'field.' || kind || ':' || encode(sha256(convert_to(item::text, 'UTF8')), 'hex')
         else kind || ':' || encode(sha256(convert_to(item::text, 'UTF8')), 'hex')
       end;
 
@@ -239,6 +250,8 @@ begin
         set payload = earlier.payload #- '{message,text}' #- '{message,attachments}' #- '{message_edit,text}',
             text_removed_at = now()
         where earlier.account_id = link.account_id and earlier.message_id = left(mid, 512)
+          -- message_id is the mid's first 512 characters: the whole mid says which message it is.
+          and coalesce(earlier.payload -> 'message' ->> 'mid', earlier.payload -> 'message_edit' ->> 'mid') = mid
           and earlier.kind in ('messages', 'message_edit') and earlier.event_key <> 'unsend:' || mid_key;
         unsends := unsends + 1;
       end if;

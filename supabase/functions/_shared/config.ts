@@ -448,14 +448,20 @@ const PARTS = {
   /**
    * What Meta's webhook deliveries are checked with: the verify token and the signing app's secret
    * (`appSecret`: the Facebook app's; `instagramAppSecret`: the Instagram Login app's; either may be
-   * undefined, not both).
+   * undefined, not both), and the retention, past which an entry is a replay of purged events.
    */
   receiver: part(
-    ["INSTAGRAM_APP_SECRET", "INSTAGRAM_LOGIN_APP_SECRET", "INSTAGRAM_WEBHOOK_VERIFY_TOKEN"],
+    [
+      "INSTAGRAM_APP_SECRET",
+      "INSTAGRAM_LOGIN_APP_SECRET",
+      "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
+      "INSTAGRAM_EVENT_RETENTION_DAYS",
+    ],
     (vars) => ({
       appSecret: vars.INSTAGRAM_APP_SECRET,
       instagramAppSecret: vars.INSTAGRAM_LOGIN_APP_SECRET,
       verifyToken: vars.INSTAGRAM_WEBHOOK_VERIFY_TOKEN,
+      eventRetentionDays: vars.INSTAGRAM_EVENT_RETENTION_DAYS,
     }),
     // It signs nothing and calls no one: a secret (of either app) is all it needs of an app. Without
     // one, the same problem as the `meta` part's (one line when a function loads both).

@@ -10,3 +10,12 @@ export const optionalPageId = z.pipe(
   z.nullish(z.string().check(z.regex(META_ID, "must be a numeric Facebook Page id"))),
   z.transform((value) => value ?? undefined),
 );
+
+/**
+ * Every "id"/"user_id" written as a bare integer becomes a string before JSON.parse can round it: Meta
+ * writes some ids as JSON numbers (the Instagram Login code exchange's user_id; a webhook may), and ids
+ * above 2^53 would lose their last digits. Inside a JSON string a quote is escaped, so text is untouched.
+ */
+export function idsAsStrings(text: string): string {
+  return text.replace(/("(?:id|user_id)"\s*:\s*)(-?\d+)(?=\s*[,}\]])/g, '$1"$2"');
+}

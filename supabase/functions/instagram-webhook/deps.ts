@@ -10,6 +10,8 @@ type WebhookConfig = Config<typeof WEBHOOK_CONFIG[number]>;
 export interface WebhookDeps {
   db: Database;
   verifier: WebhookVerifier;
+  /** INSTAGRAM_EVENT_RETENTION_DAYS: an entry older than this (and than two days) is a replay. */
+  retentionDays: number;
 }
 
 export async function webhookDeps(config: WebhookConfig): Promise<WebhookDeps> {
@@ -20,5 +22,6 @@ export async function webhookDeps(config: WebhookConfig): Promise<WebhookDeps> {
       config.receiver.verifyToken,
       config.receiver.instagramAppSecret,
     ),
+    retentionDays: config.receiver.eventRetentionDays,
   };
 }

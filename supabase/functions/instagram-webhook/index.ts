@@ -9,7 +9,7 @@ import { asAppError, jsonError } from "../_shared/http/error_response.ts";
 import { onlyMethods } from "../_shared/http/methods.ts";
 import { type AppEnv, requestContext } from "../_shared/http/request_context.ts";
 import { serveConfigured } from "../_shared/http/serve_configured.ts";
-import { delivery, limitDelivery } from "./delivery.ts";
+import { delivery } from "./delivery.ts";
 import { WEBHOOK_CONFIG, webhookDeps } from "./deps.ts";
 import { verification } from "./verification.ts";
 
@@ -21,7 +21,7 @@ export default await serveConfigured("instagram-webhook", WEBHOOK_CONFIG, async 
 
   app.use("/", onlyMethods("GET", "POST"));
   app.get("/", verification(deps));
-  app.post("/", limitDelivery, delivery(deps));
+  app.post("/", delivery(deps));
 
   app.notFound((c) => jsonError(c, asAppError(c, new AppError("not_found"))));
   app.onError((error, c) => jsonError(c, asAppError(c, error)));

@@ -853,7 +853,7 @@ async function instagramPathBuilt(): Promise<{ flow: boolean; receiver: boolean 
   for await (const entry of Deno.readDir(new URL("instagram-webhook/", functions))) {
     if (!entry.name.endsWith(".ts")) continue;
     const source = await Deno.readTextFile(new URL(`instagram-webhook/${entry.name}`, functions));
-    receiver ||= source.includes("isSignedByInstagramApp");
+    receiver ||= source.includes("instagramAppSecret");
   }
   return { flow, receiver };
 }

@@ -26,7 +26,7 @@ import { databaseUrl, linkOf, stackTest } from "./_support.ts";
 const INSTAGRAM_RECEIVER_BUILT = await (async () => {
   for await (const entry of Deno.readDir(new URL("../instagram-webhook/", import.meta.url))) {
     const url = new URL(`../instagram-webhook/${entry.name}`, import.meta.url);
-    if (entry.name.endsWith(".ts") && (await Deno.readTextFile(url)).includes("isSignedByInstagramApp")) {
+    if (entry.name.endsWith(".ts") && (await Deno.readTextFile(url)).includes("instagramAppSecret")) {
       return true;
     }
   }

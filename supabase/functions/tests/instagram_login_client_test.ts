@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../_shared/config.ts";
 import { AppError } from "../_shared/errors.ts";
 import { type Logger, scrub } from "../_shared/log.ts";
-import { createInstagramLogin, idsAsStrings } from "../_shared/meta/instagram_login.ts";
+import { idsAsStrings } from "../_shared/ids.ts";
+import { createInstagramLogin } from "../_shared/meta/instagram_login.ts";
 import { FakeMeta } from "../../../scripts/lib/fake_meta.ts";
 
 const IG_APP_ID = "9876543210123";

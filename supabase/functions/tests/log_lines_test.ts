@@ -43,3 +43,15 @@ Deno.test("escapeControls leaves printable text alone, accents and emoji include
   const text = "Cabinet Dr. Müller — 🦷 path=/a/b?c=d\ttab";
   assert.equal(escapeControls(text), text.replace("\t", String.raw`\x09`));
 });
+
+Deno.test("U+2028 and U+2029 (line and paragraph separators) are printed escaped, not as line breaks", () => {
+  // JSON.stringify leaves them raw, and a terminal or a log viewer may break the line there, so one
+  // request's line could show as two, the second looking like a line of its own.
+  const printed = formatLogLine(
+    "instagram-webhook",
+    JSON.stringify({ level: "info", event: "request", path: "/a\u2028b\u2029c" }),
+  );
+  assert.doesNotMatch(printed, /[\u2028\u2029]/);
+  assert.match(printed, / path="\/a\\u2028b\\u2029c"$/);
+  assert.equal(escapeControls("x\u2028y\u2029z"), String.raw`x\u2028y\u2029z`);
+});

@@ -127,6 +127,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           unknown_account_events: 0,
           wrong_app_events: 0,
           unsends: 0,
+          stale_entries: 0,
+          too_deep_entries: 0,
         });
         const rows = await eventsOf(sql, one.id);
         assert.deepEqual(
@@ -166,6 +168,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         unknown_account_events: 0,
         wrong_app_events: 0,
         unsends: 0,
+        stale_entries: 0,
+        too_deep_entries: 0,
       });
       // The same JSON with its keys in another order is the same event.
       const reordered = JSON.parse(
@@ -181,6 +185,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         unknown_account_events: 0,
         wrong_app_events: 0,
         unsends: 0,
+        stale_entries: 0,
+        too_deep_entries: 0,
       });
       assert.equal((await eventsOf(sql, one.id)).length, before + 1);
     });
@@ -205,6 +211,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           unknown_account_events: 0,
           wrong_app_events: 0,
           unsends: 1,
+          stale_entries: 0,
+          too_deep_entries: 0,
         });
         // Delivered again: the reaction and the read receipt (which carry the message's mid) are no new events.
         assert.deepEqual(await (await deliver(stack, batch)).json(), {
@@ -213,6 +221,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           unknown_account_events: 0,
           wrong_app_events: 0,
           unsends: 0,
+          stale_entries: 0,
+          too_deep_entries: 0,
         });
         const about = (await eventsOf(sql, one.id)).filter((row) => row.message_id === mid);
         assert.deepEqual(about.map((row) => row.kind), [
@@ -287,6 +297,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
           unknown_account_events: 0,
           wrong_app_events: 0,
           unsends: 1,
+          stale_entries: 0,
+          too_deep_entries: 0,
         });
         const [message] = await sql`
         select payload, event_key from public.instagram_events where message_id = ${
@@ -443,6 +455,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         unknown_account_events: 1,
         wrong_app_events: 0,
         unsends: 0,
+        stale_entries: 0,
+        too_deep_entries: 0,
       });
       assert.equal((await sql`select count(*)::int as n from public.instagram_events`)[0].n, before);
     });
@@ -476,6 +490,8 @@ Deno.test("instagram-webhook", stackTest, async (t) => {
         unknown_account_events: 0,
         wrong_app_events: 0,
         unsends: 0,
+        stale_entries: 0,
+        too_deep_entries: 0,
       });
       assert.equal(stack.dbCalls["rpc store_instagram_events"], before + 1);
     });

@@ -21,7 +21,7 @@
 import * as z from "zod/mini";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
-import { META_ID } from "../ids.ts";
+import { idsAsStrings, META_ID } from "../ids.ts";
 import type { Logger } from "../log.ts";
 import { classifyGraphError, type GraphFailure, type GraphStep } from "./error_class.ts";
 import { highestUsagePercent } from "./usage.ts";
@@ -287,11 +287,6 @@ function classify(step: Step, status: number, body: unknown, headers: Headers): 
     return { transient: false, error: new AppError("oauth_code_invalid", { cause: detail }), detail };
   }
   return classifyGraphError(step, status, body, headers);
-}
-
-/** Every "id"/"user_id" written as a bare integer becomes a string before JSON.parse can round it. */
-export function idsAsStrings(text: string): string {
-  return text.replace(/("(?:id|user_id)"\s*:\s*)(-?\d+)(?=\s*[,}\]])/g, '$1"$2"');
 }
 
 function parseJson(text: string): unknown {

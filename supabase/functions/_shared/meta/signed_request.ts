@@ -6,8 +6,7 @@
 import * as z from "zod/mini";
 import { decodeBase64Url, encodeBase64Url } from "../crypto/base64url.ts";
 import { AppError } from "../errors.ts";
-import { META_ID } from "../ids.ts";
-import { idsAsStrings } from "./instagram_login.ts";
+import { idsAsStrings, META_ID } from "../ids.ts";
 
 const MAX_LENGTH = 4096;
 const MAX_AGE_SECONDS = 24 * 3600;
