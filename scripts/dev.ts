@@ -119,6 +119,11 @@ async function runLocalStack(why: string) {
   }
   const { stack } = dev;
 
+  // Ctrl-C is caught from here on: the banner below tells the user (and the tests) they may press it.
+  const stopped = untilInterrupted(async () => {
+    await dev.stop();
+    await host.close();
+  });
   console.log(`
 Instagram connect: local stack on embedded defaults (nothing leaves this machine), because
   ${why}
@@ -144,10 +149,7 @@ ${functionLines((name) => stack.functionUrl(name))}
   Open a connect URL signed in as Dr. Other to see it refused: only the doctor who started may finish.
   Function log lines follow (the [id] at the end is the start of the correlation id). Ctrl-C stops.
 `);
-  await untilInterrupted(async () => {
-    await dev.stop();
-    await host.close();
-  });
+  await stopped;
 }
 
 async function runAgainstRealServices(env: Record<string, string>) {
@@ -189,6 +191,11 @@ async function runAgainstRealServices(env: Record<string, string>) {
     : tunnelUrl
     ? "here, through the tunnel"
     : "here";
+  // Ctrl-C is caught from here on: the banner below tells the user (and the tests) they may press it.
+  const stopped = untilInterrupted(async () => {
+    await Promise.all(functions.map((fn) => fn.stop()));
+    await router.shutdown();
+  });
   console.log(`
 Instagram connect: the functions on ${SECRETS_FILE} (a real Meta app, Supabase project ${env.SUPABASE_URL})
 
@@ -199,10 +206,7 @@ ${realAppSteps(PORT, redirect.uriToRegister, env.SUPABASE_URL)}
 
   Function log lines follow. Ctrl-C stops.
 `);
-  await untilInterrupted(async () => {
-    await Promise.all(functions.map((fn) => fn.stop()));
-    await router.shutdown();
-  });
+  await stopped;
 }
 
 function untilInterrupted(stop: () => Promise<void>): Promise<void> {
