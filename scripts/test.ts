@@ -12,10 +12,17 @@
 //      supabase/functions/tests (or only on the test files named as arguments).
 //   4. The databases are dropped; the exit code is non-zero if anything failed.
 import postgres from "postgres";
-import { adminUrl, applyShim, type DatabaseHost, findServer, pgliteHost } from "./lib/database.ts";
+import {
+  adminUrl,
+  applyLegacyGrants,
+  applyShim,
+  type DatabaseHost,
+  findServer,
+  pgliteHost,
+} from "./lib/database.ts";
 import { ALLOWED_INFO_LINTS, runAdvisors, runLint } from "./lib/database_checks.ts";
 import { describeTapFile, failuresOf, runPgtapFiles } from "./lib/pgtap_runner.ts";
-import { checkDrift, describeDrift, OWN_SCHEMAS } from "./lib/schema_drift.ts";
+import { checkDrift, describeDrift, type Drift, OWN_SCHEMAS } from "./lib/schema_drift.ts";
 import { ensureSupabaseCli, supabase } from "./lib/supabase_cli.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -60,8 +67,8 @@ async function main(): Promise<number> {
     tallies.push(await databaseChecks(primary, primaryUrl));
     tallies.push(await pgtap(primary, primaryUrl));
     for (const host of others) {
-      const url = await prepare(host, name, cliVersion, tallies);
-      tallies.push(await schemaDrift(host, name, url));
+      const url = await prepare(host, name, cliVersion, tallies, true);
+      tallies.push(await schemaDrift(host, name, url, true));
       tallies.push(await pgtap(host, url));
     }
     tallies.push(await denoTests(primary, primaryUrl, chromium));
@@ -80,10 +87,22 @@ async function main(): Promise<number> {
   }
 }
 
-/** A new database on `host` with the shim and the migrations, applied by `supabase db push`. */
-async function prepare(host: DatabaseHost, name: string, cliVersion: string, tallies: Tally[]) {
+/**
+ * A new database on `host` with the shim and the migrations, applied by `supabase db push`. With
+ * `legacyGrants`, under the default privileges of Supabase projects made before #45329
+ * (scripts/sql/supabase_legacy_grants.sql): the pgTAP privilege checks and the drift check then run
+ * under both settings, one per engine.
+ */
+async function prepare(
+  host: DatabaseHost,
+  name: string,
+  cliVersion: string,
+  tallies: Tally[],
+  legacyGrants = false,
+) {
   const url = await host.createDatabase(name);
   await applyShim(url);
+  if (legacyGrants) await applyLegacyGrants(url);
   const push = await supabase("db", "push", `--remote=${url}`, "--yes");
   if (!push.success) {
     throw new Error(`supabase db push on ${host.version} failed:\n${push.stdout}${push.stderr}`);
@@ -94,7 +113,9 @@ async function prepare(host: DatabaseHost, name: string, cliVersion: string, tal
     lines: [
       `Supabase CLI ${cliVersion}: db push applied and recorded ${await recordedMigrations(
         url,
-      )} migrations on ${host.version}`,
+      )} migrations on ${host.version}${
+        legacyGrants ? ", under the API roles' old default grants (#45329)" : ", with no default grants"
+      }`,
     ],
   });
   return url;
@@ -105,19 +126,33 @@ async function prepare(host: DatabaseHost, name: string, cliVersion: string, tal
  * `supabase db push` migrated, compared both ways by pg-delta. One check: it passes only when neither
  * direction has a statement (or pg-delta refuses an object it cannot manage, with --strict-coverage).
  */
-async function schemaDrift(host: DatabaseHost, name: string, migrated: string): Promise<Tally> {
+async function schemaDrift(
+  host: DatabaseHost,
+  name: string,
+  migrated: string,
+  legacyGrants = false,
+): Promise<Tally> {
   const label = `schema drift on ${host.label} (supabase/schemas/ against supabase/migrations/, ${
     OWN_SCHEMAS.join(" and ")
-  })`;
+  }${legacyGrants ? ", the migrations under the old default grants" : ""})`;
   try {
     const drift = await checkDrift(host, `${name}_drift`, { migrated });
-    const found = describeDrift(drift);
+    // Under the old default grants the databases differ in those defaults and must differ in nothing
+    // else: every object's privileges are then the ones its schema file states, whatever the setting.
+    const found = describeDrift(legacyGrants ? withoutDefaultPrivileges(drift) : drift);
     return found
       ? { passed: 0, failed: 1, lines: [`${label}: they differ`, found] }
       : { passed: 1, failed: 0, lines: [`${label}: none`] };
   } catch (error) {
     return { passed: 0, failed: 1, lines: [`${label}: ${(error as Error).message}`] };
   }
+}
+
+function withoutDefaultPrivileges(drift: Drift): Drift {
+  const keep = (sql: string) =>
+    sql.split(/\n(?=\S)/).filter((statement) => !/^ALTER DEFAULT PRIVILEGES /.test(statement.trim()))
+      .join("\n").trim();
+  return { ...drift, schemaOnly: keep(drift.schemaOnly), migrationsOnly: keep(drift.migrationsOnly) };
 }
 
 /** The pgTAP files, each assertion counted; a file that errs or misses its plan counts as one failure. */

@@ -152,6 +152,16 @@ export async function applyShim(databaseUrl: string): Promise<void> {
   }
 }
 
+/** The API roles' default grants of Supabase projects made before #45329 (the test command's second engine). */
+export async function applyLegacyGrants(databaseUrl: string): Promise<void> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_legacy_grants.sql", ROOT)));
+  } finally {
+    await sql.end();
+  }
+}
+
 /** Applies the shim and every migration of `root` (this checkout by default). */
 export async function migrate(databaseUrl: string, root: URL = ROOT): Promise<string[]> {
   return await applySqlFiles(databaseUrl, new URL("supabase/migrations/", root), "migration");

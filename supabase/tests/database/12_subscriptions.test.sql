@@ -6,7 +6,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(28);
+select plan(30);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'), ('00000000-0000-4000-8000-00000000c002');
@@ -92,7 +92,23 @@ select lives_ok($$select public.defer_revoke('9002', now() - interval '1 second'
 select is(public.take_pending_revokes(), '{}'::text[], 'is dropped: another link uses that user');
 select is((select count(*)::int from private.pending_revokes), 0, '... for good');
 
--- Closed to the API roles.
+-- Closed to the API roles: only service_role runs these (under either default-grant setting).
+select is_empty(
+  $$select p.oid::regprocedure::text from pg_proc as p
+    where p.oid in ('public.subscription_target(text, text)'::regprocedure,
+                    'public.defer_revoke(text, timestamptz)'::regprocedure,
+                    'public.take_pending_revokes()'::regprocedure,
+                    'public.complete_pending_revoke(text)'::regprocedure)
+      and (has_function_privilege('anon', p.oid, 'execute') or has_function_privilege('authenticated', p.oid, 'execute')
+           or not has_function_privilege('service_role', p.oid, 'execute')
+           or not p.prosecdef or not p.proconfig @> array['search_path=""'])$$,
+  'the subscription and revoke RPCs: service_role only, SECURITY DEFINER, search_path empty'
+);
+select ok(
+  not has_table_privilege('anon', 'private.subscription_versions', 'select')
+  and not has_table_privilege('authenticated', 'private.pending_revokes', 'select'),
+  'the private tables are nobody''s but the functions'''
+);
 set local role authenticated;
 select throws_ok(
   $$select public.subscription_target('page', '7001')$$,
