@@ -1,8 +1,8 @@
 -- Meta's webhook subscriptions, as the database decides them: a Page (token_kind 'page', the Facebook
 -- app) or an Instagram account (token_kind 'instagram_user', the Instagram app) is subscribed if and only
--- if a link holds it; a link being disconnected (disconnecting_until, 01) holds nothing. Functions change Meta between RPCs, so several may act on one subscription at once
--- (a maintenance run, a disconnect, a finish). The protocol (docs in
--- supabase/functions/_shared/meta/subscription.ts, which runs it):
+-- if a link holds it; a link being disconnected (disconnecting_until, 01) holds nothing. Functions change
+-- Meta between RPCs, so several may act on one subscription at once (a maintenance run, a disconnect, a
+-- finish). The protocol (supabase/functions/_shared/meta/link_webhooks.ts runs it):
 -- * every change of who holds a subscription bumps its version here, in the transaction that makes it;
 -- * whoever made such a change, or wrote to Meta's subscription, ends by converging: read the holder and
 --   the version (subscription_target), make Meta match, read again, and repeat while the version moved.

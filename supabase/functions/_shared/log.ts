@@ -7,6 +7,8 @@ type Level = "info" | "warn" | "error";
 
 const SECRET_KEY =
   /token|secret|password|authorization|cookie|apikey|api_key|verifier|^code$|^state$|^pending$|key$/i;
+/** Keys that name a kind of token, never hold one: an operator reads which kind of link a line is about. */
+const NOT_SECRET = new Set(["token_kind", "previous_token_kind"]);
 const SECRET_QUERY =
   /([?&#](?:access_token|client_secret|code|code_verifier|fb_exchange_token|appsecret_proof|state|input_token|instagram_pending)=)[^&\s"')]+/gi;
 const BEARER = /(bearer\s+)[\w.~+/=-]+/gi;
@@ -50,6 +52,6 @@ export function scrub(value: unknown, depth = 0): unknown {
   return Object.fromEntries(
     Object.entries(value).map((
       [key, item],
-    ) => [key, SECRET_KEY.test(key) ? "[redacted]" : scrub(item, depth + 1)]),
+    ) => [key, SECRET_KEY.test(key) && !NOT_SECRET.has(key) ? "[redacted]" : scrub(item, depth + 1)]),
   );
 }

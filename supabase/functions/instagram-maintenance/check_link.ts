@@ -221,7 +221,7 @@ async function keepSubscribed(
 /**
  * A missing subscription, converged rather than written: if the link changed meanwhile (a disconnect,
  * a move), converge sees it and leaves Meta as the database says. Meta's refusal counts only when it
- * was about this link's own token (another holder's is that link's business, and flagged for it).
+ * was about this link's own token (another holder's is that link's business: its own check finds it).
  */
 async function restore(
   link: LeasedLink,

@@ -12,6 +12,14 @@ Deno.test("scrub redacts secret-named fields at any depth", () => {
   });
 });
 
+Deno.test("scrub keeps the kind of a link (token_kind names a kind, holds no token); a token beside it goes", () => {
+  assert.deepEqual(scrub({ token_kind: "page", previous_token_kind: "instagram_user", page_token: "EAAx" }), {
+    token_kind: "page",
+    previous_token_kind: "instagram_user",
+    page_token: "[redacted]",
+  });
+});
+
 Deno.test("scrub removes secrets from URLs inside messages, as Deno's fetch errors carry them", () => {
   const error = new TypeError(
     "error sending request for url (https://graph.facebook.com/v24.0/oauth/access_token?client_id=1&client_secret=SECRET&code=CODE123&redirect_uri=x): connection refused",
