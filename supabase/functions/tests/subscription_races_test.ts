@@ -565,6 +565,26 @@ Deno.test(
           assert.equal(meta.subscriptions.has(page.id), false, "nobody holds the Page, and Meta says so");
         },
       );
+
+      await t.step(
+        "a disconnect that died after unsubscribing: the next run after its mark subscribes again",
+        async () => {
+          gate.reset();
+          const { doctor, page } = await linked();
+          // The function marked the link and unsubscribed the Page, then died before the delete.
+          await sql`select public.prepare_disconnect(${doctor.id})`;
+          meta.dropSubscription(page.id);
+          await sql`update public.doctor_instagram set checked_at = now() where doctor_id <> ${doctor.id}`;
+          assert.equal((await run()).status, 200, "a run within the two minutes");
+          assert.equal(meta.subscriptions.has(page.id), false, "the mark and the lease keep runs off it");
+          await sql`update public.doctor_instagram set disconnecting_until = now() - interval '1 second',
+          lease_until = now() - interval '1 second' where doctor_id = ${doctor.id}`;
+          const answer = await run();
+          assert.ok(answer.body.restored >= 1, JSON.stringify(answer.body));
+          assert.ok(meta.subscriptions.has(page.id), "the link holds again, and Meta says so");
+          assert.ok(await linkOf(sql, doctor.id), "the doctor is still linked");
+        },
+      );
       gate.reset();
     });
   },

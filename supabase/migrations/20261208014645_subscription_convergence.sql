@@ -356,9 +356,11 @@ begin
   -- still write to Meta's subscription until its lease ends: the function then leaves the revoke to
   -- maintenance after that time (defer_revoke(), 12), since a revoke would kill the token that run
   -- needs to converge.
+  -- A disconnect that dies leaves the link holding again once both run out: checked_at null makes it the
+  -- next run's first, which converges its subscription back.
   update public.doctor_instagram
   set lease_id = gen_random_uuid(), lease_until = now() + interval '2 minutes',
-      disconnecting_until = now() + interval '2 minutes'
+      disconnecting_until = now() + interval '2 minutes', checked_at = null
   where doctor_id = p_doctor_id;
   return jsonb_build_object(
     'leased', run_lease is not null,
