@@ -571,6 +571,9 @@ Deno.test(
         async () => {
           gate.reset();
           const { doctor, page } = await linked();
+          // Checked last of all until the disconnect, which makes it the next run's first.
+          await sql`update public.doctor_instagram set checked_at = now() + interval '1 day'
+            where doctor_id = ${doctor.id}`;
           // The function marked the link and unsubscribed the Page, then died before the delete.
           await sql`select public.prepare_disconnect(${doctor.id})`;
           meta.dropSubscription(page.id);
