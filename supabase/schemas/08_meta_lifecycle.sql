@@ -43,6 +43,7 @@ as $$
 declare
   link public.doctor_instagram;
   run_lease timestamptz;
+  run_lease_id uuid;
 begin
   select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
   if not found then
@@ -52,13 +53,13 @@ begin
   -- second click, holds a lease too: no run's).
   if link.lease_until > now() and not coalesce(link.disconnecting_until > now(), false) then
     run_lease := link.lease_until;
+    run_lease_id := link.lease_id;
   end if;
   -- The link stops holding its subscription (disconnecting_until: a holder change, so its version moves,
   -- 12), and the disconnect takes its lease (two minutes: longer than its Meta calls), so no maintenance
-  -- run starts on it meanwhile. A run that held it (`leased_until`) has its outcome dropped, and may
-  -- still write to Meta's subscription until its lease ends: the function then leaves the revoke to
-  -- maintenance after that time (defer_revoke(), 12), since a revoke would kill the token that run
-  -- needs to converge.
+  -- run starts on it meanwhile. A run that held it (`leased_by`, `leased_until`) has its outcome dropped,
+  -- and may still write to Meta's subscription: the function then leaves the revoke to that run's end
+  -- (defer_revoke(), 12), since a revoke would kill the token that run needs to converge.
   -- A disconnect that dies leaves the link holding again once both run out: checked_at null makes it the
   -- next run's first, which converges its subscription back.
   update public.doctor_instagram
@@ -68,6 +69,7 @@ begin
   return jsonb_build_object(
     'leased', run_lease is not null,
     'leased_until', run_lease,
+    'leased_by', run_lease_id,
     'token_kind', link.token_kind,
     'page_id', link.instagram_page_id,
     'instagram_account_id', link.instagram_business_account_id,

@@ -103,36 +103,43 @@ revoke all on function public.subscription_target(text, text) from public, anon,
 grant execute on function public.subscription_target(text, text) to service_role;
 
 -- Facebook users whose grant a disconnect left to instagram-maintenance: a run was checking the link,
--- and revoking before its lease ends (not_before) would kill the token that run needs to take back a
--- subscription it may have restored meanwhile (disconnect.ts); or the link another tab made during the
--- disconnect, of another Facebook user.
+-- and revoking before that run is done would kill the token it needs to take back a subscription it may
+-- have restored meanwhile (disconnect.ts). That run revokes at its end (after_lease, its lease id); any
+-- other run once its lease has ended (not_before). Also the link another tab made during the disconnect,
+-- of another Facebook user (not_before now).
 create table private.pending_revokes (
   facebook_user_id text primary key
     constraint pending_revokes_user_format check (facebook_user_id ~ '^[0-9]{1,32}$'),
   requested_at timestamptz not null default now(),
-  not_before timestamptz not null default now()
+  not_before timestamptz not null default now(),
+  after_lease uuid
 );
 comment on table private.pending_revokes is
   'Facebook users whose app permissions a disconnect left to instagram-maintenance to revoke (12_subscriptions.sql).';
 
--- Leaves a revoke to maintenance, not before p_not_before (the later date wins for a user already queued).
-create function public.defer_revoke(p_facebook_user_id text, p_not_before timestamptz)
+-- Leaves a revoke to maintenance: to the run holding lease p_after_lease at its end, to any run from
+-- p_not_before. Asked again for a user already queued: the later date wins, and a different run's lease
+-- leaves the date alone to decide.
+create function public.defer_revoke(p_facebook_user_id text, p_not_before timestamptz, p_after_lease uuid default null)
 returns void
 language sql
 security definer
 set search_path = ''
 as $$
-  insert into private.pending_revokes as pending (facebook_user_id, not_before)
-  values (p_facebook_user_id, coalesce(p_not_before, now()))
-  on conflict (facebook_user_id) do update set not_before = greatest(pending.not_before, excluded.not_before);
+  insert into private.pending_revokes as pending (facebook_user_id, not_before, after_lease)
+  values (p_facebook_user_id, coalesce(p_not_before, now()), p_after_lease)
+  on conflict (facebook_user_id) do update set
+    not_before = greatest(pending.not_before, excluded.not_before),
+    after_lease = case when pending.after_lease = excluded.after_lease then pending.after_lease end;
 $$;
-revoke all on function public.defer_revoke(text, timestamptz) from public, anon, authenticated;
-grant execute on function public.defer_revoke(text, timestamptz) to service_role;
+revoke all on function public.defer_revoke(text, timestamptz, uuid) from public, anon, authenticated;
+grant execute on function public.defer_revoke(text, timestamptz, uuid) to service_role;
 
--- The pending revokes that are due and whose Facebook user no link or waiting connection uses any more
--- (those still used are dropped: revoking would cut another doctor off). Each is claimed for an hour:
--- complete_pending_revoke() removes it once Meta confirmed, else the run after next tries again.
-create function public.take_pending_revokes()
+-- The pending revokes due for the run holding p_lease_id (its own, at its end; everyone's past their
+-- date) whose Facebook user no link or waiting connection uses any more (those still used are dropped:
+-- revoking would cut another doctor off). Each is claimed for an hour: complete_pending_revoke() removes
+-- it once Meta confirmed, else a run after that tries again.
+create function public.take_pending_revokes(p_lease_id uuid default null)
 returns text[]
 language plpgsql
 security definer
@@ -143,7 +150,7 @@ declare
 begin
   -- A link being disconnected (the one that asked) uses nobody.
   delete from private.pending_revokes as pending
-  where pending.not_before <= now() and (
+  where (pending.not_before <= now() or pending.after_lease = p_lease_id) and (
     exists (
       select 1 from public.doctor_instagram as link
       where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
@@ -153,16 +160,16 @@ begin
     )
   );
   with due as (
-    update private.pending_revokes set not_before = now() + interval '1 hour'
-    where not_before <= now()
+    update private.pending_revokes set not_before = now() + interval '1 hour', after_lease = null
+    where not_before <= now() or after_lease = p_lease_id
     returning facebook_user_id
   )
   select coalesce(array_agg(due.facebook_user_id order by due.facebook_user_id), '{}') into taken from due;
   return taken;
 end;
 $$;
-revoke all on function public.take_pending_revokes() from public, anon, authenticated;
-grant execute on function public.take_pending_revokes() to service_role;
+revoke all on function public.take_pending_revokes(uuid) from public, anon, authenticated;
+grant execute on function public.take_pending_revokes(uuid) to service_role;
 
 -- Meta confirmed the revoke (or says the user is unknown to the app: nothing left to revoke).
 create function public.complete_pending_revoke(p_facebook_user_id text)

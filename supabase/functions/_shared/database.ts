@@ -103,6 +103,8 @@ export interface LinkToDisconnect {
   leased: boolean;
   /** Until when that run's lease ran (ISO 8601): it may write to Meta until then. */
   leased_until: string | null;
+  /** That run's lease id: the run revokes at its own end. */
+  leased_by: string | null;
   /** Absent (null) for an Instagram Login link: read `token_kind` first. */
   page_id: string;
   access_token: string;
@@ -299,10 +301,10 @@ export interface Database {
   flagLink(doctorId: string, storedToken: string, reason: string, correlationId: string): Promise<boolean>;
   /** The version of a Page's (`page`) or an Instagram account's subscription, and who holds it. */
   subscriptionTarget(tokenKind: TokenKind, objectId: string): Promise<SubscriptionTarget>;
-  /** Leaves the Facebook user's revoke to maintenance, not before `notBefore`. */
-  deferRevoke(facebookUserId: string, notBefore: Date | string): Promise<void>;
-  /** Due revokes of Facebook users nobody uses any more, each claimed for an hour. */
-  takePendingRevokes(): Promise<string[]>;
+  /** Leaves the Facebook user's revoke to maintenance: to the run of `afterLease` at its end, to any from `notBefore`. */
+  deferRevoke(facebookUserId: string, notBefore: Date | string, afterLease?: string | null): Promise<void>;
+  /** Revokes due for the run of `leaseId`, of Facebook users nobody uses any more, each claimed for an hour. */
+  takePendingRevokes(leaseId: string): Promise<string[]>;
   /** Meta confirmed (or knows no such user): the revoke is done. */
   completePendingRevoke(facebookUserId: string): Promise<void>;
   linksToReencrypt(primaryKeyId: string, limit: number): Promise<StoredLinkToken[]>;
@@ -443,9 +445,13 @@ export function createDatabase(config: Config<"database">): Database {
       }),
     subscriptionTarget: (tokenKind, objectId) =>
       rpc("subscription_target", { p_token_kind: tokenKind, p_object_id: objectId }),
-    deferRevoke: (facebookUserId, notBefore) =>
-      rpc("defer_revoke", { p_facebook_user_id: facebookUserId, p_not_before: notBefore }),
-    takePendingRevokes: () => rpc("take_pending_revokes", {}),
+    deferRevoke: (facebookUserId, notBefore, afterLease) =>
+      rpc("defer_revoke", {
+        p_facebook_user_id: facebookUserId,
+        p_not_before: notBefore,
+        p_after_lease: afterLease ?? null,
+      }),
+    takePendingRevokes: (leaseId) => rpc("take_pending_revokes", { p_lease_id: leaseId }),
     completePendingRevoke: (facebookUserId) =>
       rpc("complete_pending_revoke", { p_facebook_user_id: facebookUserId }),
     linksToReencrypt: (primaryKeyId, limit) =>

@@ -6,8 +6,8 @@
 //    finish) is seen and undone;
 // 3. then, and only then, the Facebook user's grant is revoked (a Page link), unless another doctor's
 //    link or waiting connection uses the same user (a practice manager may link Pages for several
-//    doctors); while a maintenance run held the link, the revoke is left to maintenance until that
-//    run's lease ends: it may still need the token to take back a restore. Instagram Login has no revoke
+//    doctors); while a maintenance run held the link, the revoke is left to that run's end: it may still
+//    need the token to take back a restore. Instagram Login has no revoke
 //    (Meta documents none): the answer says "skipped" with the reason, and the doctor removes the app in
 //    Instagram's settings;
 // 4. the link is deleted, audited with what Meta said. The doctor's intent wins: whatever Meta answered.
@@ -48,7 +48,9 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     } else if (link.facebook_user_id && !link.facebook_user_shared) {
       // Revoked even when Meta refused the unsubscribe: the grant then goes all the same.
       revoked = link.leased_until
-        ? await db.deferRevoke(link.facebook_user_id, link.leased_until).then(() => "deferred" as const)
+        ? await db.deferRevoke(link.facebook_user_id, link.leased_until, link.leased_by).then(() =>
+          "deferred" as const
+        )
         : await meta.revokePermissions(link.facebook_user_id, deadline).then(() => true, (error) => {
           log.warn("permissions_revoke_failed", { error });
           return false;

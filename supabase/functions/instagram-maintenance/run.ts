@@ -12,9 +12,9 @@
 //    only the Page links' answers stop a run.
 //    A missing subscription is restored by converging (_shared/meta/link_webhooks.ts), so a disconnect
 //    or a move during the check leaves Meta as the database says.
-// 3. Revoke the Facebook users whose revoke a disconnect left to maintenance because a run held the
-//    link, once that run's lease has ended (take_pending_revokes(): each is claimed for an hour and done
-//    once Meta confirms; those another doctor uses again are dropped).
+// 3. Revoke the Facebook users whose revoke a disconnect left to maintenance because this run held the
+//    link (its converges are done now), or another run whose lease has ended (take_pending_revokes():
+//    each is claimed for an hour and done once Meta confirms; those another doctor uses again are dropped).
 // 4. Re-encrypt up to `batch` tokens under the primary key (compare-and-swap: a token the doctor
 //    replaced meanwhile is left alone).
 // 5. Sweep: expired states and pending connections, webhook events past INSTAGRAM_EVENT_RETENTION_DAYS.
@@ -156,7 +156,8 @@ export function runMaintenance({ config, db, keyring }: MaintenanceDeps) {
       log.warn("maintenance_deferred", { deferred: summary.deferred, usage_percent: usage });
     }
 
-    for (const facebookUserId of await db.takePendingRevokes()) {
+    // This run's own deferred revokes (its checks are all done), and the others' past their date.
+    for (const facebookUserId of await db.takePendingRevokes(leaseId)) {
       const done = await meta.revokePermissions(
         facebookUserId,
         AbortSignal.timeout(config.meta.requestDeadlineMs),

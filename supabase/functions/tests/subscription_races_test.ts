@@ -459,7 +459,7 @@ Deno.test(
       const later = () => sql`update private.pending_revokes set not_before = now()`;
 
       await t.step(
-        "a second run revokes nothing while the run that held the link still converges",
+        "a second run revokes nothing while the run that held the link still converges; that run revokes at its end",
         async () => {
           gate.reset();
           const { doctor, user, page } = await linked();
@@ -474,13 +474,16 @@ Deno.test(
           await reread.reached;
           assert.ok(meta.subscriptions.has(page.id), "the run's restore landed after the disconnect");
           assert.equal((await run()).status, 200, "another run meanwhile");
-          assert.ok(!meta.revocations.includes(user.appScopedId), "not before the first run's lease ends");
+          assert.ok(
+            !meta.revocations.includes(user.appScopedId),
+            "not while the first run may need the token",
+          );
           reread.release();
-          assert.equal((await first).status, 200);
+          const firstRun = await first;
+          assert.equal(firstRun.status, 200);
           assert.equal(meta.subscriptions.has(page.id), false, "the first run took its restore back");
-          await later();
-          assert.equal((await run()).body.revoked, 1);
-          assert.ok(meta.revocations.includes(user.appScopedId), "then revoked");
+          assert.ok(meta.revocations.includes(user.appScopedId), "then revoked the grant at its end");
+          assert.ok(firstRun.body.revoked >= 1, JSON.stringify(firstRun.body));
         },
       );
 
@@ -492,15 +495,17 @@ Deno.test(
         const first = run();
         await restore.reached;
         assert.equal((await disconnect(doctor)).body.meta.revoked, "deferred");
+        // Meta fails every revoke of that run's end (others' left by earlier tests included).
+        meta.inject("revoke", ...Array.from({ length: 20 }, () => ({ status: 500 })));
         restore.release();
         assert.equal((await first).status, 200);
+        meta.clearFaults();
+        assert.ok(!meta.revocations.includes(user.appScopedId), "Meta failed it");
+        await run();
+        assert.ok(!meta.revocations.includes(user.appScopedId), "claimed for an hour");
         await later();
-        meta.inject("revoke", { status: 500, error: { code: 2, message: "temporary", is_transient: true } });
-        assert.equal((await run()).body.revoked, 0, "Meta failed it");
-        assert.equal((await run()).body.revoked, 0, "claimed for an hour");
-        await later();
-        assert.equal((await run()).body.revoked, 1);
-        assert.ok(meta.revocations.includes(user.appScopedId));
+        await run();
+        assert.ok(meta.revocations.includes(user.appScopedId), "tried again, and done");
       });
 
       await t.step(

@@ -62,7 +62,7 @@ select throws_ok(
 );
 select is(
   public.prepare_disconnect('00000000-0000-4000-8000-00000000a101'),
-  '{"leased": false, "leased_until": null, "token_kind": "page", "page_id": "8101", "instagram_account_id": "178418101", "access_token": "v1.tok.one",
+  '{"leased": false, "leased_until": null, "leased_by": null, "token_kind": "page", "page_id": "8101", "instagram_account_id": "178418101", "access_token": "v1.tok.one",
     "facebook_user_id": "5550001", "facebook_user_shared": true}'::jsonb,
   'the Page, its encrypted token and the Facebook user, shared with doctor 2'
 );

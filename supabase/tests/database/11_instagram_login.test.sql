@@ -432,7 +432,7 @@ select ok(
 -- The end of a link: disconnect and Meta's Instagram callbacks. ---------------------------------------
 select is(
   public.prepare_disconnect('00000000-0000-4000-8000-0000000000e5') - 'access_token',
-  '{"leased": false, "leased_until": null, "token_kind": "instagram_user", "page_id": null, "instagram_account_id": "17841005",
+  '{"leased": false, "leased_until": null, "leased_by": null, "token_kind": "instagram_user", "page_id": null, "instagram_account_id": "17841005",
     "facebook_user_id": null, "facebook_user_shared": false}'::jsonb,
   'prepare_disconnect: the kind and the account, no Page, no Facebook user to revoke'
 );

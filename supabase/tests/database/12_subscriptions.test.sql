@@ -6,7 +6,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(30);
+select plan(34);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'), ('00000000-0000-4000-8000-00000000c002');
@@ -85,6 +85,14 @@ select is(public.take_pending_revokes(), '{}'::text[], '... and claimed for an h
 update private.pending_revokes set not_before = now() - interval '1 second';
 select is(public.take_pending_revokes(), array['9002'], 'taken again when Meta did not confirm');
 select lives_ok($$select public.complete_pending_revoke('9002')$$, 'Meta confirmed');
+-- The run that held the link revokes at its own end; another run waits for the date.
+select lives_ok(
+  $$select public.defer_revoke('9003', now() + interval '5 minutes', '00000000-0000-4000-8000-0000000000bb')$$,
+  'a revoke left to the run holding lease bb'
+);
+select is(public.take_pending_revokes('00000000-0000-4000-8000-0000000000cc'), '{}'::text[], 'not another run''s');
+select is(public.take_pending_revokes('00000000-0000-4000-8000-0000000000bb'), array['9003'], 'that run''s, at its end');
+select lives_ok($$select public.complete_pending_revoke('9003')$$, 'and done');
 update private.pending_revokes set not_before = now() - interval '1 second';
 select is(public.take_pending_revokes(), '{}'::text[], 'nothing left');
 update public.doctor_instagram set disconnecting_until = null where doctor_id = '00000000-0000-4000-8000-00000000c002';
@@ -96,8 +104,8 @@ select is((select count(*)::int from private.pending_revokes), 0, '... for good'
 select is_empty(
   $$select p.oid::regprocedure::text from pg_proc as p
     where p.oid in ('public.subscription_target(text, text)'::regprocedure,
-                    'public.defer_revoke(text, timestamptz)'::regprocedure,
-                    'public.take_pending_revokes()'::regprocedure,
+                    'public.defer_revoke(text, timestamptz, uuid)'::regprocedure,
+                    'public.take_pending_revokes(uuid)'::regprocedure,
                     'public.complete_pending_revoke(text)'::regprocedure)
       and (has_function_privilege('anon', p.oid, 'execute') or has_function_privilege('authenticated', p.oid, 'execute')
            or not has_function_privilege('service_role', p.oid, 'execute')

@@ -17,8 +17,7 @@
 // 3. so the last write to land at Meta is followed by a read that saw no later change: Meta holds what
 //    the database says.
 // A revoke kills the tokens a converge needs: a disconnect revokes only after its own converge, and
-// while a run held the link, only once that run's lease has ended (prepare_disconnect(),
-// defer_revoke()). Not covered: a write whose answer never came (a timeout) that lands after the last
+// while a run held the link, leaves it to that run's end (prepare_disconnect(), defer_revoke()). Not covered: a write whose answer never came (a timeout) that lands after the last
 // read. A held subscription is repaired by the next run; one nobody holds is not (Meta lists no app's
 // subscriptions to find it). README, "Keeping Meta as the database says".
 import type { Config } from "../config.ts";

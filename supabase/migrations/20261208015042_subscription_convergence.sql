@@ -13,6 +13,7 @@ CREATE TABLE "private"."pending_revokes" (
   "facebook_user_id" text                     NOT NULL,
   "requested_at"     timestamp with time zone NOT NULL DEFAULT now(),
   "not_before"       timestamp with time zone NOT NULL DEFAULT now(),
+  "after_lease"      uuid,
   CONSTRAINT "pending_revokes_pkey" PRIMARY KEY (facebook_user_id),
   CONSTRAINT "pending_revokes_user_format" CHECK ((facebook_user_id ~ '^[0-9]{1,32}$'::text))
 );
@@ -175,19 +176,22 @@ REVOKE ALL ON FUNCTION "public"."complete_pending_revoke"(text) FROM PUBLIC, "an
 
 CREATE OR REPLACE FUNCTION public.defer_revoke (
   p_facebook_user_id text,
-  p_not_before       timestamp with time zone
+  p_not_before       timestamp with time zone,
+  p_after_lease      uuid                     DEFAULT NULL::uuid
 )
   RETURNS void
   LANGUAGE sql
   SECURITY DEFINER
   SET search_path TO ''
   AS $function$
-  insert into private.pending_revokes as pending (facebook_user_id, not_before)
-  values (p_facebook_user_id, coalesce(p_not_before, now()))
-  on conflict (facebook_user_id) do update set not_before = greatest(pending.not_before, excluded.not_before);
+  insert into private.pending_revokes as pending (facebook_user_id, not_before, after_lease)
+  values (p_facebook_user_id, coalesce(p_not_before, now()), p_after_lease)
+  on conflict (facebook_user_id) do update set
+    not_before = greatest(pending.not_before, excluded.not_before),
+    after_lease = case when pending.after_lease = excluded.after_lease then pending.after_lease end;
 $function$;
 
-REVOKE ALL ON FUNCTION "public"."defer_revoke"(text, timestamp WITH time zone) FROM PUBLIC, "anon", "authenticated";
+REVOKE ALL ON FUNCTION "public"."defer_revoke"(text, timestamp WITH time zone, uuid) FROM PUBLIC, "anon", "authenticated";
 
 CREATE OR REPLACE FUNCTION public.disconnect_doctor_instagram (
   p_doctor_id      uuid,
@@ -340,6 +344,7 @@ CREATE OR REPLACE FUNCTION public.prepare_disconnect (
 declare
   link public.doctor_instagram;
   run_lease timestamptz;
+  run_lease_id uuid;
 begin
   select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
   if not found then
@@ -349,13 +354,13 @@ begin
   -- second click, holds a lease too: no run's).
   if link.lease_until > now() and not coalesce(link.disconnecting_until > now(), false) then
     run_lease := link.lease_until;
+    run_lease_id := link.lease_id;
   end if;
   -- The link stops holding its subscription (disconnecting_until: a holder change, so its version moves,
   -- 12), and the disconnect takes its lease (two minutes: longer than its Meta calls), so no maintenance
-  -- run starts on it meanwhile. A run that held it (`leased_until`) has its outcome dropped, and may
-  -- still write to Meta's subscription until its lease ends: the function then leaves the revoke to
-  -- maintenance after that time (defer_revoke(), 12), since a revoke would kill the token that run
-  -- needs to converge.
+  -- run starts on it meanwhile. A run that held it (`leased_by`, `leased_until`) has its outcome dropped,
+  -- and may still write to Meta's subscription: the function then leaves the revoke to that run's end
+  -- (defer_revoke(), 12), since a revoke would kill the token that run needs to converge.
   -- A disconnect that dies leaves the link holding again once both run out: checked_at null makes it the
   -- next run's first, which converges its subscription back.
   update public.doctor_instagram
@@ -365,6 +370,7 @@ begin
   return jsonb_build_object(
     'leased', run_lease is not null,
     'leased_until', run_lease,
+    'leased_by', run_lease_id,
     'token_kind', link.token_kind,
     'page_id', link.instagram_page_id,
     'instagram_account_id', link.instagram_business_account_id,
@@ -409,7 +415,9 @@ $function$;
 
 REVOKE ALL ON FUNCTION "public"."subscription_target"(text, text) FROM PUBLIC, "anon", "authenticated";
 
-CREATE OR REPLACE FUNCTION public.take_pending_revokes()
+CREATE OR REPLACE FUNCTION public.take_pending_revokes (
+  p_lease_id uuid DEFAULT NULL::uuid
+)
   RETURNS text[]
   LANGUAGE plpgsql
   SECURITY DEFINER
@@ -420,7 +428,7 @@ declare
 begin
   -- A link being disconnected (the one that asked) uses nobody.
   delete from private.pending_revokes as pending
-  where pending.not_before <= now() and (
+  where (pending.not_before <= now() or pending.after_lease = p_lease_id) and (
     exists (
       select 1 from public.doctor_instagram as link
       where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
@@ -430,8 +438,8 @@ begin
     )
   );
   with due as (
-    update private.pending_revokes set not_before = now() + interval '1 hour'
-    where not_before <= now()
+    update private.pending_revokes set not_before = now() + interval '1 hour', after_lease = null
+    where not_before <= now() or after_lease = p_lease_id
     returning facebook_user_id
   )
   select coalesce(array_agg(due.facebook_user_id order by due.facebook_user_id), '{}') into taken from due;
@@ -439,7 +447,7 @@ begin
 end;
 $function$;
 
-REVOKE ALL ON FUNCTION "public"."take_pending_revokes"() FROM PUBLIC, "anon", "authenticated";
+REVOKE ALL ON FUNCTION "public"."take_pending_revokes"(uuid) FROM PUBLIC, "anon", "authenticated";
 
 CREATE TRIGGER doctor_instagram_subscription_versions
   AFTER INSERT OR DELETE OR UPDATE ON public.doctor_instagram
@@ -458,8 +466,8 @@ REVOKE ALL ON FUNCTION "private"."held_subscription"(public.doctor_instagram) FR
 
 GRANT EXECUTE ON FUNCTION "public"."complete_pending_revoke"(text) TO "service_role";
 
-GRANT EXECUTE ON FUNCTION "public"."defer_revoke"(text, timestamp WITH time zone) TO "service_role";
+GRANT EXECUTE ON FUNCTION "public"."defer_revoke"(text, timestamp WITH time zone, uuid) TO "service_role";
 
 GRANT EXECUTE ON FUNCTION "public"."subscription_target"(text, text) TO "service_role";
 
-GRANT EXECUTE ON FUNCTION "public"."take_pending_revokes"() TO "service_role";
+GRANT EXECUTE ON FUNCTION "public"."take_pending_revokes"(uuid) TO "service_role";
