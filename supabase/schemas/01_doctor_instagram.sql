@@ -117,8 +117,8 @@ create table public.doctor_instagram (
   token_refreshed_at timestamptz,
   -- A disconnect in progress (prepare_disconnect(), 08) until it deletes the row: the link no longer
   -- holds its webhook subscription (12_subscriptions.sql), so the disconnect can take it back before it
-  -- revokes. A disconnect that died leaves it to run out (two minutes); a new link clears it. Not
-  -- granted to doctors.
+  -- revokes, and the doctor cannot link again meanwhile. A disconnect that died leaves it to run out;
+  -- the next maintenance run clears it. Not granted to doctors.
   disconnecting_until timestamptz,
   -- A Page link has a Page and an Instagram Login link has none; the Facebook user and the Instagram user
   -- belong to their own path; a reason belongs to its kind of link (see status_reason).

@@ -236,7 +236,12 @@ begin
 
   perform private.refuse_held_elsewhere(p_doctor_id, pending.token_kind, page);
 
-  select * into previous from public.doctor_instagram where doctor_id = p_doctor_id;
+  select * into previous from public.doctor_instagram where doctor_id = p_doctor_id for update;
+  -- A disconnect in progress owns the link until it deletes it (12_subscriptions.sql): linking now would
+  -- hand that disconnect's revoke a fresh token to kill. One that died (its mark ran out) is taken over.
+  if previous.disconnecting_until > now() then
+    raise exception using errcode = 'PT409', message = 'A disconnect is in progress', detail = 'disconnect_in_progress';
+  end if;
   -- The same account again, the same way: a reconnect (a fresh token, the link active again).
   if previous.token_kind = pending.token_kind and (
     (not via_instagram and previous.instagram_page_id = page ->> 'page_id')

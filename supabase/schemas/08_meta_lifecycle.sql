@@ -34,7 +34,7 @@
 -- database that cannot write now (read-only mode, a standby: SQLSTATE 25006; a full disk) refuses here,
 -- before the function changes anything at Meta, rather than at disconnect_doctor_instagram() after Meta
 -- has unsubscribed the Page.
-create function public.prepare_disconnect(p_doctor_id uuid)
+create function public.prepare_disconnect(p_doctor_id uuid, p_fence_seconds int default 120)
 returns jsonb
 language plpgsql
 security definer
@@ -49,22 +49,24 @@ begin
   if not found then
     raise exception using errcode = 'PT404', message = 'No Instagram account is connected', detail = 'not_connected';
   end if;
-  -- The end of a maintenance run's lease, if one holds the link (a disconnect already in progress, a
-  -- second click, holds a lease too: no run's).
-  if link.lease_until > now() and not coalesce(link.disconnecting_until > now(), false) then
+  -- A maintenance run that holds the link (its lease; a disconnect takes none) may still write to Meta's
+  -- subscription: the function leaves the revoke to that run's end (defer_revoke(), 12), since a revoke
+  -- would kill the token the run needs to converge. A second click finds the same lease.
+  if link.lease_until > now() then
     run_lease := link.lease_until;
     run_lease_id := link.lease_id;
   end if;
   -- The link stops holding its subscription (disconnecting_until: a holder change, so its version moves,
-  -- 12), and the disconnect takes its lease (two minutes: longer than its Meta calls), so no maintenance
-  -- run starts on it meanwhile. A run that held it (`leased_by`, `leased_until`) has its outcome dropped,
-  -- and may still write to Meta's subscription: the function then leaves the revoke to that run's end
-  -- (defer_revoke(), 12), since a revoke would kill the token that run needs to converge.
-  -- A disconnect that dies leaves the link holding again once both run out: checked_at null makes it the
-  -- next run's first, which converges its subscription back.
+  -- 12) for p_fence_seconds (10 to 900: longer than the function's Meta calls), renewed by a second click;
+  -- meanwhile no run leases it, its check's outcome is dropped, and the doctor cannot link again. One that
+  -- died leaves it to run out: the next run clears it (lease_instagram_links(), a holder change again) and,
+  -- checked_at null, checks the link first, converging its subscription back.
+  if p_fence_seconds is null or p_fence_seconds not between 10 and 900 then
+    raise exception using errcode = 'PT400', message = 'a fence of 10 to 900 seconds is required', detail = 'invalid_request';
+  end if;
   update public.doctor_instagram
-  set lease_id = gen_random_uuid(), lease_until = now() + interval '2 minutes',
-      disconnecting_until = now() + interval '2 minutes', checked_at = null
+  set disconnecting_until = greatest(disconnecting_until, now() + make_interval(secs => p_fence_seconds)),
+      checked_at = null
   where doctor_id = p_doctor_id;
   return jsonb_build_object(
     'leased', run_lease is not null,
@@ -88,8 +90,8 @@ begin
   );
 end;
 $$;
-revoke all on function public.prepare_disconnect(uuid) from public, anon, authenticated;
-grant execute on function public.prepare_disconnect(uuid) to service_role;
+revoke all on function public.prepare_disconnect(uuid, int) from public, anon, authenticated;
+grant execute on function public.prepare_disconnect(uuid, int) to service_role;
 
 -- Deletes the doctor's link, whatever account it holds by now, audited (through app.audit_metadata)
 -- with what Meta said, and returns what was deleted ({page_id, access_token, token_kind,

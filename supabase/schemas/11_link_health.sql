@@ -42,9 +42,12 @@ begin
      or p_lease_seconds is null or p_lease_seconds not between 10 and 900 then
     raise exception using errcode = 'PT400', message = 'a lease id, a limit of 1 to 50 and 10 to 900 seconds are required', detail = 'invalid_request';
   end if;
+  -- A disconnect that died: its mark ran out, and the link holds its subscription again (a holder
+  -- change: the version moves, 12); checked_at null, it comes first below.
+  update public.doctor_instagram set disconnecting_until = null where disconnecting_until <= now();
   with candidates as (
     select doctor_id from public.doctor_instagram
-    where lease_until is null or lease_until < now()
+    where (lease_until is null or lease_until < now()) and disconnecting_until is null
     order by checked_at nulls first, doctor_id
     limit p_limit
     for update skip locked
@@ -95,7 +98,8 @@ revoke all on function private.check_reason_kind(text, text) from public;
 
 -- Records one check under this run's lease and ends the lease. p_checked_token is the encrypted token
 -- the check used: when the link holds another one by now (reconnected, or re-encrypted by another
--- run), or the lease is no longer this run's, the outcome is dropped ('stale') and nothing changes.
+-- run), the lease is no longer this run's, or a disconnect is in progress, the outcome is dropped
+-- ('stale') and nothing changes.
 -- p_reason null means active; a reason of the other kind of link (instagram_* for a Page link, or a
 -- Page reason for an Instagram Login link) is refused with 22023. Answers 'unchanged', 'status_changed'
 -- or 'stale'.
@@ -120,7 +124,8 @@ begin
   select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
   if not found or link.lease_id is distinct from p_lease_id then
     return 'stale';
-  elsif link.instagram_access_token is distinct from p_checked_token then
+  elsif link.instagram_access_token is distinct from p_checked_token or link.disconnecting_until is not null then
+    -- Reconnected, re-encrypted, or being disconnected (12_subscriptions.sql): not what was checked.
     update public.doctor_instagram set lease_id = null, lease_until = null where doctor_id = p_doctor_id;
     return 'stale';
   end if;

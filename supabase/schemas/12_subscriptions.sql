@@ -17,9 +17,9 @@ create table private.subscription_versions (
 comment on table private.subscription_versions is
   'Bumped whenever a link starts or stops holding a Page''s or an Instagram account''s webhook subscription (12_subscriptions.sql).';
 
--- What a link holds: its Page on the Facebook path, its account on the Instagram path; nothing while a
--- disconnect is in progress. (A disconnect that died holds again once disconnecting_until has passed,
--- with no bump: the next maintenance run checks the link and converges it.)
+-- What a link holds: its Page on the Facebook path, its account on the Instagram path; nothing while it
+-- is marked as being disconnected. A mark that ran out (a disconnect that died) still holds nothing until
+-- the next run clears it (lease_instagram_links(), 11), a holder change like any other.
 create function private.held_subscription(p_link public.doctor_instagram)
 returns text
 language sql
@@ -78,8 +78,8 @@ after insert or update or delete on public.doctor_instagram
 for each row execute function private.bump_subscription_versions();
 
 -- The subscription's version and the link that holds it, if any ({doctor_id, access_token}: the
--- encrypted token, bound to that doctor and p_object_id), in one snapshot. A read: STABLE. A fence
--- that ran out (a disconnect that died) counts as holding again, as held_subscription() says.
+-- encrypted token, bound to that doctor and p_object_id), in one snapshot. A read: STABLE. A link being
+-- disconnected holds nothing, as held_subscription() says.
 create function public.subscription_target(p_token_kind text, p_object_id text)
 returns jsonb
 language sql
@@ -96,7 +96,7 @@ as $$
       where ((p_token_kind = 'page' and link.instagram_page_id = p_object_id)
           or (p_token_kind = 'instagram_user' and link.instagram_business_account_id = p_object_id
             and link.token_kind = 'instagram_user'))
-        and (link.disconnecting_until is null or link.disconnecting_until <= now()))
+        and link.disconnecting_until is null)
   );
 $$;
 revoke all on function public.subscription_target(text, text) from public, anon, authenticated;
@@ -136,8 +136,8 @@ revoke all on function public.defer_revoke(text, timestamptz, uuid) from public,
 grant execute on function public.defer_revoke(text, timestamptz, uuid) to service_role;
 
 -- The pending revokes due for the run holding p_lease_id (its own, at its end; everyone's past their
--- date) whose Facebook user no link or waiting connection uses any more (those still used are dropped:
--- revoking would cut another doctor off). Each is claimed for an hour: complete_pending_revoke() removes
+-- date) whose Facebook user no link or waiting connection uses any more: one a link uses is dropped
+-- (revoking would cut that doctor off), one a waiting connection uses waits for it to expire. Each is claimed for an hour: complete_pending_revoke() removes
 -- it once Meta confirmed, else a run after that tries again.
 create function public.take_pending_revokes(p_lease_id uuid default null)
 returns text[]
@@ -148,17 +148,20 @@ as $$
 declare
   taken text[];
 begin
-  -- A link being disconnected (the one that asked) uses nobody.
+  -- A link uses the user again (a link being disconnected uses nobody): dropped, that doctor needs it.
   delete from private.pending_revokes as pending
-  where (pending.not_before <= now() or pending.after_lease = p_lease_id) and (
-    exists (
-      select 1 from public.doctor_instagram as link
-      where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
-    ) or exists (
-      select 1 from private.pending_connections as waiting
-      where waiting.facebook_user_id = pending.facebook_user_id and waiting.used_at is null and waiting.expires_at > now()
-    )
+  where (pending.not_before <= now() or pending.after_lease = p_lease_id) and exists (
+    select 1 from public.doctor_instagram as link
+    where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
   );
+  -- A connection waiting to be finished uses it: not before that connection expires.
+  update private.pending_revokes as pending set not_before = waiting.expires_at, after_lease = null
+  from (
+    select facebook_user_id, max(expires_at) as expires_at from private.pending_connections
+    where used_at is null and expires_at > now() group by facebook_user_id
+  ) as waiting
+  where waiting.facebook_user_id = pending.facebook_user_id
+    and (pending.not_before <= now() or pending.after_lease = p_lease_id);
   with due as (
     update private.pending_revokes set not_before = now() + interval '1 hour', after_lease = null
     where not_before <= now() or after_lease = p_lease_id

@@ -99,7 +99,7 @@ export interface LinkedAccount {
 
 /** What the function needs to clean up at Meta before a disconnect. */
 export interface LinkToDisconnect {
-  /** A maintenance run held the link (the disconnect has its lease now): it may still write to Meta. */
+  /** A maintenance run holds the link (its lease): it may still write to Meta. */
   leased: boolean;
   /** Until when that run's lease ran (ISO 8601): it may write to Meta until then. */
   leased_until: string | null;
@@ -247,8 +247,8 @@ export interface Database {
   openPendingConnection(ref: PendingConnectionRef): Promise<OpenedPendingConnection>;
   /** `pageId` undefined for an Instagram Login connection. */
   linkPendingConnection(ref: PendingConnectionRef & { pageId: string | undefined }): Promise<LinkedAccount>;
-  /** Throws not_connected when the doctor has no link. */
-  prepareDisconnect(doctorId: string): Promise<LinkToDisconnect>;
+  /** Marks the link as leaving for `fenceSeconds`; throws not_connected when the doctor has no link. */
+  prepareDisconnect(doctorId: string, fenceSeconds: number): Promise<LinkToDisconnect>;
   /** Deletes the doctor's link, whatever Page it holds by now; what was deleted, or null if nothing. */
   disconnect(doctorId: string, meta: MetaOutcome, correlationId: string): Promise<DisconnectedLink | null>;
   /** Removes what the Facebook user had granted when Meta issued the request (`issuedAt`). */
@@ -374,7 +374,8 @@ export function createDatabase(config: Config<"database">): Database {
       }),
     openPendingConnection: (ref) => rpc("open_pending_connection", pendingArgs(ref)),
     linkPendingConnection: (ref) => rpc("link_pending_connection", pendingArgs(ref)),
-    prepareDisconnect: (doctorId) => rpc("prepare_disconnect", { p_doctor_id: doctorId }),
+    prepareDisconnect: (doctorId, fenceSeconds) =>
+      rpc("prepare_disconnect", { p_doctor_id: doctorId, p_fence_seconds: fenceSeconds }),
     disconnect: (doctorId, meta, correlationId) =>
       rpc("disconnect_doctor_instagram", {
         p_doctor_id: doctorId,

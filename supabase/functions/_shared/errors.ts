@@ -100,6 +100,10 @@ export const ERRORS = {
     409,
     "This Instagram account is already linked to another doctor. They must disconnect it first, or sign in with another Instagram account.",
   ],
+  disconnect_in_progress: [
+    409,
+    "Your Instagram account is being disconnected right now, so nothing was connected. Wait a moment, then connect again.",
+  ],
   session_mismatch: [
     403,
     "This connection was started from another doctor's account, so nothing was connected. To connect your own Instagram, press Connect Instagram while signed in as yourself.",

@@ -1,6 +1,7 @@
 // DELETE /instagram-connect: the doctor disconnects.
 // 1. prepare_disconnect: the link stops holding its webhook subscription (a holder change: its version
-//    moves) and the disconnect takes its maintenance lease;
+//    moves) until the disconnect is done: no maintenance run takes it, and the doctor cannot link again
+//    meanwhile (409 disconnect_in_progress);
 // 2. the subscription converges (_shared/meta/link_webhooks.ts): nobody holds it, so it is unsubscribed
 //    with the link's own token, and whoever wrote to it meanwhile (a maintenance run, another doctor's
 //    finish) is seen and undone;
@@ -23,7 +24,9 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
   return async (c: Context<AppEnv>) => {
     const doctorId = c.var.doctorId;
     const log = c.var.log;
-    const link = await db.prepareDisconnect(doctorId);
+    // Longer than every Meta call here (one deadline for all) and a minute for the database.
+    const fenceSeconds = Math.min(900, Math.max(120, Math.ceil(config.meta.requestDeadlineMs / 1000) + 60));
+    const link = await db.prepareDisconnect(doctorId, fenceSeconds);
 
     const meta = createMetaGraph(config, log);
     const webhooks = linkWebhooks({
@@ -63,9 +66,9 @@ export function disconnect({ config, db, keyring }: ConnectDeps) {
     const outcome = { unsubscribed, revoked };
     const deleted = await db.disconnect(doctorId, outcome, c.var.correlationId);
     const gone = deleted ? storedLink(doctorId, deleted) : undefined;
-    // The doctor's other tab linked again meanwhile (another account, or a fresh token): that link is
-    // deleted too, so its subscription converges, and its Facebook user's grant is left to maintenance
-    // (revoked once nobody uses it).
+    // Only if the mark ran out first (a database stalled past it) can the doctor have linked again
+    // meanwhile: that link is deleted too, so its subscription converges, and its Facebook user's grant
+    // is left to maintenance (revoked once nobody uses it).
     if (gone && gone.encryptedToken !== current.encryptedToken) {
       await webhooks.converge(gone, deadline).catch((error) =>
         log.warn("subscription_converge_failed", { ...linkIds(gone), error })

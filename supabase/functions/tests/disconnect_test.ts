@@ -177,7 +177,7 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
     });
 
     await t.step(
-      "a finish moving the doctor to another Page while a disconnect runs: both Pages end clean",
+      "a finish moving the doctor to another Page while a disconnect runs: refused, both Pages end clean",
       async () => {
         const doctor = await newDoctor(stack, sql);
         const first = meta.newUser(1);
@@ -192,7 +192,8 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         const moved = await finish(stack, doctor.token, { pending: waiting.result.body.pending }).finally(
           () => held.release(),
         );
-        assert.equal(moved.status, 200, "the other tab finished meanwhile");
+        assert.equal(moved.status, 409, "the other tab's finish waits for the disconnect");
+        assert.equal(moved.body.error.code, "disconnect_in_progress");
         const out = await disconnecting;
         assert.equal(out.status, 200);
         assert.equal(await linkOf(sql, doctor.id), undefined, "the doctor ends disconnected");
@@ -200,21 +201,22 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         assert.equal(
           meta.subscriptions.has(second.pages[0].id),
           false,
-          "the Page linked meanwhile is unsubscribed too",
+          "the refused finish took its subscription back",
         );
         const last = (await auditOf(sql, doctor.id)).at(-1)!;
         assert.equal(last.action, "instagram.disconnected");
-        assert.equal(last.metadata.page_id, second.pages[0].id);
+        assert.equal(last.metadata.page_id, first.pages[0].id);
+        const again = await finish(stack, doctor.token, { pending: waiting.result.body.pending });
+        assert.equal(again.status, 200, "once disconnected, the same connection can be finished");
       },
     );
 
     await t.step(
-      "an unsubscribe Meta carries out late, after another doctor linked the Page: resubscribed for them",
+      "while a disconnect waits on Meta, neither the doctor's other tab nor another doctor links its Page",
       async (t) => {
         racesRequests(t);
-        // Dr. A holds P1 and disconnects; Meta takes 2 s over the unsubscribe of P1. Meanwhile A finishes a
-        // link to P2 in another tab (P1 is free then), and Dr. B links P1. Then Meta removes P1's
-        // subscription, which B's link now needs.
+        // Dr. A holds P1 and disconnects; Meta is slow over the unsubscribe of P1. Meanwhile A's other tab
+        // and Dr. B each try to link P1: both wait for the disconnect, and B links it after.
         const a = await newDoctor(stack, sql);
         const b = await newDoctor(stack, sql);
         const userA = meta.newUser(2);
@@ -222,21 +224,30 @@ Deno.test("instagram-connect disconnect", stackTest, async (t) => {
         assert.equal((await link(stack, a.token, userA.userId, p1.id)).finished.status, 200);
         const otherTab = await fullFlow(stack, a.token, userA.userId);
         const bFlow = await fullFlow(stack, b.token, meta.addUser(`p1-manager-${b.id}`, [p1]));
-        meta.inject("unsubscribe", { delayMs: 2_000 });
-
+        stack.gate.reset();
+        const unsubscribing = stack.gate.holdNext("meta unsubscribe");
         const disconnecting = disconnect(stack, a.token);
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        assert.equal(
-          (await finish(stack, a.token, { pending: otherTab.result.body.pending, page_id: p2.id })).status,
-          200,
-        );
-        assert.equal((await finish(stack, b.token, { pending: bFlow.result.body.pending })).status, 200);
-        const result = await disconnecting;
-        assert.equal(result.status, 200);
-
+        await unsubscribing.reached;
+        try {
+          const moved = await finish(stack, a.token, {
+            pending: otherTab.result.body.pending,
+            page_id: p2.id,
+          });
+          assert.equal(moved.status, 409);
+          assert.equal(moved.body.error.code, "disconnect_in_progress");
+          const taken = await finish(stack, b.token, { pending: bFlow.result.body.pending, page_id: p1.id });
+          assert.equal(taken.status, 409);
+          assert.equal(taken.body.error.code, "page_already_linked", "A still holds P1 until the delete");
+        } finally {
+          unsubscribing.release();
+        }
+        assert.equal((await disconnecting).status, 200);
+        assert.equal(meta.subscriptions.has(p1.id), false);
+        const bAgain = await fullFlow(stack, b.token, `p1-manager-${b.id}`);
+        const linked = await finish(stack, b.token, { pending: bAgain.result.body.pending, page_id: p1.id });
+        assert.equal(linked.status, 200, JSON.stringify(linked.body));
         assert.equal((await linkOf(sql, b.id)).instagram_page_id, p1.id);
-        assert.ok(meta.subscriptions.has(p1.id), "B's Page is subscribed again");
-        assert.equal((await linkOf(sql, b.id)).checked_at, null, "and B's link is checked first next run");
+        assert.ok(meta.subscriptions.has(p1.id), "B's Page is subscribed");
       },
     );
 

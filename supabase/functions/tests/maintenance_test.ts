@@ -239,12 +239,13 @@ Deno.test("instagram-maintenance", stackTest, async (t) => {
         const [first, second] = await Promise.all([run(stack), run(stack)]);
         assert.equal(first.status, 200);
         assert.equal(second.status, 200);
+        // Each run leases at most its batch (50): the database is shared, other tests' links may be more.
         assert.equal(
           first.body.checked + second.body.checked + first.body.failed + second.body.failed,
-          total,
+          Math.min(total, 100),
         );
         // Instagram Login links (other tests' too: the database is shared) are checked at graph.instagram.com.
-        assert.equal(meta.calls.debug_token, pages, "one debug_token per Page link");
+        if (total <= 100) assert.equal(meta.calls.debug_token, pages, "one debug_token per Page link");
       });
 
       await t.step("events past their retention are purged by the run", async () => {

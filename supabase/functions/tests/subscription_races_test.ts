@@ -310,8 +310,7 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
           a: disconnect(doctor),
           b: finishing("the other tab's finish", doctor, { pending: flow.result.body.pending }, [
             200,
-            400,
-            404,
+            409,
           ]),
           keys: [pageKey(page.id), pageKey(other.pages[0].id)],
         };
@@ -509,7 +508,7 @@ Deno.test(
       });
 
       await t.step(
-        "a disconnect and the other tab's move during a run: both grants revoked, both Pages clean",
+        "the other tab's move during a disconnect and a run: refused until the disconnect is done",
         async () => {
           gate.reset();
           const { doctor, user, page } = await linked();
@@ -523,21 +522,94 @@ Deno.test(
           const disconnecting = disconnect(doctor);
           await deleting.reached;
           const moved = await finish(stack, doctor.token, { pending: flow.result.body.pending });
-          assert.equal(moved.status, 200, "the other tab moved the link to another Facebook user's Page");
+          assert.equal(moved.status, 409, "the disconnect owns the link until it is done");
           deleting.release();
           const gone = await disconnecting;
           assert.equal(gone.body.meta.revoked, "deferred");
           restore.release();
           assert.equal((await first).status, 200);
           assert.equal(await linkOf(sql, doctor.id), undefined);
-          await later();
-          assert.equal((await run()).status, 200);
-          for (const grant of [user, other]) {
-            assert.ok(meta.revocations.includes(grant.appScopedId), grant.userId);
-          }
+          assert.ok(
+            meta.revocations.includes(user.appScopedId),
+            "the run that held the link revoked at its end",
+          );
           for (const left of [page, other.pages[0]]) {
             assert.equal(meta.subscriptions.has(left.id), false, left.id);
           }
+        },
+      );
+
+      await t.step(
+        "the other tab relinks with the same Facebook user before the revoke: refused",
+        async () => {
+          gate.reset();
+          const { doctor, user, page } = await linked();
+          const flow = await fullFlow(stack, doctor.token, user.userId);
+          const revoke = gate.holdNext("meta revoke");
+          const disconnecting = disconnect(doctor);
+          await revoke.reached;
+          const again = await finish(stack, doctor.token, {
+            pending: flow.result.body.pending,
+            page_id: page.id,
+          });
+          revoke.release();
+          assert.equal(again.status, 409, "a fresh token for the revoke to kill: refused");
+          const gone = await disconnecting;
+          assert.deepEqual(gone.body.meta, { unsubscribed: true, revoked: true });
+          assert.equal(await linkOf(sql, doctor.id), undefined);
+          assert.equal(meta.subscriptions.has(page.id), false, "nobody holds the Page, and Meta says so");
+        },
+      );
+
+      await t.step("a second click while a run holds the token defers its revoke too", async () => {
+        gate.reset();
+        const { doctor, user, page } = await linked();
+        await lost(doctor, page.id);
+        const restore = gate.holdNext("meta subscribe");
+        const first = run();
+        await restore.reached;
+        const delete1 = gate.holdNext("rpc disconnect_doctor_instagram");
+        const click1 = disconnect(doctor);
+        await delete1.reached;
+        const click2 = await disconnect(doctor);
+        assert.equal(click2.body.meta.revoked, "deferred", "the run still holds the link");
+        restore.release();
+        assert.equal((await first).status, 200);
+        delete1.release();
+        const firstClick = await click1;
+        assert.ok([200, 404].includes(firstClick.status), JSON.stringify(firstClick.body));
+        assert.equal(await linkOf(sql, doctor.id), undefined);
+        assert.equal(
+          meta.subscriptions.has(page.id),
+          false,
+          "the run took its restore back with a live token",
+        );
+        assert.ok(meta.revocations.includes(user.appScopedId), "and revoked at its end");
+      });
+
+      await t.step(
+        "a disconnect after one that died: the next run first gives the link its Page back",
+        async () => {
+          gate.reset();
+          const { doctor, page } = await linked();
+          // A disconnect died after its mark; the mark ran out.
+          await sql`select public.prepare_disconnect(${doctor.id})`;
+          await sql`update public.doctor_instagram set disconnecting_until = now() - interval '1 second'
+          where doctor_id = ${doctor.id}`;
+          await lost(doctor, page.id);
+          const restore = gate.holdNext("meta subscribe");
+          const first = run();
+          await restore.reached; // the run cleared the mark (a holder change), read the link as holder
+          const gone = await disconnect(doctor);
+          assert.equal(gone.status, 200);
+          restore.release();
+          assert.equal((await first).status, 200);
+          assert.equal(await linkOf(sql, doctor.id), undefined);
+          assert.equal(
+            meta.subscriptions.has(page.id),
+            false,
+            "the run saw the disconnect and took its restore back",
+          );
         },
       );
 

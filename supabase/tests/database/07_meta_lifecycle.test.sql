@@ -37,7 +37,7 @@ select ok(
      and has_function_privilege('service_role', oid, 'execute')
      and prosecdef and proconfig = array['search_path=""'])
    from pg_proc
-   where oid in ('public.prepare_disconnect(uuid)'::regprocedure,
+   where oid in ('public.prepare_disconnect(uuid, int)'::regprocedure,
                  'public.disconnect_doctor_instagram(uuid, jsonb, text)'::regprocedure,
                  'public.subscription_target(text, text)'::regprocedure,
                  'public.forget_facebook_user(text, text, timestamptz, text)'::regprocedure,

@@ -6,7 +6,7 @@
 begin;
 set local client_min_messages to warning;
 create extension if not exists pgtap;
-select plan(34);
+select plan(42);
 
 insert into auth.users (id) values
   ('00000000-0000-4000-8000-00000000c001'), ('00000000-0000-4000-8000-00000000c002');
@@ -50,28 +50,38 @@ delete from auth.users where id = '00000000-0000-4000-8000-00000000c001';
 select is(pg_temp.version('instagram_user', '178417001'), 2::bigint, 'a cascade from auth.users bumps');
 select is(public.subscription_target('instagram_user', '178417001')->'holder', 'null'::jsonb, '... and nobody holds it');
 
--- prepare_disconnect: the link holds nothing any more (a bump), the disconnect takes the lease.
+-- prepare_disconnect: the link holds nothing any more (a bump); the run's lease stays the run's.
 insert into public.doctor_instagram (doctor_id, instagram_page_id, instagram_access_token, instagram_business_account_id, facebook_user_id, lease_id, lease_until)
 values ('00000000-0000-4000-8000-00000000c002', '7002', 'v1.cipher-three', '178417002', '9002',
   '00000000-0000-4000-8000-0000000000aa', now() + interval '5 minutes');
 select is(
-  public.prepare_disconnect('00000000-0000-4000-8000-00000000c002')->>'leased', 'true',
-  'a run held the link: leased'
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000c002') - 'access_token' - 'leased_until',
+  '{"leased": true, "leased_by": "00000000-0000-4000-8000-0000000000aa", "token_kind": "page", "page_id": "7002",
+    "instagram_account_id": "178417002", "facebook_user_id": "9002", "facebook_user_shared": false}'::jsonb,
+  'a run held the link: leased, by that run''s lease'
 );
 select is(public.subscription_target('page', '7002')->'holder', 'null'::jsonb, 'a link being disconnected holds nothing');
 select is(pg_temp.version('page', '7002'), 2::bigint, '... a holder change: the version moved');
-select isnt(
-  (select lease_id from public.doctor_instagram where doctor_id = '00000000-0000-4000-8000-00000000c002'),
-  '00000000-0000-4000-8000-0000000000aa'::uuid,
-  'the disconnect holds the lease now: the run''s outcome is stale'
+select is(
+  public.record_instagram_link_check('00000000-0000-4000-8000-00000000c002', '00000000-0000-4000-8000-0000000000aa',
+    'v1.cipher-three', null),
+  'stale', 'the run''s outcome is dropped'
 );
+update public.doctor_instagram set lease_id = '00000000-0000-4000-8000-0000000000aa', lease_until = now() + interval '5 minutes'
+where doctor_id = '00000000-0000-4000-8000-00000000c002';
+select is(
+  public.prepare_disconnect('00000000-0000-4000-8000-00000000c002')->>'leased_by', '00000000-0000-4000-8000-0000000000aa',
+  'a second click sees the same run''s lease: it defers its revoke too'
+);
+update public.doctor_instagram set lease_id = null, lease_until = null
+where doctor_id = '00000000-0000-4000-8000-00000000c002';
 select is(
   public.lease_instagram_links(gen_random_uuid(), 50, 60), '[]'::jsonb,
   'no run leases a link being disconnected'
 );
-select is(
-  public.prepare_disconnect('00000000-0000-4000-8000-00000000c002')->>'leased', 'false',
-  'a second click: that lease is the disconnect''s, no run''s'
+select throws_ok(
+  $$select public.prepare_disconnect('00000000-0000-4000-8000-00000000c002', 5)$$,
+  'PT400', null, 'a mark of less than 10 seconds is refused'
 );
 
 -- A revoke left to maintenance: not before the run's lease ends, claimed for an hour, done when Meta is.
@@ -99,6 +109,28 @@ update public.doctor_instagram set disconnecting_until = null where doctor_id = 
 select lives_ok($$select public.defer_revoke('9002', now() - interval '1 second')$$, 'a revoke for a user in use');
 select is(public.take_pending_revokes(), '{}'::text[], 'is dropped: another link uses that user');
 select is((select count(*)::int from private.pending_revokes), 0, '... for good');
+
+-- A disconnect that died: its mark runs out, and the next run's lease clears it (a holder change).
+update public.doctor_instagram set disconnecting_until = now() - interval '1 second', checked_at = now() + interval '1 day'
+where doctor_id = '00000000-0000-4000-8000-00000000c002';
+select is(public.subscription_target('page', '7002')->'holder', 'null'::jsonb, 'a mark that ran out holds nothing yet');
+select is(
+  (public.lease_instagram_links(gen_random_uuid(), 1, 60) -> 0 ->> 'doctor_id'), '00000000-0000-4000-8000-00000000c002',
+  'the next run clears it and takes the link'
+);
+select isnt(public.subscription_target('page', '7002')->'holder', 'null'::jsonb, 'which holds its Page again');
+select cmp_ok(pg_temp.version('page', '7002'), '>', 3::bigint, '... a holder change: the version moved');
+
+-- A revoke whose user a waiting connection uses waits for that connection to expire.
+insert into private.pending_connections (token_hash, doctor_id, facebook_user_id, pages, expires_at)
+select repeat('ab', 32), '00000000-0000-4000-8000-00000000c002', '9004', '[]'::jsonb,
+  now() + interval '10 minutes';
+select lives_ok($$select public.defer_revoke('9004', now() - interval '1 second')$$, 'a revoke for a user a connection waits with');
+select is(public.take_pending_revokes(), '{}'::text[], 'not while the connection may still be finished');
+select cmp_ok(
+  (select not_before from private.pending_revokes where facebook_user_id = '9004'), '>', now(),
+  '... kept, until the connection expires'
+);
 
 -- Closed to the API roles: only service_role runs these (under either default-grant setting).
 select is_empty(

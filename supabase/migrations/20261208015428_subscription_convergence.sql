@@ -9,6 +9,8 @@ DROP FUNCTION "public"."page_holder_to_resubscribe"(text);
 
 DROP FUNCTION "public"."page_is_linked"(text);
 
+DROP FUNCTION "public"."prepare_disconnect"(uuid);
+
 CREATE TABLE "private"."pending_revokes" (
   "facebook_user_id" text                     NOT NULL,
   "requested_at"     timestamp with time zone NOT NULL DEFAULT now(),
@@ -219,6 +221,56 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.lease_instagram_links (
+  p_lease_id      uuid,
+  p_limit         integer DEFAULT 50,
+  p_lease_seconds integer DEFAULT 300
+)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SECURITY DEFINER
+  SET search_path TO ''
+  AS $function$
+declare
+  leased jsonb;
+begin
+  if p_lease_id is null or p_limit is null or p_limit not between 1 and 50
+     or p_lease_seconds is null or p_lease_seconds not between 10 and 900 then
+    raise exception using errcode = 'PT400', message = 'a lease id, a limit of 1 to 50 and 10 to 900 seconds are required', detail = 'invalid_request';
+  end if;
+  -- A disconnect that died: its mark ran out, and the link holds its subscription again (a holder
+  -- change: the version moves, 12); checked_at null, it comes first below.
+  update public.doctor_instagram set disconnecting_until = null where disconnecting_until <= now();
+  with candidates as (
+    select doctor_id from public.doctor_instagram
+    where (lease_until is null or lease_until < now()) and disconnecting_until is null
+    order by checked_at nulls first, doctor_id
+    limit p_limit
+    for update skip locked
+  ), taken as (
+    update public.doctor_instagram as link
+    set lease_id = p_lease_id, lease_until = now() + make_interval(secs => p_lease_seconds)
+    from candidates
+    where link.doctor_id = candidates.doctor_id
+    returning link.*
+  )
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'doctor_id', taken.doctor_id,
+    'page_id', taken.instagram_page_id,
+    'instagram_account_id', taken.instagram_business_account_id,
+    'access_token', taken.instagram_access_token,
+    'token_kind', taken.token_kind,
+    'token_expires_at', taken.token_expires_at,
+    'token_refreshed_at', taken.token_refreshed_at,
+    'status', taken.status,
+    'status_reason', taken.status_reason
+  ) order by taken.checked_at nulls first, taken.doctor_id), '[]'::jsonb)
+  into leased
+  from taken;
+  return leased;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.link_pending_connection (
   p_doctor_id      uuid,
   p_token_hash     text,
@@ -252,7 +304,12 @@ begin
 
   perform private.refuse_held_elsewhere(p_doctor_id, pending.token_kind, page);
 
-  select * into previous from public.doctor_instagram where doctor_id = p_doctor_id;
+  select * into previous from public.doctor_instagram where doctor_id = p_doctor_id for update;
+  -- A disconnect in progress owns the link until it deletes it (12_subscriptions.sql): linking now would
+  -- hand that disconnect's revoke a fresh token to kill. One that died (its mark ran out) is taken over.
+  if previous.disconnecting_until > now() then
+    raise exception using errcode = 'PT409', message = 'A disconnect is in progress', detail = 'disconnect_in_progress';
+  end if;
   -- The same account again, the same way: a reconnect (a fresh token, the link active again).
   if previous.token_kind = pending.token_kind and (
     (not via_instagram and previous.instagram_page_id = page ->> 'page_id')
@@ -334,7 +391,8 @@ end;
 $function$;
 
 CREATE OR REPLACE FUNCTION public.prepare_disconnect (
-  p_doctor_id uuid
+  p_doctor_id     uuid,
+  p_fence_seconds integer DEFAULT 120
 )
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -350,22 +408,24 @@ begin
   if not found then
     raise exception using errcode = 'PT404', message = 'No Instagram account is connected', detail = 'not_connected';
   end if;
-  -- The end of a maintenance run's lease, if one holds the link (a disconnect already in progress, a
-  -- second click, holds a lease too: no run's).
-  if link.lease_until > now() and not coalesce(link.disconnecting_until > now(), false) then
+  -- A maintenance run that holds the link (its lease; a disconnect takes none) may still write to Meta's
+  -- subscription: the function leaves the revoke to that run's end (defer_revoke(), 12), since a revoke
+  -- would kill the token the run needs to converge. A second click finds the same lease.
+  if link.lease_until > now() then
     run_lease := link.lease_until;
     run_lease_id := link.lease_id;
   end if;
   -- The link stops holding its subscription (disconnecting_until: a holder change, so its version moves,
-  -- 12), and the disconnect takes its lease (two minutes: longer than its Meta calls), so no maintenance
-  -- run starts on it meanwhile. A run that held it (`leased_by`, `leased_until`) has its outcome dropped,
-  -- and may still write to Meta's subscription: the function then leaves the revoke to that run's end
-  -- (defer_revoke(), 12), since a revoke would kill the token that run needs to converge.
-  -- A disconnect that dies leaves the link holding again once both run out: checked_at null makes it the
-  -- next run's first, which converges its subscription back.
+  -- 12) for p_fence_seconds (10 to 900: longer than the function's Meta calls), renewed by a second click;
+  -- meanwhile no run leases it, its check's outcome is dropped, and the doctor cannot link again. One that
+  -- died leaves it to run out: the next run clears it (lease_instagram_links(), a holder change again) and,
+  -- checked_at null, checks the link first, converging its subscription back.
+  if p_fence_seconds is null or p_fence_seconds not between 10 and 900 then
+    raise exception using errcode = 'PT400', message = 'a fence of 10 to 900 seconds is required', detail = 'invalid_request';
+  end if;
   update public.doctor_instagram
-  set lease_id = gen_random_uuid(), lease_until = now() + interval '2 minutes',
-      disconnecting_until = now() + interval '2 minutes', checked_at = null
+  set disconnecting_until = greatest(disconnecting_until, now() + make_interval(secs => p_fence_seconds)),
+      checked_at = null
   where doctor_id = p_doctor_id;
   return jsonb_build_object(
     'leased', run_lease is not null,
@@ -390,6 +450,51 @@ begin
 end;
 $function$;
 
+REVOKE ALL ON FUNCTION "public"."prepare_disconnect"(uuid, integer) FROM PUBLIC, "anon", "authenticated";
+
+CREATE OR REPLACE FUNCTION public.record_instagram_link_check (
+  p_doctor_id        uuid,
+  p_lease_id         uuid,
+  p_checked_token    text,
+  p_reason           text,
+  p_reconnect_by     timestamp with time zone DEFAULT NULL::timestamp WITH time zone,
+  p_token_expires_at timestamp with time zone DEFAULT NULL::timestamp WITH time zone,
+  p_correlation_id   text                     DEFAULT NULL::text
+)
+  RETURNS text
+  LANGUAGE plpgsql
+  SECURITY DEFINER
+  SET search_path TO ''
+  AS $function$
+declare
+  link public.doctor_instagram;
+  new_status text := case when p_reason is null then 'active' else 'needs_reconnect' end;
+begin
+  select * into link from public.doctor_instagram where doctor_id = p_doctor_id for update;
+  if not found or link.lease_id is distinct from p_lease_id then
+    return 'stale';
+  elsif link.instagram_access_token is distinct from p_checked_token or link.disconnecting_until is not null then
+    -- Reconnected, re-encrypted, or being disconnected (12_subscriptions.sql): not what was checked.
+    update public.doctor_instagram set lease_id = null, lease_until = null where doctor_id = p_doctor_id;
+    return 'stale';
+  end if;
+  perform private.check_reason_kind(link.token_kind, p_reason);
+  perform set_config('app.actor_role', 'maintenance', true);
+  perform set_config('app.correlation_id', coalesce(p_correlation_id, ''), true);
+  update public.doctor_instagram
+  set status = new_status,
+      status_reason = p_reason,
+      reconnect_by = p_reconnect_by,
+      token_expires_at = p_token_expires_at,
+      checked_at = now(),
+      lease_id = null,
+      lease_until = null
+  where doctor_id = p_doctor_id;
+  return case when link.status is distinct from new_status or link.status_reason is distinct from p_reason
+    then 'status_changed' else 'unchanged' end;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.subscription_target (
   p_token_kind text,
   p_object_id  text
@@ -409,7 +514,7 @@ CREATE OR REPLACE FUNCTION public.subscription_target (
       where ((p_token_kind = 'page' and link.instagram_page_id = p_object_id)
           or (p_token_kind = 'instagram_user' and link.instagram_business_account_id = p_object_id
             and link.token_kind = 'instagram_user'))
-        and (link.disconnecting_until is null or link.disconnecting_until <= now()))
+        and link.disconnecting_until is null)
   );
 $function$;
 
@@ -426,17 +531,20 @@ CREATE OR REPLACE FUNCTION public.take_pending_revokes (
 declare
   taken text[];
 begin
-  -- A link being disconnected (the one that asked) uses nobody.
+  -- A link uses the user again (a link being disconnected uses nobody): dropped, that doctor needs it.
   delete from private.pending_revokes as pending
-  where (pending.not_before <= now() or pending.after_lease = p_lease_id) and (
-    exists (
-      select 1 from public.doctor_instagram as link
-      where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
-    ) or exists (
-      select 1 from private.pending_connections as waiting
-      where waiting.facebook_user_id = pending.facebook_user_id and waiting.used_at is null and waiting.expires_at > now()
-    )
+  where (pending.not_before <= now() or pending.after_lease = p_lease_id) and exists (
+    select 1 from public.doctor_instagram as link
+    where link.facebook_user_id = pending.facebook_user_id and link.disconnecting_until is null
   );
+  -- A connection waiting to be finished uses it: not before that connection expires.
+  update private.pending_revokes as pending set not_before = waiting.expires_at, after_lease = null
+  from (
+    select facebook_user_id, max(expires_at) as expires_at from private.pending_connections
+    where used_at is null and expires_at > now() group by facebook_user_id
+  ) as waiting
+  where waiting.facebook_user_id = pending.facebook_user_id
+    and (pending.not_before <= now() or pending.after_lease = p_lease_id);
   with due as (
     update private.pending_revokes set not_before = now() + interval '1 hour', after_lease = null
     where not_before <= now() or after_lease = p_lease_id
@@ -467,6 +575,8 @@ REVOKE ALL ON FUNCTION "private"."held_subscription"(public.doctor_instagram) FR
 GRANT EXECUTE ON FUNCTION "public"."complete_pending_revoke"(text) TO "service_role";
 
 GRANT EXECUTE ON FUNCTION "public"."defer_revoke"(text, timestamp WITH time zone, uuid) TO "service_role";
+
+GRANT EXECUTE ON FUNCTION "public"."prepare_disconnect"(uuid, integer) TO "service_role";
 
 GRANT EXECUTE ON FUNCTION "public"."subscription_target"(text, text) TO "service_role";
 
