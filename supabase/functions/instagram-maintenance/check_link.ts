@@ -134,12 +134,13 @@ export async function checkInstagramLink(
   }
   if (fields.every((field) => subscribed.includes(field))) return health;
   const stored = { ...link, access_token: health.refreshedToken ?? link.access_token };
-  const { restored, error } = await restore(stored, webhooks, deadline);
-  if (!error) return { ...health, restored };
-  const reason = instagramReasonFromError(error, false);
-  if (reason) return { ...health, reason };
-  if (mayPass(error)) throw error;
-  return { ...health, reason: "instagram_subscription_lost" };
+  return {
+    ...health,
+    ...await restore(stored, webhooks, deadline, {
+      reasonOf: (error) => instagramReasonFromError(error, false),
+      lost: "instagram_subscription_lost",
+    }),
+  };
 }
 
 export async function checkLink(
@@ -210,29 +211,34 @@ async function keepSubscribed(
     app.appId === config.meta.facebook?.appId
   );
   if (ours && fields.every((field) => ours.fields.includes(field))) return { restored: false };
-  const { restored, error } = await restore(link, webhooks, deadline);
-  if (!error) return { restored };
-  const reason = reasonFromGraphError(error);
-  if (reason) return { restored: false, reason };
-  if (mayPass(error)) throw error;
-  return { restored: false, reason: "subscription_lost" };
+  return await restore(link, webhooks, deadline, {
+    reasonOf: reasonFromGraphError,
+    lost: "subscription_lost",
+  });
 }
 
 /**
  * A missing subscription, converged rather than written: if the link changed meanwhile (a disconnect,
  * a move), converge sees it and leaves Meta as the database says. Meta's refusal counts only when it
- * was about this link's own token (another holder's is that link's business: its own check finds it).
+ * was about this link's own token (another holder's is that link's business: its own check finds it):
+ * the reason its error gives, else `lost`; a failure that may pass is thrown.
  */
 async function restore(
   link: LeasedLink,
   webhooks: LinkWebhooks,
   deadline: AbortSignal,
-): Promise<{ restored: boolean; error?: unknown }> {
+  refused: { reasonOf: (error: unknown) => LinkStatusReason | undefined; lost: LinkStatusReason },
+): Promise<{ restored: boolean; reason?: LinkStatusReason }> {
   const mine = storedLink(link.doctor_id, link);
   const converged = await webhooks.converge(mine, deadline, { flag: false });
   const own = converged.holder?.doctorId === mine.doctorId &&
     converged.holder.encryptedToken === mine.encryptedToken;
-  return { restored: converged.subscribed && !converged.error, error: own ? converged.error : undefined };
+  const error = own ? converged.error : undefined;
+  if (!error) return { restored: converged.subscribed && !converged.error };
+  const reason = refused.reasonOf(error);
+  if (reason) return { restored: false, reason };
+  if (mayPass(error)) throw error;
+  return { restored: false, reason: refused.lost };
 }
 
 /** Meta down, throttled or slow: worth another run rather than a flag the doctor sees. */

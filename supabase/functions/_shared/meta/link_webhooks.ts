@@ -17,9 +17,10 @@
 // 3. so the last write to land at Meta is followed by a read that saw no later change: Meta holds what
 //    the database says.
 // A revoke kills the tokens a converge needs: a disconnect revokes only after its own converge, and
-// while a run held the link, leaves it to that run's end (prepare_disconnect(), defer_revoke()). Not covered: a write whose answer never came (a timeout) that lands after the last
-// read. A held subscription is repaired by the next run; one nobody holds is not (Meta lists no app's
-// subscriptions to find it). README, "Keeping Meta as the database says".
+// while a run held the link, leaves it to that run's end (prepare_disconnect(), defer_revoke()).
+// Not covered: a write whose answer never came (a timeout) that lands after the last read. A held
+// subscription is repaired by the next run; one nobody holds is not (Meta lists no app's subscriptions
+// to find it). README, "Keeping Meta as the database says".
 import type { Config } from "../config.ts";
 import type { TokenBinding, TokenKeyring } from "../crypto/page_token.ts";
 import type { Database, TokenKind } from "../database.ts";
@@ -27,7 +28,7 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { MetaGraph } from "./graph.ts";
 import type { InstagramLogin } from "./instagram_login.ts";
-import { type LinkStatusReason, reasonFromGraphError } from "./link_health.ts";
+import { instagramReasonFromError, type LinkStatusReason, reasonFromGraphError } from "./link_health.ts";
 
 /** A link's token as stored: encrypted and bound to the doctor and the Page (page) or account (instagram_user). */
 export type StoredLink =
@@ -57,13 +58,14 @@ export interface LinkWebhooks {
   ): Promise<Converged>;
 }
 
-/** What converge() left: subscribed or not, by which link; `error` when its last write failed. */
+/**
+ * What converge() left: subscribed or not, by which link; `error` when its last write failed. A holder
+ * that kept changing for every round is logged (subscription_unsettled): the next run repairs a held one.
+ */
 export interface Converged {
   subscribed: boolean;
   holder?: StoredLink;
   error?: unknown;
-  /** False when the holder kept changing for every round (logged): the next run repairs a held one. */
-  settled: boolean;
 }
 
 /** Rounds of converge() before it leaves the rest to maintenance; each is one write and one read. */
@@ -117,7 +119,7 @@ export function linkIds(link: StoredLink) {
 }
 
 /** The subscription a link holds: its Page (the Facebook app's) or its account (the Instagram app's). */
-export function subscriptionOf(link: StoredLink): { tokenKind: TokenKind; objectId: string } {
+function subscriptionOf(link: StoredLink): { tokenKind: TokenKind; objectId: string } {
   return { tokenKind: link.kind, objectId: link.kind === "page" ? link.pageId : link.accountId };
 }
 
@@ -134,7 +136,9 @@ export function linkWebhooks(
 ): LinkWebhooks {
   /** A refusal that means the stored token is dead flags its link; the error is passed on as it was. */
   const noteRefusal = async (link: StoredLink, error: unknown) => {
-    const reason = link.kind === "page" ? reasonFromGraphError(error) : instagramReason(error);
+    const reason = link.kind === "page"
+      ? reasonFromGraphError(error)
+      : instagramReasonFromError(error, false);
     if (!reason || !tokenRefused) return;
     await tokenRefused(link, reason).catch((flagError) => log.warn("link_flag_failed", { error: flagError }));
     log.warn("stored_token_refused", {
@@ -204,29 +208,15 @@ export function linkWebhooks(
           error = new AppError("webhook_subscription_failed");
         }
         const after = await db.subscriptionTarget(tokenKind, objectId);
-        if (after.version === target.version) return { subscribed: !!holder, holder, error, settled: true };
+        if (after.version === target.version) return { subscribed: !!holder, holder, error };
         if (round === CONVERGE_ROUNDS) {
           log.warn("subscription_unsettled", { ...linkIds(mine), rounds: round });
-          return { subscribed: !!holder, holder, error, settled: false };
+          return { subscribed: !!holder, holder, error };
         }
         target = after;
       }
     },
   };
-}
-
-/**
- * An Instagram Login token's refusal as an instagram_* status reason (an Instagram link never takes a
- * Page reason). graph.instagram.com's expired-token subcode is undocumented: any 190 means the doctor
- * must log in again.
- */
-export function instagramReason(error: unknown): LinkStatusReason | undefined {
-  if (!(error instanceof AppError)) return undefined;
-  if (error.code === "meta_token_invalid") return "instagram_token_invalid";
-  if (error.code === "permissions_missing") {
-    return "instagram_permissions_missing";
-  }
-  return undefined;
 }
 
 /** Log events keep their Page-era names for Page links (dashboards and tests read them). */
