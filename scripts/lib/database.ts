@@ -144,19 +144,19 @@ export async function chooseHost(options: { pglite: boolean }): Promise<{ host: 
  * too: pglite_server.ts gives each connection the database's settings).
  */
 export async function applyShim(databaseUrl: string): Promise<void> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  try {
-    await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_shim.sql", ROOT)));
-  } finally {
-    await sql.end();
-  }
+  await runSqlFile(databaseUrl, "scripts/sql/supabase_shim.sql");
 }
 
 /** The API roles' default grants of Supabase projects made before #45329 (the test command's second engine). */
 export async function applyLegacyGrants(databaseUrl: string): Promise<void> {
+  await runSqlFile(databaseUrl, "scripts/sql/supabase_legacy_grants.sql");
+}
+
+/** One SQL file of this checkout, run as it is on one connection. */
+async function runSqlFile(databaseUrl: string, path: string): Promise<void> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    await sql.unsafe(await Deno.readTextFile(new URL("scripts/sql/supabase_legacy_grants.sql", ROOT)));
+    await sql.unsafe(await Deno.readTextFile(new URL(path, ROOT)));
   } finally {
     await sql.end();
   }
