@@ -1,6 +1,7 @@
 // Shared by the end-to-end tests: the real functions (deno serve processes) behind the local
 // PostgREST-compatible gateway, the fake Meta, and a direct connection to the test database that
 // `deno task test` created (TEST_DATABASE_URL) for seeding users and reading what was written.
+import assert from "node:assert/strict";
 import postgres from "postgres";
 import { type LocalStack, startLocalStack } from "../../../scripts/lib/local_stack.ts";
 export { signedRequest } from "../../../scripts/lib/fake_meta.ts";
@@ -127,6 +128,23 @@ export async function link(stack: LocalStack, token: string, metaUserId: string,
   if (flow.result.status !== 200) return { ...flow, finished: flow.result };
   const finished = await finish(stack, token, { pending: flow.result.body.pending, page_id: pageId });
   return { ...flow, finished };
+}
+
+/**
+ * A doctor linked through the fake Meta to a Page of their own with an Instagram account: its id is
+ * `accountPrefix` and 12 random digits (each webhook test file keeps its accounts apart by its prefix).
+ */
+export async function pageLinkedDoctor(stack: LocalStack, sql: postgres.Sql, accountPrefix: string) {
+  const doctor = await newDoctor(stack, sql);
+  const n = String(Math.floor(Math.random() * 1e12)).padStart(12, "0");
+  const page = {
+    id: `2${n}`,
+    name: `Clinic ${n}`,
+    instagram: { id: `${accountPrefix}${n}`, username: `clinic_${n}` },
+  };
+  const { finished } = await link(stack, doctor.token, stack.meta.addUser(`hook-${doctor.id}`, [page]));
+  assert.equal(finished.status, 200, JSON.stringify(finished.body));
+  return { ...doctor, page, accountId: page.instagram.id };
 }
 
 export async function linkOf(sql: postgres.Sql, doctorId: string) {

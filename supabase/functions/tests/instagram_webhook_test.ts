@@ -11,7 +11,7 @@ import {
   instagramDelivery,
 } from "../../../scripts/lib/fake_meta_webhooks.ts";
 import { type LocalStack, tokenKeyringOf } from "../../../scripts/lib/local_stack.ts";
-import { databaseUrl, link, newDoctor, stackTest, withStack } from "./_support.ts";
+import { databaseUrl, newDoctor, pageLinkedDoctor, stackTest, withStack } from "./_support.ts";
 
 const unique = () => String(Math.floor(Math.random() * 1e12)).padStart(12, "0");
 
@@ -31,22 +31,7 @@ async function instagramDoctor(stack: LocalStack, sql: postgres.Sql) {
 }
 
 /** A doctor linked through the Facebook path (fake Meta), to a Page with an Instagram account. */
-async function pageDoctor(stack: LocalStack, sql: postgres.Sql) {
-  const doctor = await newDoctor(stack, sql);
-  const n = unique();
-  const page = {
-    id: `2${n}`,
-    name: `Clinic ${n}`,
-    instagram: { id: `179${n}`, username: `clinic_${n}` },
-  };
-  const { finished } = await link(
-    stack,
-    doctor.token,
-    stack.meta.addUser(`hook-${doctor.id}`, [page]),
-  );
-  assert.equal(finished.status, 200, JSON.stringify(finished.body));
-  return { ...doctor, accountId: page.instagram.id };
-}
+const pageDoctor = (stack: LocalStack, sql: postgres.Sql) => pageLinkedDoctor(stack, sql, "179");
 
 const count = async (sql: postgres.Sql, doctorId: string) =>
   (await sql`select count(*)::int as n from public.instagram_events where doctor_id = ${doctorId}`)[

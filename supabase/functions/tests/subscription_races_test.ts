@@ -6,7 +6,8 @@
 // no sleeps decide anything. The end state is then checked at the fake Meta and in the database: each
 // subscription in play is there, with the link's fields, if and only if a link holds it.
 import assert from "node:assert/strict";
-import { LOCAL_SECRET_KEY } from "../../../scripts/lib/local_stack.ts";
+import type postgres from "postgres";
+import { LOCAL_SECRET_KEY, type LocalStack } from "../../../scripts/lib/local_stack.ts";
 import {
   callback,
   finish,
@@ -50,17 +51,65 @@ interface Scene {
   revokes?: { user: string; doctor: Doctor };
 }
 
+/** One link checked per run; a held call waits for the other request, so no deadline may end it first. */
+const RACE_ENV = {
+  INSTAGRAM_MAINTENANCE_BATCH: "1",
+  INSTAGRAM_META_MAX_RETRIES: "0",
+  INSTAGRAM_CALLBACK_DEADLINE_MS: "120000",
+  INSTAGRAM_META_TIMEOUT_MS: "60000",
+  INSTAGRAM_DB_TIMEOUT_MS: "60000",
+};
+
+/**
+ * The stack for a race test. Its scenes link a few hundred doctors: they are deleted at its end (test
+ * files run one after another), so the shared database holds what the other tests expect.
+ */
+async function withRaceStack(body: (stack: LocalStack, sql: postgres.Sql) => Promise<void>) {
+  await withStack({ env: RACE_ENV }, async (stack, sql) => {
+    const [{ started }] = await sql`select clock_timestamp() as started`;
+    try {
+      await body(stack, sql);
+    } finally {
+      await sql`delete from auth.users where created_at >= ${started}`;
+    }
+  });
+}
+
+async function answer(response: Response) {
+  return { status: response.status, body: await response.json() };
+}
+
+/** One maintenance run, with the local secret key. */
+async function runMaintenance(stack: LocalStack) {
+  return await answer(
+    await fetch(stack.functionUrl("instagram-maintenance"), {
+      method: "POST",
+      headers: { apikey: LOCAL_SECRET_KEY },
+    }),
+  );
+}
+
+/** DELETE /instagram-connect as the doctor. */
+async function disconnectAs(stack: LocalStack, doctor: Doctor) {
+  return await answer(
+    await fetch(stack.functionUrl("instagram-connect"), {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${doctor.token}` },
+    }),
+  );
+}
+
+/** Meta lost the subscription of `key`, and the doctor's link is the one the next run checks. */
+async function lose(stack: LocalStack, sql: postgres.Sql, doctor: Doctor, key: Key) {
+  if (key.kind === "page") stack.meta.dropSubscription(key.id);
+  else stack.meta.instagram.dropSubscription(key.name);
+  await sql`update public.doctor_instagram set checked_at = now()`;
+  await sql`update public.doctor_instagram set checked_at = null where doctor_id = ${doctor.id}`;
+}
+
 Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) => {
   racesRequests(t);
-  const env = {
-    INSTAGRAM_MAINTENANCE_BATCH: "1",
-    INSTAGRAM_META_MAX_RETRIES: "0",
-    // A held call waits for the other request: no deadline may end it first.
-    INSTAGRAM_CALLBACK_DEADLINE_MS: "120000",
-    INSTAGRAM_META_TIMEOUT_MS: "60000",
-    INSTAGRAM_DB_TIMEOUT_MS: "60000",
-  };
-  await withStack({ env }, async (stack, sql) => {
+  await withRaceStack(async (stack, sql) => {
     const meta = stack.meta;
     const ig = meta.instagram;
     const fields: Record<Key["kind"], string[]> = { page: [], instagram_user: [] };
@@ -69,25 +118,10 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
       await response.body?.cancel();
       return response.status;
     };
-    const run: Actor = {
-      name: "the run",
-      go: async () =>
-        await status(
-          await fetch(stack.functionUrl("instagram-maintenance"), {
-            method: "POST",
-            headers: { apikey: LOCAL_SECRET_KEY },
-          }),
-        ),
-    };
+    const run: Actor = { name: "the run", go: async () => (await runMaintenance(stack)).status };
     const disconnect = (doctor: Doctor, name = "the disconnect"): Actor => ({
       name,
-      go: async () =>
-        await status(
-          await fetch(stack.functionUrl("instagram-connect"), {
-            method: "DELETE",
-            headers: { authorization: `Bearer ${doctor.token}` },
-          }),
-        ),
+      go: async () => (await disconnectAs(stack, doctor)).status,
     });
     const finishing = (name: string, doctor: Doctor, body: Record<string, unknown>, statuses?: number[]) => ({
       name,
@@ -128,13 +162,7 @@ Deno.test("subscriptions converge whatever interleaves", stackTest, async (t) =>
     const pageKey = (id: string): Key => ({ kind: "page", id });
     const igKey = (id: string, name: string): Key => ({ kind: "instagram_user", id, name });
 
-    /** Meta lost the link's subscription, and the doctor's link is the one the next run checks. */
-    const lost = async (doctor: Doctor, key: Key) => {
-      if (key.kind === "page") meta.dropSubscription(key.id);
-      else ig.dropSubscription(key.name);
-      await sql`update public.doctor_instagram set checked_at = now()`;
-      await sql`update public.doctor_instagram set checked_at = null where doctor_id = ${doctor.id}`;
-    };
+    const lost = (doctor: Doctor, key: Key) => lose(stack, sql, doctor, key);
 
     // ---- the scenes: two requests over one or two subscriptions ----
     // Most pair a run that finds the link's subscription gone (and restores it) with another request.
@@ -416,31 +444,11 @@ Deno.test(
   stackTest,
   async (t) => {
     racesRequests(t);
-    const env = {
-      INSTAGRAM_MAINTENANCE_BATCH: "1",
-      INSTAGRAM_META_MAX_RETRIES: "0",
-      INSTAGRAM_CALLBACK_DEADLINE_MS: "120000",
-      INSTAGRAM_META_TIMEOUT_MS: "60000",
-      INSTAGRAM_DB_TIMEOUT_MS: "60000",
-    };
-    await withStack({ env }, async (stack, sql) => {
+    await withRaceStack(async (stack, sql) => {
       const meta = stack.meta;
       const gate = stack.gate;
-      const json = async (response: Response) => ({ status: response.status, body: await response.json() });
-      const run = async () =>
-        await json(
-          await fetch(stack.functionUrl("instagram-maintenance"), {
-            method: "POST",
-            headers: { apikey: LOCAL_SECRET_KEY },
-          }),
-        );
-      const disconnect = async (doctor: Doctor) =>
-        await json(
-          await fetch(stack.functionUrl("instagram-connect"), {
-            method: "DELETE",
-            headers: { authorization: `Bearer ${doctor.token}` },
-          }),
-        );
+      const run = () => runMaintenance(stack);
+      const disconnect = (doctor: Doctor) => disconnectAs(stack, doctor);
       const linked = async () => {
         const doctor = await newDoctor(stack, sql);
         const user = meta.newUser(1);
@@ -448,12 +456,7 @@ Deno.test(
         assert.equal((await link(stack, doctor.token, user.userId, page.id)).finished.status, 200);
         return { doctor, user, page };
       };
-      /** Meta lost the Page's subscription, and this doctor's link is the next run's. */
-      const lost = async (doctor: Doctor, pageId: string) => {
-        meta.dropSubscription(pageId);
-        await sql`update public.doctor_instagram set checked_at = now()`;
-        await sql`update public.doctor_instagram set checked_at = null where doctor_id = ${doctor.id}`;
-      };
+      const lost = (doctor: Doctor, pageId: string) => lose(stack, sql, doctor, { kind: "page", id: pageId });
       /** The time a deferred revoke waits for (the run's lease, or the claim's hour) has passed. */
       const later = () => sql`update private.pending_revokes set not_before = now()`;
 

@@ -13,7 +13,7 @@ import {
   webhookSignature,
 } from "../../../scripts/lib/fake_meta_webhooks.ts";
 import type { LocalStack } from "../../../scripts/lib/local_stack.ts";
-import { databaseUrl, link, newDoctor, stackTest, withStack } from "./_support.ts";
+import { databaseUrl, pageLinkedDoctor, stackTest, withStack } from "./_support.ts";
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -21,14 +21,7 @@ const encoder = new TextEncoder();
 const patient = "5550000000777";
 
 /** A doctor linked through the fake Meta; the account id has 17 digits (above 2^53), as real ones do. */
-async function linkedDoctor(stack: LocalStack, sql: postgres.Sql) {
-  const doctor = await newDoctor(stack, sql);
-  const n = String(Math.floor(Math.random() * 1e12)).padStart(12, "0");
-  const page = { id: `2${n}`, name: `Clinic ${n}`, instagram: { id: `17841${n}`, username: `edge_${n}` } };
-  const { finished } = await link(stack, doctor.token, stack.meta.addUser(`edge-${doctor.id}`, [page]));
-  assert.equal(finished.status, 200, JSON.stringify(finished.body));
-  return { ...doctor, accountId: page.instagram.id };
-}
+const linkedDoctor = (stack: LocalStack, sql: postgres.Sql) => pageLinkedDoctor(stack, sql, "17841");
 
 /** One `instagram` entry for `accountId` at `time` (as Meta writes it: a number, its unit the caller's). */
 const entry = (accountId: string, time: number, items: Record<string, unknown>[]) => ({

@@ -17,8 +17,8 @@ import {
 import { LOCAL_WEBHOOK_VERIFY_TOKEN, type LocalStack } from "../../../scripts/lib/local_stack.ts";
 import {
   databaseUrl,
-  link,
   newDoctor,
+  pageLinkedDoctor,
   racesRequests,
   signedRequest,
   stackTest,
@@ -29,15 +29,11 @@ type Doctor = Awaited<ReturnType<typeof newDoctor>>;
 
 /** A doctor linked through the fake Meta to a Page with an Instagram account; ids unique per call. */
 async function linkedDoctor(stack: LocalStack, sql: postgres.Sql) {
-  const doctor = await newDoctor(stack, sql);
-  const n = String(Math.floor(Math.random() * 1e12)).padStart(12, "0");
-  const page = { id: `2${n}`, name: `Clinic ${n}`, instagram: { id: `178${n}`, username: `clinic_${n}` } };
-  const { finished } = await link(stack, doctor.token, stack.meta.addUser(`hook-${doctor.id}`, [page]));
-  assert.equal(finished.status, 200, JSON.stringify(finished.body));
+  const doctor = await pageLinkedDoctor(stack, sql, "178");
   // The app-scoped Facebook user id Meta gave the link: what its data deletion request names.
   const [{ facebook_user_id: facebookUserId }] = await sql`
     select facebook_user_id from public.doctor_instagram where doctor_id = ${doctor.id}`;
-  return { ...doctor, page, accountId: page.instagram.id, facebookUserId: facebookUserId as string };
+  return { ...doctor, facebookUserId: facebookUserId as string };
 }
 
 const hookUrl = (stack: LocalStack) => stack.functionUrl("instagram-webhook");
